@@ -1,0 +1,1 @@
+//! Examples live in the `*.rs` files beside this crate manifest.

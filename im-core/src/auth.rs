@@ -1,0 +1,223 @@
+//! The `Authenticator` trait and password accounts.
+
+use crate::error::{Error, Result};
+use crate::model::{NewUser, UserId, UserRecord, now_ms};
+use crate::store::Store;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use async_trait::async_trait;
+use sha2::Digest;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A token handed to a client after registration or login.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The opaque bearer token.
+    pub token: String,
+    /// Unix ms after which the token is refused.
+    pub expires_at: i64,
+    /// The account.
+    pub user: UserRecord,
+}
+
+/// Decides who a bearer token belongs to, and (optionally) manages accounts.
+///
+/// The engine asks it on every connection. Implementations: [`PasswordAuthenticator`]
+/// (accounts and opaque tokens kept in the [`Store`]); a host product plugs in
+/// its own to trust the tokens it issues.
+#[async_trait]
+pub trait Authenticator: Send + Sync + 'static {
+    /// The user a token belongs to; `Unauthenticated` if it is unknown or expired.
+    async fn authenticate(&self, token: &str) -> Result<UserId>;
+    /// Creates an account and returns a token for it.
+    async fn register(&self, _username: &str, _password: &str, _display_name: &str) -> Result<IssuedToken> {
+        Err(Error::PermissionDenied("registration is not available here".into()))
+    }
+    /// Checks a password and returns a new token.
+    async fn login(&self, _username: &str, _password: &str) -> Result<IssuedToken> {
+        Err(Error::PermissionDenied("password login is not available here".into()))
+    }
+    /// Revokes a token.
+    async fn logout(&self, _token: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Settings of a [`PasswordAuthenticator`].
+#[derive(Debug, Clone)]
+pub struct PasswordAuthConfig {
+    /// How long a token stays valid (default 30 days).
+    pub token_ttl: Duration,
+    /// Shortest password accepted (default 8).
+    pub min_password_len: usize,
+    /// argon2id memory cost in KiB (default 19456, the OWASP minimum).
+    pub argon2_m_cost: u32,
+    /// argon2id iterations (default 2).
+    pub argon2_t_cost: u32,
+}
+
+impl Default for PasswordAuthConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl: Duration::from_secs(30 * 24 * 3600),
+            min_password_len: 8,
+            argon2_m_cost: 19_456,
+            argon2_t_cost: 2,
+        }
+    }
+}
+
+/// Accounts with argon2id password hashes and opaque bearer tokens, both kept
+/// in the [`Store`] (tokens only as SHA-256 hashes).
+pub struct PasswordAuthenticator {
+    store: Arc<dyn Store>,
+    config: PasswordAuthConfig,
+    /// A hash to verify against when the user does not exist, so a login for an
+    /// unknown name takes as long as one with a wrong password.
+    dummy_hash: String,
+}
+
+impl PasswordAuthenticator {
+    /// Accounts kept in `store`.
+    pub fn new(store: Arc<dyn Store>, config: PasswordAuthConfig) -> Self {
+        let mut this = Self {
+            store,
+            config,
+            dummy_hash: String::new(),
+        };
+        this.dummy_hash = this.hash("not a real password").unwrap_or_default();
+        this
+    }
+
+    fn argon2(&self) -> Result<Argon2<'static>> {
+        let params = Params::new(self.config.argon2_m_cost, self.config.argon2_t_cost, 1, None)
+            .map_err(|e| Error::Internal(format!("argon2 params: {e}")))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+
+    fn hash(&self, password: &str) -> Result<String> {
+        hash_password(&self.argon2()?, password)
+    }
+
+    async fn issue(&self, user: UserRecord) -> Result<IssuedToken> {
+        let mut raw = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut raw);
+        let token = hex::encode(raw);
+        let expires_at = now_ms() + self.config.token_ttl.as_millis() as i64;
+        self.store.insert_token(&token_hash(&token), user.id, expires_at).await?;
+        Ok(IssuedToken {
+            token,
+            expires_at,
+            user,
+        })
+    }
+}
+
+fn hash_password(argon2: &Argon2<'_>, password: &str) -> Result<String> {
+    let mut salt = [0u8; 16];
+    rand::Rng::fill(&mut rand::rng(), &mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(argon2
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .to_string())
+}
+
+/// The SHA-256 hex digest under which a token is stored.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// Checks a user name: 3 to 32 characters of letters, digits, `_`, `-`, `.`.
+pub fn validate_username(name: &str) -> Result<()> {
+    let ok_len = (3..=32).contains(&name.chars().count());
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok_len && ok_chars {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(
+            "user name must be 3 to 32 letters, digits, '_', '-' or '.'".into(),
+        ))
+    }
+}
+
+#[async_trait]
+impl Authenticator for PasswordAuthenticator {
+    async fn authenticate(&self, token: &str) -> Result<UserId> {
+        if token.is_empty() || token.len() > 512 {
+            return Err(Error::Unauthenticated("invalid token".into()));
+        }
+        match self.store.token(&token_hash(token)).await? {
+            Some((user, expires_at)) if expires_at > now_ms() => Ok(user),
+            Some(_) => Err(Error::Unauthenticated("token expired".into())),
+            None => Err(Error::Unauthenticated("invalid token".into())),
+        }
+    }
+
+    async fn register(&self, username: &str, password: &str, display_name: &str) -> Result<IssuedToken> {
+        validate_username(username)?;
+        if password.chars().count() < self.config.min_password_len || password.len() > 1024 {
+            return Err(Error::InvalidArgument(format!(
+                "password must be {} to 1024 characters",
+                self.config.min_password_len
+            )));
+        }
+        if display_name.chars().count() > 64 {
+            return Err(Error::InvalidArgument("display name is limited to 64 characters".into()));
+        }
+        if self.store.user_by_name(username).await?.is_some() {
+            return Err(Error::Conflict(format!("user name {username:?} is taken")));
+        }
+        let this_hash = {
+            let password = password.to_owned();
+            let hasher = self.argon2()?;
+            tokio::task::spawn_blocking(move || hash_password(&hasher, &password))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??
+        };
+        let display = if display_name.trim().is_empty() {
+            username.to_owned()
+        } else {
+            display_name.trim().to_owned()
+        };
+        let user = self
+            .store
+            .create_user(NewUser {
+                username: username.to_owned(),
+                display_name: display,
+                password_hash: this_hash,
+                created_at: now_ms(),
+            })
+            .await?;
+        self.issue(user).await
+    }
+
+    async fn login(&self, username: &str, password: &str) -> Result<IssuedToken> {
+        let user = self.store.user_by_name(username).await?;
+        let stored = user
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| self.dummy_hash.clone());
+        let password = password.to_owned();
+        let verifier = self.argon2()?;
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&stored)
+                .map(|parsed| verifier.verify_password(password.as_bytes(), &parsed).is_ok())
+                .unwrap_or(false)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        match user {
+            Some(user) if ok => self.issue(user).await,
+            _ => Err(Error::Unauthenticated("wrong user name or password".into())),
+        }
+    }
+
+    async fn logout(&self, token: &str) -> Result<()> {
+        self.store.delete_token(&token_hash(token)).await
+    }
+}

@@ -1,0 +1,284 @@
+//! The protocol state machine of one client connection, shared by every
+//! transport: a transport turns bytes into [`v1::ClientFrame`]s, hands them to
+//! [`Connection::handle`], writes the reply and forwards session events.
+//!
+//! States: `AwaitingHello` → (`Hello`) → `Anonymous` → (`Hello` with a token,
+//! `Login`, `Register`) → `Authenticated` → (`Logout`, close) → closed.
+
+use crate::engine::{Caller, Engine};
+use crate::error::Error;
+use crate::model::UserRecord;
+use crate::session::SessionEvents;
+use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
+use tokio::time::Instant;
+
+/// Per-connection settings, reported to the client in `HelloOk`.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Largest frame accepted (default 64 KiB).
+    pub max_frame_bytes: usize,
+    /// How often the server pings (default 30 s).
+    pub heartbeat_interval_ms: u32,
+    /// A connection silent this long is closed (default 90 s).
+    pub idle_timeout_ms: u32,
+    /// Sustained requests per second per connection (default 100).
+    pub requests_per_second: f64,
+    /// Burst of requests allowed above the sustained rate (default 200).
+    pub request_burst: f64,
+    /// Most simultaneous sessions of one user on this node (default 16).
+    pub max_sessions_per_user: usize,
+    /// Reported to clients.
+    pub server_version: String,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: im_protocol::DEFAULT_MAX_FRAME_BYTES,
+            heartbeat_interval_ms: 30_000,
+            idle_timeout_ms: 90_000,
+            requests_per_second: 100.0,
+            request_burst: 200.0,
+            max_sessions_per_user: 16,
+            server_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens per second, at most `burst` saved up.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            rate,
+            burst: burst.max(1.0),
+            tokens: burst.max(1.0),
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+enum State {
+    AwaitingHello,
+    Anonymous,
+    Authenticated { user: UserRecord, token: String, session: u64 },
+    Closed,
+}
+
+/// What the transport must do after a frame.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The response to write.
+    pub reply: v1::ServerFrame,
+    /// The session just became authenticated: forward these events.
+    pub session: Option<SessionEvents>,
+    /// Close the connection after writing the reply, with this reason.
+    pub close: Option<String>,
+}
+
+/// One client connection's protocol state.
+pub struct Connection {
+    engine: Engine,
+    config: ConnectionConfig,
+    state: State,
+    header_token: Option<String>,
+    bucket: TokenBucket,
+}
+
+impl Connection {
+    /// A new connection; `header_token` is a bearer token from the transport
+    /// (the HTTP `Authorization` header), used at `Hello`.
+    pub fn new(engine: Engine, config: ConnectionConfig, header_token: Option<String>) -> Self {
+        let bucket = TokenBucket::new(config.requests_per_second, config.request_burst);
+        Self {
+            engine,
+            config,
+            state: State::AwaitingHello,
+            header_token,
+            bucket,
+        }
+    }
+
+    /// The authenticated user, if any.
+    pub fn user(&self) -> Option<&UserRecord> {
+        match &self.state {
+            State::Authenticated { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+
+    /// Handles one frame; exactly one reply per frame.
+    pub async fn handle(&mut self, frame: v1::ClientFrame) -> Outcome {
+        let id = frame.request_id;
+        let mut outcome = Outcome {
+            reply: v1::ServerFrame::response(id, Reply::Ok(v1::Empty {})),
+            session: None,
+            close: None,
+        };
+        if !self.bucket.try_take(Instant::now()) {
+            outcome.reply = error(id, &Error::RateLimited("too many requests on this connection".into()));
+            return outcome;
+        }
+        let Some(body) = frame.body else {
+            outcome.reply = error(id, &Error::InvalidArgument("empty or unknown request".into()));
+            return outcome;
+        };
+        match self.dispatch(body, &mut outcome).await {
+            Ok(reply) => outcome.reply = v1::ServerFrame::response(id, reply),
+            Err(e) => outcome.reply = error(id, &e),
+        }
+        outcome
+    }
+
+    async fn dispatch(&mut self, body: Body, outcome: &mut Outcome) -> Result<Reply, Error> {
+        match (&self.state, body) {
+            (State::Closed, _) => Err(Error::Unavailable("connection is closing".into())),
+            (State::AwaitingHello, Body::Hello(hello)) => self.hello(hello, outcome).await,
+            (State::AwaitingHello, _) => Err(Error::Unauthenticated("send Hello first".into())),
+            (_, Body::Hello(_)) => Err(Error::InvalidArgument("Hello was already sent".into())),
+            (State::Anonymous, Body::Register(r)) => {
+                let issued = self.engine.register(&r.username, &r.password, &r.display_name).await?;
+                self.attach(issued.user.clone(), issued.token.clone(), outcome).await?;
+                Ok(Reply::Auth(auth_ok(issued)))
+            }
+            (State::Anonymous, Body::Login(r)) => {
+                let issued = self.engine.login(&r.username, &r.password).await?;
+                self.attach(issued.user.clone(), issued.token.clone(), outcome).await?;
+                Ok(Reply::Auth(auth_ok(issued)))
+            }
+            (State::Anonymous, _) => Err(Error::Unauthenticated(
+                "authenticate first (Hello with a token, Login or Register)".into(),
+            )),
+            (State::Authenticated { .. }, Body::Register(_) | Body::Login(_)) => {
+                Err(Error::InvalidArgument("this connection is already authenticated".into()))
+            }
+            (State::Authenticated { token, .. }, Body::Logout(_)) => {
+                let token = token.clone();
+                self.engine.logout(&token).await?;
+                self.detach().await;
+                outcome.close = Some("logged out".into());
+                Ok(Reply::Ok(v1::Empty {}))
+            }
+            (State::Authenticated { user, session, .. }, body) => {
+                let caller = Caller {
+                    user_id: user.id,
+                    session_id: *session,
+                };
+                self.engine.handle(caller, body).await
+            }
+        }
+    }
+
+    async fn hello(&mut self, hello: v1::Hello, outcome: &mut Outcome) -> Result<Reply, Error> {
+        if hello.protocol_version != im_protocol::PROTOCOL_VERSION {
+            outcome.close = Some("unsupported protocol version".into());
+            self.state = State::Closed;
+            return Err(Error::InvalidArgument(format!(
+                "protocol version {} is not supported; this server speaks {}",
+                hello.protocol_version,
+                im_protocol::PROTOCOL_VERSION
+            )));
+        }
+        if hello.device_id.len() > 64 {
+            return Err(Error::InvalidArgument("device_id is limited to 64 bytes".into()));
+        }
+        self.state = State::Anonymous;
+        let token = Some(hello.token)
+            .filter(|t| !t.is_empty())
+            .or_else(|| self.header_token.take());
+        let mut user = None;
+        if let Some(token) = token {
+            let record = self.engine.authenticate(&token).await?;
+            self.attach(record.clone(), token, outcome).await?;
+            user = Some(record.to_wire());
+        }
+        let engine_config = self.engine.config();
+        Ok(Reply::Hello(v1::HelloOk {
+            protocol_version: im_protocol::PROTOCOL_VERSION,
+            server_version: self.config.server_version.clone(),
+            user,
+            heartbeat_interval_ms: self.config.heartbeat_interval_ms,
+            idle_timeout_ms: self.config.idle_timeout_ms,
+            limits: Some(v1::Limits {
+                max_frame_bytes: self.config.max_frame_bytes as u32,
+                max_message_bytes: engine_config.max_message_bytes as u32,
+                max_group_members: engine_config.max_group_members,
+                max_page_size: engine_config.max_page_size,
+            }),
+        }))
+    }
+
+    async fn attach(&mut self, user: UserRecord, token: String, outcome: &mut Outcome) -> Result<(), Error> {
+        if self.engine.sessions().user_session_count(user.id) >= self.config.max_sessions_per_user {
+            return Err(Error::RateLimited(format!(
+                "at most {} connections per user",
+                self.config.max_sessions_per_user
+            )));
+        }
+        let events = self.engine.connect(user.id).await;
+        self.state = State::Authenticated {
+            user,
+            token,
+            session: events.id,
+        };
+        outcome.session = Some(events);
+        Ok(())
+    }
+
+    async fn detach(&mut self) {
+        if let State::Authenticated { user, session, .. } = std::mem::replace(&mut self.state, State::Closed) {
+            self.engine.disconnect(user.id, session).await;
+        }
+    }
+
+    /// Ends the session (presence goes offline if it was the user's last).
+    pub async fn close(mut self) {
+        self.detach().await;
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // A transport that forgot `close` (or panicked) still unregisters.
+        if let State::Authenticated { user, session, .. } = std::mem::replace(&mut self.state, State::Closed) {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let engine = self.engine.clone();
+                handle.spawn(async move { engine.disconnect(user.id, session).await });
+            }
+        }
+    }
+}
+
+fn error(request_id: u64, e: &Error) -> v1::ServerFrame {
+    v1::ServerFrame::response(request_id, Reply::Error(e.to_wire()))
+}
+
+fn auth_ok(issued: crate::auth::IssuedToken) -> v1::AuthOk {
+    v1::AuthOk {
+        user_id: issued.user.id,
+        user: Some(issued.user.to_wire()),
+        token: issued.token,
+        expires_at: issued.expires_at,
+    }
+}

@@ -1,0 +1,908 @@
+//! The engine: every operation as an async method, with authorization in one place.
+
+use crate::auth::{Authenticator, IssuedToken, PasswordAuthConfig, PasswordAuthenticator};
+use crate::error::{Error, Result};
+use crate::event::SharedEvent;
+use crate::fanout::{Delivery, FanOut, LocalFanOut};
+use crate::model::*;
+use crate::session::{PresenceChange, SessionEvents, Sessions};
+use crate::store::{MemoryStore, Store};
+use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
+use prost::Message as _;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Limits and behaviour of the engine. Every field has a safe default.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Largest encoded message content, in bytes (default 16 KiB).
+    pub max_message_bytes: usize,
+    /// Most members in a group or room (default 10,000).
+    pub max_group_members: u32,
+    /// Largest page of history, changes, rooms or search results (default 200).
+    pub max_page_size: u32,
+    /// Above this many members, typing, presence and read receipts are not
+    /// broadcast to the whole conversation (default 200).
+    pub large_group_threshold: u32,
+    /// Events queued per session before it is considered too slow and closed
+    /// (its client then resyncs) (default 1024).
+    pub session_queue: usize,
+    /// Longest conversation title in characters (default 200).
+    pub max_title_chars: usize,
+    /// Longest client message id in bytes (default 64).
+    pub max_client_msg_id: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 16 * 1024,
+            max_group_members: 10_000,
+            max_page_size: 200,
+            large_group_threshold: 200,
+            session_queue: 1024,
+            max_title_chars: 200,
+            max_client_msg_id: 64,
+        }
+    }
+}
+
+/// The authenticated user behind a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// The user.
+    pub user_id: UserId,
+    /// The session the request came on (0 when not from a connection).
+    pub session_id: SessionId,
+}
+
+impl Caller {
+    /// A caller without a session (embedders, bots, admin tools).
+    pub fn user(user_id: UserId) -> Self {
+        Self { user_id, session_id: 0 }
+    }
+}
+
+/// Builds an [`Engine`]; every backend defaults to its in-memory implementation.
+#[derive(Default)]
+pub struct EngineBuilder {
+    store: Option<Arc<dyn Store>>,
+    fanout: Option<Arc<dyn FanOut>>,
+    auth: Option<Arc<dyn Authenticator>>,
+    auth_config: PasswordAuthConfig,
+    config: EngineConfig,
+}
+
+impl EngineBuilder {
+    /// The store (default: [`MemoryStore`]).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+    /// The fan-out (default: [`LocalFanOut`]).
+    pub fn fanout(mut self, fanout: Arc<dyn FanOut>) -> Self {
+        self.fanout = Some(fanout);
+        self
+    }
+    /// The authenticator (default: [`PasswordAuthenticator`] over the store).
+    pub fn authenticator(mut self, auth: Arc<dyn Authenticator>) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+    /// Settings of the default password authenticator.
+    pub fn password_auth(mut self, config: PasswordAuthConfig) -> Self {
+        self.auth_config = config;
+        self
+    }
+    /// Limits.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// Builds the engine and subscribes its sessions to the fan-out.
+    pub fn build(self) -> Engine {
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let fanout = self.fanout.unwrap_or_else(|| Arc::new(LocalFanOut::new()));
+        let auth = self
+            .auth
+            .unwrap_or_else(|| Arc::new(PasswordAuthenticator::new(store.clone(), self.auth_config)));
+        let sessions = Arc::new(Sessions::new(self.config.session_queue));
+        fanout.subscribe(sessions.clone());
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                fanout,
+                auth,
+                sessions,
+                config: self.config,
+            }),
+        }
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    fanout: Arc<dyn FanOut>,
+    auth: Arc<dyn Authenticator>,
+    sessions: Arc<Sessions>,
+    config: EngineConfig,
+}
+
+/// The chat engine. Cheap to clone; all clones share state.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> im_core::Result<()> {
+/// use im_core::{Caller, Engine};
+/// use im_protocol::v1;
+/// let engine = Engine::builder().build();
+/// let alice = engine.register("alice", "correct horse", "Alice").await?;
+/// let bob = engine.register("bob", "battery staple", "Bob").await?;
+/// let ack = engine
+///     .send_message(
+///         Caller::user(alice.user.id),
+///         v1::SendMessage {
+///             target: Some(v1::send_message::Target::ToUserId(bob.user.id)),
+///             client_msg_id: "m1".into(),
+///             content: Some(v1::Content::text("hi Bob")),
+///         },
+///     )
+///     .await?;
+/// assert_eq!(ack.seq, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+fn system(kind: v1::SystemKind, actor: UserId, users: Vec<UserId>, title: &str) -> v1::Content {
+    v1::Content {
+        kind: Some(v1::content::Kind::System(v1::SystemNotice {
+            kind: kind as i32,
+            actor_id: actor,
+            user_ids: users,
+            title: title.to_owned(),
+        })),
+    }
+}
+
+impl Engine {
+    /// A builder with in-memory defaults.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// This node's sessions.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.inner.sessions
+    }
+
+    // ------------------------------------------------------------ identity
+
+    /// Creates a password account and returns a token.
+    pub async fn register(&self, username: &str, password: &str, display_name: &str) -> Result<IssuedToken> {
+        self.inner.auth.register(username, password, display_name).await
+    }
+
+    /// Logs in with a password.
+    pub async fn login(&self, username: &str, password: &str) -> Result<IssuedToken> {
+        self.inner.auth.login(username, password).await
+    }
+
+    /// Who a token belongs to.
+    pub async fn authenticate(&self, token: &str) -> Result<UserRecord> {
+        let id = self.inner.auth.authenticate(token).await?;
+        self.user(id).await
+    }
+
+    /// Revokes a token.
+    pub async fn logout(&self, token: &str) -> Result<()> {
+        self.inner.auth.logout(token).await
+    }
+
+    async fn user(&self, id: UserId) -> Result<UserRecord> {
+        self.inner
+            .store
+            .users_by_ids(&[id])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::NotFound(format!("user {id}")))
+    }
+
+    // ------------------------------------------------------------ sessions
+
+    /// Registers a connected, authenticated session; its events arrive on the
+    /// returned receiver. Call [`Engine::disconnect`] when it ends.
+    pub async fn connect(&self, user_id: UserId) -> SessionEvents {
+        let (events, change) = self.inner.sessions.register(user_id);
+        if let Some(change) = change {
+            self.announce_presence(change).await;
+        }
+        events
+    }
+
+    /// Removes a session; announces the user offline if it was their last.
+    pub async fn disconnect(&self, user_id: UserId, session_id: SessionId) {
+        if let Some(change) = self.inner.sessions.unregister(user_id, session_id) {
+            if let Err(e) = self.inner.store.set_last_seen(user_id, change.at).await {
+                tracing::warn!(user_id, error = %e, "could not record last seen");
+            }
+            self.announce_presence(change).await;
+        }
+    }
+
+    /// Users who see this user's presence: members of their direct
+    /// conversations and of groups up to the large-group threshold.
+    async fn contacts(&self, user_id: UserId) -> Result<Vec<UserId>> {
+        let mut out = BTreeSet::new();
+        for (conv, _) in self.inner.store.user_conversations(user_id).await? {
+            let small_group = conv.kind == v1::ConversationKind::Group
+                && conv.member_count <= self.inner.config.large_group_threshold;
+            if conv.kind == v1::ConversationKind::Direct || small_group {
+                for m in self.inner.store.members(conv.id).await? {
+                    out.insert(m.user_id);
+                }
+            }
+        }
+        out.remove(&user_id);
+        Ok(out.into_iter().collect())
+    }
+
+    async fn announce_presence(&self, change: PresenceChange) {
+        let contacts = match self.contacts(change.user_id).await {
+            Ok(c) if !c.is_empty() => c,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: could not list contacts");
+                return;
+            }
+        };
+        let presence = v1::Presence {
+            user_id: change.user_id,
+            online: change.online,
+            last_seen: if change.online { 0 } else { change.at },
+            generation: change.generation,
+        };
+        self.publish(contacts, None, v1::event::Kind::Presence(presence)).await;
+    }
+
+    async fn publish(&self, recipients: Vec<UserId>, exclude_user: Option<UserId>, kind: v1::event::Kind) {
+        let delivery = Delivery {
+            recipients: recipients.into(),
+            exclude_user,
+            event: SharedEvent::new(kind),
+        };
+        if let Err(e) = self.inner.fanout.publish(delivery).await {
+            // The store has the data; clients recover it on sync.
+            tracing::warn!(error = %e, "fan-out publish failed");
+        }
+    }
+
+    async fn member_ids(&self, conversation: ConversationId) -> Result<Vec<UserId>> {
+        Ok(self
+            .inner
+            .store
+            .members(conversation)
+            .await?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect())
+    }
+
+    // ------------------------------------------------------------ authorization
+
+    async fn conversation(&self, id: ConversationId) -> Result<ConversationRecord> {
+        self.inner
+            .store
+            .conversation(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("conversation {id}")))
+    }
+
+    /// The conversation and the caller's membership; `PermissionDenied` for non-members.
+    async fn require_member(&self, caller: Caller, id: ConversationId) -> Result<(ConversationRecord, MemberRecord)> {
+        let conv = self.conversation(id).await?;
+        match self.inner.store.member(id, caller.user_id).await? {
+            Some(m) => Ok((conv, m)),
+            None => Err(Error::PermissionDenied(format!("not a member of conversation {id}"))),
+        }
+    }
+
+    fn check_title(&self, title: &str) -> Result<String> {
+        let title = title.trim();
+        if title.is_empty() {
+            return Err(Error::InvalidArgument("a title is required".into()));
+        }
+        if title.chars().count() > self.inner.config.max_title_chars {
+            return Err(Error::TooLarge(format!(
+                "title is limited to {} characters",
+                self.inner.config.max_title_chars
+            )));
+        }
+        Ok(title.to_owned())
+    }
+
+    fn page(&self, limit: u32) -> u32 {
+        if limit == 0 {
+            50.min(self.inner.config.max_page_size)
+        } else {
+            limit.min(self.inner.config.max_page_size)
+        }
+    }
+
+    // ------------------------------------------------------------ users
+
+    /// Updates the caller's profile.
+    pub async fn update_profile(&self, caller: Caller, req: v1::UpdateProfile) -> Result<v1::User> {
+        if let Some(d) = &req.display_name {
+            if d.trim().is_empty() || d.chars().count() > 64 {
+                return Err(Error::InvalidArgument("display name must be 1 to 64 characters".into()));
+            }
+        }
+        if req.avatar_url.as_ref().is_some_and(|a| a.len() > 2048) {
+            return Err(Error::TooLarge("avatar URL is limited to 2048 bytes".into()));
+        }
+        Ok(self
+            .inner
+            .store
+            .update_profile(caller.user_id, req.display_name.map(|d| d.trim().to_owned()), req.avatar_url)
+            .await?
+            .to_wire())
+    }
+
+    /// Public profiles by id (unknown ids are left out).
+    pub async fn get_users(&self, ids: &[UserId]) -> Result<Vec<v1::User>> {
+        if ids.len() > self.inner.config.max_page_size as usize {
+            return Err(Error::TooLarge(format!("at most {} ids", self.inner.config.max_page_size)));
+        }
+        Ok(self.inner.store.users_by_ids(ids).await?.iter().map(UserRecord::to_wire).collect())
+    }
+
+    /// Users by name prefix.
+    pub async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<v1::User>> {
+        if prefix.len() > 64 {
+            return Err(Error::TooLarge("search prefix is limited to 64 bytes".into()));
+        }
+        Ok(self
+            .inner
+            .store
+            .search_users(prefix, self.page(limit))
+            .await?
+            .iter()
+            .map(UserRecord::to_wire)
+            .collect())
+    }
+
+    // ------------------------------------------------------------ conversations
+
+    /// Creates a group; the caller is owner, `members` plain members.
+    pub async fn create_group(&self, caller: Caller, title: &str, members: &[UserId]) -> Result<v1::Conversation> {
+        let title = self.check_title(title)?;
+        let mut ids: Vec<UserId> = members.iter().copied().filter(|&m| m != caller.user_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() + 1 > self.inner.config.max_group_members as usize {
+            return Err(Error::TooLarge(format!(
+                "a group has at most {} members",
+                self.inner.config.max_group_members
+            )));
+        }
+        let found = self.inner.store.users_by_ids(&ids).await?;
+        if found.len() != ids.len() {
+            return Err(Error::NotFound("unknown user in member list".into()));
+        }
+        let conv = self
+            .inner
+            .store
+            .create_conversation(NewConversation {
+                kind: v1::ConversationKind::Group,
+                title: title.clone(),
+                ephemeral: false,
+                created_by: caller.user_id,
+                created_at: now_ms(),
+                members: ids.clone(),
+            })
+            .await?;
+        self.append_system(conv.id, system(v1::SystemKind::Created, caller.user_id, ids, &title), None)
+            .await?;
+        self.conversation_for(caller, conv.id).await
+    }
+
+    /// Creates a public room with the caller as owner.
+    pub async fn create_room(&self, caller: Caller, title: &str, ephemeral: bool) -> Result<v1::Conversation> {
+        let title = self.check_title(title)?;
+        let conv = self
+            .inner
+            .store
+            .create_conversation(NewConversation {
+                kind: v1::ConversationKind::Room,
+                title: title.clone(),
+                ephemeral,
+                created_by: caller.user_id,
+                created_at: now_ms(),
+                members: vec![],
+            })
+            .await?;
+        self.append_system(conv.id, system(v1::SystemKind::Created, caller.user_id, vec![], &title), None)
+            .await?;
+        self.conversation_for(caller, conv.id).await
+    }
+
+    /// Public rooms with their member counts, largest first.
+    pub async fn list_rooms(&self, limit: u32) -> Result<Vec<v1::Room>> {
+        Ok(self
+            .inner
+            .store
+            .list_rooms(self.page(limit))
+            .await?
+            .into_iter()
+            .map(|r| v1::Room {
+                member_count: r.member_count,
+                conversation: Some(r.to_wire()),
+            })
+            .collect())
+    }
+
+    /// Joins a public room (joining twice is a no-op).
+    pub async fn join(&self, caller: Caller, id: ConversationId) -> Result<v1::Conversation> {
+        let conv = self.conversation(id).await?;
+        if conv.kind != v1::ConversationKind::Room {
+            return Err(Error::PermissionDenied("only public rooms can be joined; groups need an invitation".into()));
+        }
+        if self.inner.store.member(id, caller.user_id).await?.is_none() {
+            if conv.member_count >= self.inner.config.max_group_members {
+                return Err(Error::TooLarge("the room is full".into()));
+            }
+            self.append_system(
+                id,
+                system(v1::SystemKind::Joined, caller.user_id, vec![caller.user_id], ""),
+                Some(Membership::Add(vec![(caller.user_id, v1::Role::Member)])),
+            )
+            .await?;
+        }
+        self.conversation_for(caller, id).await
+    }
+
+    /// Leaves a group or room. An ephemeral room is deleted when its last member leaves.
+    pub async fn leave(&self, caller: Caller, id: ConversationId) -> Result<()> {
+        let (conv, _) = self.require_member(caller, id).await?;
+        if conv.kind == v1::ConversationKind::Direct {
+            return Err(Error::InvalidArgument("a direct conversation cannot be left".into()));
+        }
+        let appended = self
+            .inner
+            .store
+            .append_message(NewMessage {
+                conversation_id: id,
+                sender_id: 0,
+                client_msg_id: None,
+                content: system(v1::SystemKind::Left, caller.user_id, vec![caller.user_id], ""),
+                created_at: now_ms(),
+                membership: Some(Membership::Remove(caller.user_id)),
+            })
+            .await?;
+        if appended.member_count == 0 && conv.ephemeral {
+            self.inner.store.delete_conversation(id).await?;
+            return Ok(());
+        }
+        // The leaver's other devices learn it too.
+        let mut recipients = self.member_ids(id).await?;
+        recipients.push(caller.user_id);
+        self.publish(recipients, None, v1::event::Kind::Message(appended.message)).await;
+        Ok(())
+    }
+
+    /// Adds users to a group (owner or admin only).
+    pub async fn add_members(&self, caller: Caller, id: ConversationId, users: &[UserId]) -> Result<v1::Conversation> {
+        let (conv, me) = self.require_member(caller, id).await?;
+        if conv.kind != v1::ConversationKind::Group {
+            return Err(Error::InvalidArgument("members can only be added to groups".into()));
+        }
+        if !matches!(me.role, v1::Role::Owner | v1::Role::Admin) {
+            return Err(Error::PermissionDenied("only the owner or an admin can add members".into()));
+        }
+        let mut ids = users.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let existing: BTreeSet<UserId> = self.member_ids(id).await?.into_iter().collect();
+        ids.retain(|u| !existing.contains(u));
+        if ids.is_empty() {
+            return self.conversation_for(caller, id).await;
+        }
+        if existing.len() + ids.len() > self.inner.config.max_group_members as usize {
+            return Err(Error::TooLarge(format!(
+                "a group has at most {} members",
+                self.inner.config.max_group_members
+            )));
+        }
+        if self.inner.store.users_by_ids(&ids).await?.len() != ids.len() {
+            return Err(Error::NotFound("unknown user in member list".into()));
+        }
+        let roles = ids.iter().map(|&u| (u, v1::Role::Member)).collect();
+        self.append_system(
+            id,
+            system(v1::SystemKind::Added, caller.user_id, ids, ""),
+            Some(Membership::Add(roles)),
+        )
+        .await?;
+        self.conversation_for(caller, id).await
+    }
+
+    /// Renames a group or room (owner or admin only).
+    pub async fn rename(&self, caller: Caller, id: ConversationId, title: &str) -> Result<v1::Conversation> {
+        let title = self.check_title(title)?;
+        let (conv, me) = self.require_member(caller, id).await?;
+        if conv.kind == v1::ConversationKind::Direct {
+            return Err(Error::InvalidArgument("a direct conversation has no title".into()));
+        }
+        if !matches!(me.role, v1::Role::Owner | v1::Role::Admin) {
+            return Err(Error::PermissionDenied("only the owner or an admin can rename".into()));
+        }
+        self.inner.store.rename_conversation(id, &title).await?;
+        self.append_system(id, system(v1::SystemKind::Renamed, caller.user_id, vec![], &title), None)
+            .await?;
+        self.conversation_for(caller, id).await
+    }
+
+    /// Appends a system message and publishes it to the members.
+    async fn append_system(
+        &self,
+        id: ConversationId,
+        content: v1::Content,
+        membership: Option<Membership>,
+    ) -> Result<v1::Message> {
+        let appended = self
+            .inner
+            .store
+            .append_message(NewMessage {
+                conversation_id: id,
+                sender_id: 0,
+                client_msg_id: None,
+                content,
+                created_at: now_ms(),
+                membership,
+            })
+            .await?;
+        let members = self.member_ids(id).await?;
+        self.publish(members, None, v1::event::Kind::Message(appended.message.clone()))
+            .await;
+        Ok(appended.message)
+    }
+
+    /// A conversation as the caller sees it, with members. Members only
+    /// (anyone may look at a public room).
+    pub async fn get_conversation(&self, caller: Caller, id: ConversationId) -> Result<v1::Conversation> {
+        let conv = self.conversation(id).await?;
+        let me = self.inner.store.member(id, caller.user_id).await?;
+        if me.is_none() && conv.kind != v1::ConversationKind::Room {
+            return Err(Error::PermissionDenied(format!("not a member of conversation {id}")));
+        }
+        let mut wire = self.summary(caller, conv, me).await?;
+        wire.members = self.inner.store.members(id).await?.iter().map(MemberRecord::to_wire).collect();
+        Ok(wire)
+    }
+
+    async fn conversation_for(&self, caller: Caller, id: ConversationId) -> Result<v1::Conversation> {
+        let conv = self.conversation(id).await?;
+        let me = self.inner.store.member(id, caller.user_id).await?;
+        self.summary(caller, conv, me).await
+    }
+
+    /// The per-caller view: last message, unread count, cursors, role.
+    async fn summary(&self, caller: Caller, conv: ConversationRecord, me: Option<MemberRecord>) -> Result<v1::Conversation> {
+        let mut wire = conv.to_wire();
+        if conv.last_seq > 0 {
+            wire.last_message = self.inner.store.history(conv.id, Page::Before(0), 1).await?.pop();
+        }
+        if let Some(m) = me {
+            wire.unread_count = self.inner.store.unread_count(conv.id, caller.user_id, m.read_seq).await?;
+            wire.read_seq = m.read_seq;
+            wire.delivered_seq = m.delivered_seq;
+            wire.role = m.role as i32;
+        }
+        Ok(wire)
+    }
+
+    /// The caller's conversations, most recently active first.
+    pub async fn list_conversations(&self, caller: Caller) -> Result<Vec<v1::Conversation>> {
+        let mut out = Vec::new();
+        for (conv, me) in self.inner.store.user_conversations(caller.user_id).await? {
+            out.push(self.summary(caller, conv, Some(me)).await?);
+        }
+        out.sort_by_key(|c| std::cmp::Reverse(c.last_message.as_ref().map_or(c.created_at, |m| m.created_at)));
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------ messages
+
+    fn validate_content(&self, content: Option<&v1::Content>) -> Result<()> {
+        let content = content.ok_or_else(|| Error::InvalidArgument("content is required".into()))?;
+        let size = content.encoded_len();
+        if size > self.inner.config.max_message_bytes {
+            return Err(Error::TooLarge(format!(
+                "message of {size} bytes exceeds the limit of {} bytes",
+                self.inner.config.max_message_bytes
+            )));
+        }
+        match &content.kind {
+            None => Err(Error::InvalidArgument("content has no kind".into())),
+            Some(v1::content::Kind::System(_)) => {
+                Err(Error::PermissionDenied("system messages are written by the server".into()))
+            }
+            Some(v1::content::Kind::Text(t)) if t.body.trim().is_empty() => {
+                Err(Error::InvalidArgument("text must not be empty".into()))
+            }
+            Some(v1::content::Kind::Location(l))
+                if !(-90.0..=90.0).contains(&l.latitude) || !(-180.0..=180.0).contains(&l.longitude) =>
+            {
+                Err(Error::InvalidArgument("location out of range".into()))
+            }
+            Some(v1::content::Kind::Custom(c)) if c.r#type.is_empty() => {
+                Err(Error::InvalidArgument("custom content needs a type".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends a message. The ack is returned only after the store committed it;
+    /// a retry with the same `client_msg_id` returns the first ack.
+    pub async fn send_message(&self, caller: Caller, req: v1::SendMessage) -> Result<v1::SendAck> {
+        self.validate_content(req.content.as_ref())?;
+        if req.client_msg_id.len() > self.inner.config.max_client_msg_id {
+            return Err(Error::InvalidArgument(format!(
+                "client_msg_id is limited to {} bytes",
+                self.inner.config.max_client_msg_id
+            )));
+        }
+        let conversation_id = match req.target {
+            Some(v1::send_message::Target::ConversationId(id)) => {
+                self.require_member(caller, id).await?;
+                id
+            }
+            Some(v1::send_message::Target::ToUserId(to)) => {
+                self.user(to).await?;
+                self.inner.store.direct_conversation(caller.user_id, to, now_ms()).await?.id
+            }
+            None => return Err(Error::InvalidArgument("a target conversation or user is required".into())),
+        };
+        let appended = self
+            .inner
+            .store
+            .append_message(NewMessage {
+                conversation_id,
+                sender_id: caller.user_id,
+                client_msg_id: (!req.client_msg_id.is_empty()).then_some(req.client_msg_id),
+                content: req.content.unwrap_or_default(),
+                created_at: now_ms(),
+                membership: None,
+            })
+            .await?;
+        let m = &appended.message;
+        let ack = v1::SendAck {
+            message_id: m.id,
+            conversation_id: m.conversation_id,
+            seq: m.seq,
+            version: m.version,
+            server_time: m.created_at,
+            duplicate: appended.duplicate,
+        };
+        if !appended.duplicate {
+            let members = self.member_ids(m.conversation_id).await?;
+            self.publish(members, None, v1::event::Kind::Message(appended.message)).await;
+        }
+        Ok(ack)
+    }
+
+    /// A page of history (members only).
+    pub async fn history(&self, caller: Caller, req: v1::GetHistory) -> Result<v1::Messages> {
+        self.require_member(caller, req.conversation_id).await?;
+        let limit = self.page(req.limit);
+        let page = match req.after_seq {
+            Some(after) => Page::After(after),
+            None => Page::Before(req.before_seq),
+        };
+        let mut messages = self.inner.store.history(req.conversation_id, page, limit + 1).await?;
+        let has_more = messages.len() > limit as usize;
+        if has_more {
+            match page {
+                Page::After(_) => {
+                    messages.pop();
+                }
+                Page::Before(_) => {
+                    messages.remove(0);
+                }
+            }
+        }
+        Ok(v1::Messages { messages, has_more })
+    }
+
+    // ------------------------------------------------------------ sync
+
+    /// Which of the caller's conversations changed since the client's cursors.
+    pub async fn sync(&self, caller: Caller, cursors: &[v1::SyncCursor]) -> Result<v1::SyncResult> {
+        if cursors.len() > 100_000 {
+            return Err(Error::TooLarge("too many cursors".into()));
+        }
+        let known: HashMap<ConversationId, u64> = cursors.iter().map(|c| (c.conversation_id, c.version)).collect();
+        let mut changed = Vec::new();
+        let mut member_of = BTreeSet::new();
+        for (conv, me) in self.inner.store.user_conversations(caller.user_id).await? {
+            member_of.insert(conv.id);
+            let stale = known.get(&conv.id).is_none_or(|&v| v != conv.last_version);
+            if stale {
+                changed.push(self.summary(caller, conv, Some(me)).await?);
+            }
+        }
+        let removed = known.keys().copied().filter(|id| !member_of.contains(id)).collect();
+        Ok(v1::SyncResult { changed, removed })
+    }
+
+    /// Changes after a change-log position (members only). Answers `reset`
+    /// when the position is ahead of the conversation's log.
+    pub async fn changes(&self, caller: Caller, req: v1::GetChanges) -> Result<v1::Changes> {
+        let (conv, _) = self.require_member(caller, req.conversation_id).await?;
+        if req.after_version > conv.last_version {
+            return Ok(v1::Changes {
+                messages: vec![],
+                next_version: 0,
+                has_more: conv.last_version > 0,
+                reset: true,
+            });
+        }
+        let limit = self.page(req.limit);
+        let mut messages = self.inner.store.changes(conv.id, req.after_version, limit + 1).await?;
+        let has_more = messages.len() > limit as usize;
+        messages.truncate(limit as usize);
+        let next_version = messages.last().map_or(req.after_version, |m| m.version);
+        Ok(v1::Changes {
+            messages,
+            next_version,
+            has_more,
+            reset: false,
+        })
+    }
+
+    // ------------------------------------------------------------ receipts, typing, presence
+
+    /// Moves the caller's read and/or delivered cursor and tells the others.
+    pub async fn mark(&self, caller: Caller, id: ConversationId, read: Option<u64>, delivered: Option<u64>) -> Result<v1::Cursor> {
+        let (conv, before) = self.require_member(caller, id).await?;
+        let after = self.inner.store.advance_cursors(id, caller.user_id, read, delivered).await?;
+        if (after.read_seq, after.delivered_seq) != (before.read_seq, before.delivered_seq) {
+            let recipients = if conv.member_count <= self.inner.config.large_group_threshold {
+                self.member_ids(id).await?
+            } else {
+                // Large groups: only the reader's own devices (unread counts).
+                vec![caller.user_id]
+            };
+            let receipt = v1::ReceiptEvent {
+                conversation_id: id,
+                user_id: caller.user_id,
+                read_seq: after.read_seq,
+                delivered_seq: after.delivered_seq,
+            };
+            self.publish(recipients, None, v1::event::Kind::Receipt(receipt)).await;
+        }
+        Ok(v1::Cursor {
+            conversation_id: id,
+            read_seq: after.read_seq,
+            delivered_seq: after.delivered_seq,
+        })
+    }
+
+    /// Relays a typing indicator to the other members (not stored; not sent
+    /// in conversations above the large-group threshold).
+    pub async fn typing(&self, caller: Caller, id: ConversationId, typing: bool) -> Result<()> {
+        let (conv, _) = self.require_member(caller, id).await?;
+        if conv.member_count > self.inner.config.large_group_threshold {
+            return Ok(());
+        }
+        let members = self.member_ids(id).await?;
+        let event = v1::TypingEvent {
+            conversation_id: id,
+            user_id: caller.user_id,
+            typing,
+        };
+        self.publish(members, Some(caller.user_id), v1::event::Kind::Typing(event)).await;
+        Ok(())
+    }
+
+    /// Presence of users (online on this node, or offline with last seen).
+    pub async fn presence(&self, ids: &[UserId]) -> Result<Vec<v1::Presence>> {
+        if ids.len() > self.inner.config.max_page_size as usize {
+            return Err(Error::TooLarge(format!("at most {} ids", self.inner.config.max_page_size)));
+        }
+        let stored: HashMap<UserId, i64> = self
+            .inner
+            .store
+            .users_by_ids(ids)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u.last_seen))
+            .collect();
+        Ok(ids
+            .iter()
+            .filter_map(|&id| {
+                let last_stored = *stored.get(&id)?;
+                let (online, generation, last_seen) = self.inner.sessions.presence(id);
+                Some(v1::Presence {
+                    user_id: id,
+                    online,
+                    last_seen: if online { 0 } else { last_seen.max(last_stored) },
+                    generation,
+                })
+            })
+            .collect())
+    }
+
+    /// Whether the user has a live session on this node (the push decision).
+    pub fn is_online(&self, user_id: UserId) -> bool {
+        self.inner.sessions.presence(user_id).0
+    }
+
+    // ------------------------------------------------------------ dispatch
+
+    /// Runs one request of an authenticated session. Session-level requests
+    /// (`Hello`, `Register`, `Login`, `Logout`) are handled by
+    /// [`Connection`](crate::connection::Connection).
+    pub async fn handle(&self, caller: Caller, body: Body) -> Result<Reply> {
+        Ok(match body {
+            Body::UpdateProfile(r) => Reply::User(self.update_profile(caller, r).await?),
+            Body::GetUsers(r) => Reply::Users(v1::Users {
+                users: self.get_users(&r.user_ids).await?,
+            }),
+            Body::SearchUsers(r) => Reply::Users(v1::Users {
+                users: self.search_users(&r.prefix, r.limit).await?,
+            }),
+            Body::CreateGroup(r) => Reply::Conversation(self.create_group(caller, &r.title, &r.member_ids).await?),
+            Body::CreateRoom(r) => Reply::Conversation(self.create_room(caller, &r.title, r.ephemeral).await?),
+            Body::ListRooms(r) => Reply::Rooms(v1::Rooms {
+                rooms: self.list_rooms(r.limit).await?,
+            }),
+            Body::Join(r) => Reply::Conversation(self.join(caller, r.conversation_id).await?),
+            Body::Leave(r) => {
+                self.leave(caller, r.conversation_id).await?;
+                Reply::Ok(v1::Empty {})
+            }
+            Body::AddMembers(r) => Reply::Conversation(self.add_members(caller, r.conversation_id, &r.user_ids).await?),
+            Body::Rename(r) => Reply::Conversation(self.rename(caller, r.conversation_id, &r.title).await?),
+            Body::GetConversation(r) => Reply::Conversation(self.get_conversation(caller, r.conversation_id).await?),
+            Body::ListConversations(_) => Reply::Conversations(v1::Conversations {
+                conversations: self.list_conversations(caller).await?,
+            }),
+            Body::Send(r) => Reply::Ack(self.send_message(caller, r).await?),
+            Body::GetHistory(r) => Reply::Messages(self.history(caller, r).await?),
+            Body::Sync(r) => Reply::Sync(self.sync(caller, &r.cursors).await?),
+            Body::GetChanges(r) => Reply::Changes(self.changes(caller, r).await?),
+            Body::MarkRead(r) => Reply::Cursor(self.mark(caller, r.conversation_id, Some(r.seq), None).await?),
+            Body::MarkDelivered(r) => Reply::Cursor(self.mark(caller, r.conversation_id, None, Some(r.seq)).await?),
+            Body::Typing(r) => {
+                self.typing(caller, r.conversation_id, r.typing).await?;
+                Reply::Ok(v1::Empty {})
+            }
+            Body::GetPresence(r) => Reply::Presence(v1::PresenceList {
+                presence: self.presence(&r.user_ids).await?,
+            }),
+            Body::Ping(_) => Reply::Pong(v1::Pong { server_time: now_ms() }),
+            Body::Hello(_) | Body::Register(_) | Body::Login(_) | Body::Logout(_) => {
+                return Err(Error::InvalidArgument("session request outside a connection".into()));
+            }
+        })
+    }
+
+    /// Closes the fan-out, then the store. Call once, after the last request.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.inner.fanout.close().await?;
+        self.inner.store.close().await
+    }
+}

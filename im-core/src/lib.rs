@@ -1,0 +1,54 @@
+//! # im-core
+//!
+//! The chat engine as a library, with no sockets: users and auth,
+//! conversations (direct, groups, public rooms), messages with a gap-free
+//! sequence per conversation, idempotent sends, sync after reconnect,
+//! receipts, typing and presence.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`engine`] | [`Engine`]: every operation, authorization in one place |
+//! | [`connection`] | the per-connection protocol state machine used by every transport |
+//! | [`store`] | the [`Store`] trait, [`MemoryStore`], `SqliteStore` |
+//! | [`fanout`] | the [`FanOut`] trait and [`LocalFanOut`] |
+//! | [`auth`] | the [`Authenticator`] trait and password accounts |
+//! | [`session`] | sessions connected to this node |
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `sqlite` | yes | `SqliteStore` (diesel, bundled SQLite) |
+//!
+//! Backends are injected as `Arc<dyn Trait>` through [`EngineBuilder`]; each
+//! trait has a conformance suite ([`store_conformance_tests!`],
+//! [`fanout_conformance_tests!`]) that every backend runs.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> im_core::Result<()> {
+//! use im_core::{Caller, Engine};
+//! let engine = Engine::builder().build(); // memory store, local fan-out
+//! let alice = engine.register("alice", "long enough", "").await?;
+//! let room = engine.create_room(Caller::user(alice.user.id), "lobby", false).await?;
+//! assert_eq!(engine.list_rooms(10).await?[0].member_count, 1);
+//! # let _ = room; Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod connection;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod fanout;
+pub mod model;
+pub mod session;
+pub mod store;
+
+pub use auth::{Authenticator, PasswordAuthConfig, PasswordAuthenticator};
+pub use connection::{Connection, ConnectionConfig};
+pub use engine::{Caller, Engine, EngineBuilder, EngineConfig};
+pub use error::{Error, Result};
+pub use event::SharedEvent;
+pub use fanout::{Delivery, FanOut, FanOutHandler, LocalFanOut};
+pub use store::{MemoryStore, Store};
+#[cfg(feature = "sqlite")]
+pub use store::{SqliteStore, SqliteStoreConfig};
+pub use im_protocol;

@@ -1,0 +1,202 @@
+//! Identifiers and the records the store keeps.
+//!
+//! Messages are kept as the wire type [`v1::Message`]: the content is stored
+//! encoded, exactly as clients sent it, so the store never needs to change
+//! when a content type gains a field.
+
+use im_protocol::v1;
+
+/// A user id, assigned by the store.
+pub type UserId = u64;
+/// A conversation id, assigned by the store.
+pub type ConversationId = u64;
+/// A message id, unique across the server.
+pub type MessageId = u64;
+/// A session (one connection of one device) on this node.
+pub type SessionId = u64;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A stored user account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Store-assigned id.
+    pub id: UserId,
+    /// Unique (case-insensitively) login name.
+    pub username: String,
+    /// Name shown to others.
+    pub display_name: String,
+    /// Avatar image URL, may be empty.
+    pub avatar_url: String,
+    /// argon2id PHC string; empty for users managed by the host product.
+    pub password_hash: String,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+    /// Last disconnect, Unix ms (0: never).
+    pub last_seen: i64,
+}
+
+impl UserRecord {
+    /// The public profile.
+    pub fn to_wire(&self) -> v1::User {
+        v1::User {
+            id: self.id,
+            username: self.username.clone(),
+            display_name: self.display_name.clone(),
+            avatar_url: self.avatar_url.clone(),
+        }
+    }
+}
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Login name.
+    pub username: String,
+    /// Shown name.
+    pub display_name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// A stored conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRecord {
+    /// Store-assigned id.
+    pub id: ConversationId,
+    /// Direct, group or room.
+    pub kind: v1::ConversationKind,
+    /// Title (empty for direct conversations).
+    pub title: String,
+    /// Deleted when the last member leaves.
+    pub ephemeral: bool,
+    /// Creator.
+    pub created_by: UserId,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Sequence number of the newest message.
+    pub last_seq: u64,
+    /// Newest change-log position.
+    pub last_version: u64,
+    /// Current number of members.
+    pub member_count: u32,
+}
+
+impl ConversationRecord {
+    /// The wire form, without per-caller fields.
+    pub fn to_wire(&self) -> v1::Conversation {
+        v1::Conversation {
+            id: self.id,
+            kind: self.kind as i32,
+            title: self.title.clone(),
+            ephemeral: self.ephemeral,
+            created_by: self.created_by,
+            created_at: self.created_at,
+            last_seq: self.last_seq,
+            last_version: self.last_version,
+            member_count: self.member_count,
+            ..Default::default()
+        }
+    }
+}
+
+/// A conversation to create.
+#[derive(Debug, Clone)]
+pub struct NewConversation {
+    /// Group or room (direct ones go through `Store::direct_conversation`).
+    pub kind: v1::ConversationKind,
+    /// Title.
+    pub title: String,
+    /// Deleted when empty.
+    pub ephemeral: bool,
+    /// Creator; becomes owner.
+    pub created_by: UserId,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Initial members besides the creator (plain members).
+    pub members: Vec<UserId>,
+}
+
+/// A user's membership in a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The member.
+    pub user_id: UserId,
+    /// Owner, admin or member.
+    pub role: v1::Role,
+    /// Unix ms.
+    pub joined_at: i64,
+    /// Highest seq the member has read.
+    pub read_seq: u64,
+    /// Highest seq delivered to one of the member's devices.
+    pub delivered_seq: u64,
+}
+
+impl MemberRecord {
+    /// The wire form.
+    pub fn to_wire(&self) -> v1::Member {
+        v1::Member {
+            user_id: self.user_id,
+            role: self.role as i32,
+            joined_at: self.joined_at,
+            read_seq: self.read_seq,
+            delivered_seq: self.delivered_seq,
+        }
+    }
+}
+
+/// A membership change stored atomically with the system message announcing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// Add these users with these roles (users already members are left as they are).
+    Add(Vec<(UserId, v1::Role)>),
+    /// Remove this user.
+    Remove(UserId),
+}
+
+/// A message to append.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Target conversation.
+    pub conversation_id: ConversationId,
+    /// Sender (0 for system messages).
+    pub sender_id: UserId,
+    /// Client-chosen id for idempotent retries; unique per sender.
+    pub client_msg_id: Option<String>,
+    /// Content.
+    pub content: v1::Content,
+    /// Unix ms.
+    pub created_at: i64,
+    /// A membership change to apply in the same transaction.
+    pub membership: Option<Membership>,
+}
+
+/// The outcome of an append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    /// The stored message (the first one, for a duplicate).
+    pub message: v1::Message,
+    /// True when `(sender, client_msg_id)` was already stored: nothing was written.
+    pub duplicate: bool,
+    /// Member count after the membership change.
+    pub member_count: u32,
+}
+
+/// Direction of a history page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The newest `limit` messages with seq below this (0 = from the end), returned oldest first.
+    Before(u64),
+    /// The oldest `limit` messages with seq above this.
+    After(u64),
+}

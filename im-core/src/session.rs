@@ -1,0 +1,200 @@
+//! Who is connected to this node: sessions per user and device, and delivery
+//! of fanned-out events to them.
+//!
+//! The registry is sharded (`DashMap`): delivering to one user locks only that
+//! user's shard, never the whole registry.
+
+use crate::event::SharedEvent;
+use crate::fanout::{Delivery, FanOutHandler};
+use crate::model::{SessionId, UserId, now_ms};
+use dashmap::DashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::sync::mpsc;
+
+/// What the engine hands a session's connection to write.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// An event to send.
+    Event(Arc<SharedEvent>),
+    /// Close the connection with this reason (e.g. the session fell behind).
+    Close(String),
+}
+
+struct Entry {
+    id: SessionId,
+    tx: mpsc::Sender<Outbound>,
+    /// Set when an event could not be queued; the connection must then close
+    /// so that its client resyncs.
+    overflowed: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct UserSessions {
+    entries: Vec<Entry>,
+    /// Presence generation: increases with every online/offline change.
+    generation: u64,
+    last_seen: i64,
+}
+
+/// A presence transition caused by a session arriving or leaving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceChange {
+    /// Whose presence changed.
+    pub user_id: UserId,
+    /// Now online?
+    pub online: bool,
+    /// The new generation.
+    pub generation: u64,
+    /// Unix ms of the change.
+    pub at: i64,
+}
+
+/// The registry of this node's sessions.
+pub struct Sessions {
+    by_user: DashMap<UserId, UserSessions>,
+    next_id: AtomicU64,
+    queue_capacity: usize,
+}
+
+/// The receiving side of a session, owned by its connection.
+#[derive(Debug)]
+pub struct SessionEvents {
+    /// This session's id.
+    pub id: SessionId,
+    /// The authenticated user.
+    pub user_id: UserId,
+    /// Events to write.
+    pub rx: mpsc::Receiver<Outbound>,
+    overflowed: Arc<AtomicBool>,
+}
+
+impl SessionEvents {
+    /// True if events were dropped because the queue was full: the connection
+    /// should close so that its client resyncs.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+}
+
+fn next_generation(previous: u64) -> u64 {
+    // Time-based so that generations from different nodes and restarts
+    // still order; +1 keeps them strictly increasing on one node.
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    micros.max(previous + 1)
+}
+
+impl Sessions {
+    /// An empty registry; each session queues at most `queue_capacity` events.
+    pub fn new(queue_capacity: usize) -> Self {
+        Self {
+            by_user: DashMap::new(),
+            next_id: AtomicU64::new(1),
+            queue_capacity: queue_capacity.max(1),
+        }
+    }
+
+    /// Adds a session; returns it and the presence change if the user just came online.
+    pub fn register(&self, user_id: UserId) -> (SessionEvents, Option<PresenceChange>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(self.queue_capacity);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let mut user = self.by_user.entry(user_id).or_default();
+        let change = user.entries.is_empty().then(|| {
+            user.generation = next_generation(user.generation);
+            PresenceChange {
+                user_id,
+                online: true,
+                generation: user.generation,
+                at: now_ms(),
+            }
+        });
+        user.entries.push(Entry {
+            id,
+            tx,
+            overflowed: overflowed.clone(),
+        });
+        (
+            SessionEvents {
+                id,
+                user_id,
+                rx,
+                overflowed,
+            },
+            change,
+        )
+    }
+
+    /// Removes a session; returns the presence change if it was the user's last.
+    pub fn unregister(&self, user_id: UserId, id: SessionId) -> Option<PresenceChange> {
+        let mut user = self.by_user.get_mut(&user_id)?;
+        let before = user.entries.len();
+        user.entries.retain(|e| e.id != id);
+        if before > 0 && user.entries.is_empty() {
+            user.generation = next_generation(user.generation);
+            user.last_seen = now_ms();
+            Some(PresenceChange {
+                user_id,
+                online: false,
+                generation: user.generation,
+                at: user.last_seen,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Whether the user has a live session on this node, with the presence
+    /// generation and the last disconnect time (0 if unknown here).
+    pub fn presence(&self, user_id: UserId) -> (bool, u64, i64) {
+        self.by_user
+            .get(&user_id)
+            .map(|u| (!u.entries.is_empty(), u.generation, u.last_seen))
+            .unwrap_or((false, 0, 0))
+    }
+
+    /// Number of sessions of a user on this node.
+    pub fn user_session_count(&self, user_id: UserId) -> usize {
+        self.by_user.get(&user_id).map_or(0, |u| u.entries.len())
+    }
+
+    /// Number of sessions on this node.
+    pub fn len(&self) -> usize {
+        self.by_user.iter().map(|u| u.entries.len()).sum()
+    }
+
+    /// True if no session is connected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Asks every session of a user to close (e.g. the account was logged out everywhere).
+    pub fn close_user(&self, user_id: UserId, reason: &str) {
+        if let Some(user) = self.by_user.get(&user_id) {
+            for e in &user.entries {
+                let _ = e.tx.try_send(Outbound::Close(reason.to_owned()));
+            }
+        }
+    }
+}
+
+impl FanOutHandler for Sessions {
+    fn deliver(&self, delivery: &Delivery) {
+        for &user_id in delivery.recipients.iter() {
+            if Some(user_id) == delivery.exclude_user {
+                continue;
+            }
+            let Some(user) = self.by_user.get(&user_id) else {
+                continue;
+            };
+            for e in &user.entries {
+                if e.tx.try_send(Outbound::Event(delivery.event.clone())).is_err() {
+                    e.overflowed.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! `MemoryStore`: everything in process memory. The default for tests and
+//! for embedders who do not need persistence.
+
+use super::{Store, direct_key};
+use crate::error::{Error, Result};
+use crate::model::*;
+use async_trait::async_trait;
+use im_protocol::v1;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+
+/// An in-memory [`Store`]. Data is lost when it is dropped.
+///
+/// ```
+/// use im_core::store::{MemoryStore, Store};
+/// use std::sync::Arc;
+/// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+/// ```
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    users: BTreeMap<UserId, UserRecord>,
+    tokens: HashMap<String, (UserId, i64)>,
+    conversations: BTreeMap<ConversationId, Conv>,
+    direct: HashMap<String, ConversationId>,
+    dedup: HashMap<(UserId, String), (ConversationId, u64)>,
+    next_user: u64,
+    next_conversation: u64,
+    next_message: u64,
+}
+
+struct Conv {
+    record: ConversationRecord,
+    direct_key: Option<String>,
+    members: BTreeMap<UserId, MemberRecord>,
+    /// Index = seq - 1.
+    messages: Vec<v1::Message>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Inner {
+    fn new_conversation(
+        &mut self,
+        kind: v1::ConversationKind,
+        title: String,
+        ephemeral: bool,
+        created_by: UserId,
+        created_at: i64,
+        members: impl IntoIterator<Item = (UserId, v1::Role)>,
+        direct_key: Option<String>,
+    ) -> ConversationRecord {
+        self.next_conversation += 1;
+        let id = self.next_conversation;
+        let members: BTreeMap<_, _> = members
+            .into_iter()
+            .map(|(user_id, role)| {
+                (
+                    user_id,
+                    MemberRecord {
+                        conversation_id: id,
+                        user_id,
+                        role,
+                        joined_at: created_at,
+                        read_seq: 0,
+                        delivered_seq: 0,
+                    },
+                )
+            })
+            .collect();
+        let record = ConversationRecord {
+            id,
+            kind,
+            title,
+            ephemeral,
+            created_by,
+            created_at,
+            last_seq: 0,
+            last_version: 0,
+            member_count: members.len() as u32,
+        };
+        if let Some(key) = &direct_key {
+            self.direct.insert(key.clone(), id);
+        }
+        self.conversations.insert(
+            id,
+            Conv {
+                record: record.clone(),
+                direct_key,
+                members,
+                messages: Vec::new(),
+            },
+        );
+        record
+    }
+
+    fn conv(&mut self, id: ConversationId) -> Result<&mut Conv> {
+        self.conversations
+            .get_mut(&id)
+            .ok_or_else(|| Error::NotFound(format!("conversation {id}")))
+    }
+}
+
+fn matches_prefix(u: &UserRecord, prefix: &str) -> bool {
+    u.username.to_lowercase().starts_with(prefix) || u.display_name.to_lowercase().starts_with(prefix)
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_user(&self, user: NewUser) -> Result<UserRecord> {
+        let mut inner = self.inner.lock();
+        let lower = user.username.to_lowercase();
+        if inner.users.values().any(|u| u.username.to_lowercase() == lower) {
+            return Err(Error::Conflict(format!("user name {:?} is taken", user.username)));
+        }
+        inner.next_user += 1;
+        let record = UserRecord {
+            id: inner.next_user,
+            username: user.username,
+            display_name: user.display_name,
+            avatar_url: String::new(),
+            password_hash: user.password_hash,
+            created_at: user.created_at,
+            last_seen: 0,
+        };
+        inner.users.insert(record.id, record.clone());
+        Ok(record)
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
+        let lower = username.to_lowercase();
+        let inner = self.inner.lock();
+        Ok(inner.users.values().find(|u| u.username.to_lowercase() == lower).cloned())
+    }
+
+    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<UserRecord>> {
+        let inner = self.inner.lock();
+        Ok(ids.iter().filter_map(|id| inner.users.get(id).cloned()).collect())
+    }
+
+    async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<UserRecord>> {
+        let prefix = prefix.to_lowercase();
+        let inner = self.inner.lock();
+        let mut found: Vec<_> = inner
+            .users
+            .values()
+            .filter(|u| matches_prefix(u, &prefix))
+            .cloned()
+            .collect();
+        found.sort_by_key(|u| u.username.to_lowercase());
+        found.truncate(limit as usize);
+        Ok(found)
+    }
+
+    async fn update_profile(
+        &self,
+        user: UserId,
+        display_name: Option<String>,
+        avatar_url: Option<String>,
+    ) -> Result<UserRecord> {
+        let mut inner = self.inner.lock();
+        let u = inner
+            .users
+            .get_mut(&user)
+            .ok_or_else(|| Error::NotFound(format!("user {user}")))?;
+        if let Some(d) = display_name {
+            u.display_name = d;
+        }
+        if let Some(a) = avatar_url {
+            u.avatar_url = a;
+        }
+        Ok(u.clone())
+    }
+
+    async fn set_last_seen(&self, user: UserId, at: i64) -> Result<()> {
+        if let Some(u) = self.inner.lock().users.get_mut(&user) {
+            u.last_seen = at;
+        }
+        Ok(())
+    }
+
+    async fn insert_token(&self, token_hash: &str, user: UserId, expires_at: i64) -> Result<()> {
+        self.inner.lock().tokens.insert(token_hash.to_owned(), (user, expires_at));
+        Ok(())
+    }
+
+    async fn token(&self, token_hash: &str) -> Result<Option<(UserId, i64)>> {
+        Ok(self.inner.lock().tokens.get(token_hash).copied())
+    }
+
+    async fn delete_token(&self, token_hash: &str) -> Result<()> {
+        self.inner.lock().tokens.remove(token_hash);
+        Ok(())
+    }
+
+    async fn create_conversation(&self, new: NewConversation) -> Result<ConversationRecord> {
+        let mut inner = self.inner.lock();
+        let members = std::iter::once((new.created_by, v1::Role::Owner)).chain(
+            new.members
+                .iter()
+                .filter(|&&m| m != new.created_by)
+                .map(|&m| (m, v1::Role::Member)),
+        );
+        let members: Vec<_> = members.collect();
+        Ok(inner.new_conversation(
+            new.kind,
+            new.title,
+            new.ephemeral,
+            new.created_by,
+            new.created_at,
+            members,
+            None,
+        ))
+    }
+
+    async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> Result<ConversationRecord> {
+        let key = direct_key(a, b);
+        let mut inner = self.inner.lock();
+        if let Some(id) = inner.direct.get(&key).copied() {
+            return Ok(inner.conv(id)?.record.clone());
+        }
+        let members: Vec<_> = if a == b {
+            vec![(a, v1::Role::Member)]
+        } else {
+            vec![(a, v1::Role::Member), (b, v1::Role::Member)]
+        };
+        Ok(inner.new_conversation(
+            v1::ConversationKind::Direct,
+            String::new(),
+            false,
+            a,
+            now,
+            members,
+            Some(key),
+        ))
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationRecord>> {
+        Ok(self.inner.lock().conversations.get(&id).map(|c| c.record.clone()))
+    }
+
+    async fn delete_conversation(&self, id: ConversationId) -> Result<()> {
+        let mut inner = self.inner.lock();
+        if let Some(conv) = inner.conversations.remove(&id) {
+            if let Some(key) = conv.direct_key {
+                inner.direct.remove(&key);
+            }
+            inner.dedup.retain(|_, (c, _)| *c != id);
+        }
+        Ok(())
+    }
+
+    async fn rename_conversation(&self, id: ConversationId, title: &str) -> Result<()> {
+        self.inner.lock().conv(id)?.record.title = title.to_owned();
+        Ok(())
+    }
+
+    async fn list_rooms(&self, limit: u32) -> Result<Vec<ConversationRecord>> {
+        let inner = self.inner.lock();
+        let mut rooms: Vec<_> = inner
+            .conversations
+            .values()
+            .filter(|c| c.record.kind == v1::ConversationKind::Room)
+            .map(|c| c.record.clone())
+            .collect();
+        rooms.sort_by(|a, b| b.member_count.cmp(&a.member_count).then(a.id.cmp(&b.id)));
+        rooms.truncate(limit as usize);
+        Ok(rooms)
+    }
+
+    async fn member(&self, conversation: ConversationId, user: UserId) -> Result<Option<MemberRecord>> {
+        let inner = self.inner.lock();
+        Ok(inner
+            .conversations
+            .get(&conversation)
+            .and_then(|c| c.members.get(&user).cloned()))
+    }
+
+    async fn members(&self, conversation: ConversationId) -> Result<Vec<MemberRecord>> {
+        let inner = self.inner.lock();
+        Ok(inner
+            .conversations
+            .get(&conversation)
+            .map(|c| c.members.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn user_conversations(&self, user: UserId) -> Result<Vec<(ConversationRecord, MemberRecord)>> {
+        let inner = self.inner.lock();
+        Ok(inner
+            .conversations
+            .values()
+            .filter_map(|c| c.members.get(&user).map(|m| (c.record.clone(), m.clone())))
+            .collect())
+    }
+
+    async fn append_message(&self, new: NewMessage) -> Result<Appended> {
+        let mut inner = self.inner.lock();
+        if !inner.conversations.contains_key(&new.conversation_id) {
+            return Err(Error::NotFound(format!("conversation {}", new.conversation_id)));
+        }
+        if let Some(cid) = &new.client_msg_id {
+            if let Some(&(conv_id, seq)) = inner.dedup.get(&(new.sender_id, cid.clone())) {
+                let conv = inner.conv(conv_id)?;
+                return Ok(Appended {
+                    message: conv.messages[(seq - 1) as usize].clone(),
+                    duplicate: true,
+                    member_count: conv.record.member_count,
+                });
+            }
+        }
+        inner.next_message += 1;
+        let id = inner.next_message;
+        let conv = inner.conv(new.conversation_id)?;
+        match &new.membership {
+            Some(Membership::Add(users)) => {
+                for &(user_id, role) in users {
+                    conv.members.entry(user_id).or_insert(MemberRecord {
+                        conversation_id: new.conversation_id,
+                        user_id,
+                        role,
+                        joined_at: new.created_at,
+                        read_seq: 0,
+                        delivered_seq: 0,
+                    });
+                }
+            }
+            Some(Membership::Remove(user)) => {
+                conv.members.remove(user);
+            }
+            None => {}
+        }
+        conv.record.member_count = conv.members.len() as u32;
+        conv.record.last_seq += 1;
+        conv.record.last_version += 1;
+        let message = v1::Message {
+            id,
+            conversation_id: new.conversation_id,
+            seq: conv.record.last_seq,
+            version: conv.record.last_version,
+            sender_id: new.sender_id,
+            client_msg_id: new.client_msg_id.clone().unwrap_or_default(),
+            created_at: new.created_at,
+            content: Some(new.content),
+        };
+        conv.messages.push(message.clone());
+        let member_count = conv.record.member_count;
+        let seq = message.seq;
+        if let Some(cid) = new.client_msg_id {
+            inner.dedup.insert((new.sender_id, cid), (new.conversation_id, seq));
+        }
+        Ok(Appended {
+            message,
+            duplicate: false,
+            member_count,
+        })
+    }
+
+    async fn history(&self, conversation: ConversationId, page: Page, limit: u32) -> Result<Vec<v1::Message>> {
+        let inner = self.inner.lock();
+        let Some(conv) = inner.conversations.get(&conversation) else {
+            return Ok(Vec::new());
+        };
+        let msgs = &conv.messages;
+        let limit = limit as usize;
+        Ok(match page {
+            Page::Before(before) => {
+                let end = if before == 0 {
+                    msgs.len()
+                } else {
+                    ((before - 1) as usize).min(msgs.len())
+                };
+                msgs[end.saturating_sub(limit)..end].to_vec()
+            }
+            Page::After(after) => {
+                let start = (after as usize).min(msgs.len());
+                msgs[start..(start + limit).min(msgs.len())].to_vec()
+            }
+        })
+    }
+
+    async fn changes(&self, conversation: ConversationId, after_version: u64, limit: u32) -> Result<Vec<v1::Message>> {
+        let inner = self.inner.lock();
+        let Some(conv) = inner.conversations.get(&conversation) else {
+            return Ok(Vec::new());
+        };
+        let mut changed: Vec<_> = conv
+            .messages
+            .iter()
+            .filter(|m| m.version > after_version)
+            .cloned()
+            .collect();
+        changed.sort_by_key(|m| m.version);
+        changed.truncate(limit as usize);
+        Ok(changed)
+    }
+
+    async fn unread_count(&self, conversation: ConversationId, user: UserId, after_seq: u64) -> Result<u64> {
+        let inner = self.inner.lock();
+        Ok(inner
+            .conversations
+            .get(&conversation)
+            .map(|c| {
+                c.messages
+                    .iter()
+                    .skip(after_seq as usize)
+                    .filter(|m| m.sender_id != user)
+                    .count() as u64
+            })
+            .unwrap_or(0))
+    }
+
+    async fn advance_cursors(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        read: Option<u64>,
+        delivered: Option<u64>,
+    ) -> Result<MemberRecord> {
+        let mut inner = self.inner.lock();
+        let conv = inner.conv(conversation)?;
+        let last = conv.record.last_seq;
+        let m = conv
+            .members
+            .get_mut(&user)
+            .ok_or_else(|| Error::NotFound(format!("user {user} is not a member of {conversation}")))?;
+        if let Some(r) = read {
+            m.read_seq = m.read_seq.max(r.min(last));
+        }
+        if let Some(d) = delivered {
+            m.delivered_seq = m.delivered_seq.max(d.min(last));
+        }
+        // Reading implies delivery.
+        m.delivered_seq = m.delivered_seq.max(m.read_seq);
+        Ok(m.clone())
+    }
+}

@@ -1,0 +1,109 @@
+//! The `Store` trait: the one source of truth, and its backends.
+//!
+//! # Guarantees every backend gives (checked by [`conformance`])
+//! * **Sequence numbers**: each message appended to a conversation gets
+//!   `last_seq + 1`, assigned inside the transaction that stores it, so seqs are
+//!   1, 2, 3... with no gap and no repeat, even with concurrent appenders.
+//! * **Change log**: every append (and, later, every edit, recall or reaction)
+//!   takes the next `version` of the conversation; a message row carries the
+//!   version of its latest state. Versions commit in order per conversation.
+//! * **Idempotency**: an append with a `(sender, client_msg_id)` already stored
+//!   writes nothing and returns the stored message with `duplicate = true`.
+//! * **Durability**: a method returns `Ok` only after its write is committed.
+//! * **Cursors** only move forward and never past `last_seq`.
+//! * **Atomic membership**: a [`Membership`](crate::model::Membership) change
+//!   is committed together with the system message announcing it.
+
+use crate::error::Result;
+use crate::model::*;
+use async_trait::async_trait;
+use im_protocol::v1;
+
+pub mod conformance;
+pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, SqliteStoreConfig};
+
+/// Persistent state of the engine. Implementations must be cheap to share
+/// (`Arc<dyn Store>`) and must never block the async runtime.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a user. `Conflict` if the user name is taken (case-insensitively).
+    async fn create_user(&self, user: NewUser) -> Result<UserRecord>;
+    /// Finds a user by name, case-insensitively.
+    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>>;
+    /// The users with these ids that exist, in no particular order.
+    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<UserRecord>>;
+    /// Users whose user name or display name starts with `prefix`
+    /// (case-insensitive), ordered by user name, at most `limit`.
+    async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<UserRecord>>;
+    /// Changes profile fields that are `Some`. `NotFound` for an unknown user.
+    async fn update_profile(
+        &self,
+        user: UserId,
+        display_name: Option<String>,
+        avatar_url: Option<String>,
+    ) -> Result<UserRecord>;
+    /// Records the time of a user's last disconnect.
+    async fn set_last_seen(&self, user: UserId, at: i64) -> Result<()>;
+
+    /// Stores a session token (by its hash).
+    async fn insert_token(&self, token_hash: &str, user: UserId, expires_at: i64) -> Result<()>;
+    /// The user and expiry of a token hash.
+    async fn token(&self, token_hash: &str) -> Result<Option<(UserId, i64)>>;
+    /// Deletes a token; deleting an unknown one is not an error.
+    async fn delete_token(&self, token_hash: &str) -> Result<()>;
+
+    /// Creates a group or room; the creator becomes owner, the others members.
+    async fn create_conversation(&self, new: NewConversation) -> Result<ConversationRecord>;
+    /// The direct conversation of two users, created if needed: exactly one per pair.
+    async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> Result<ConversationRecord>;
+    /// A conversation by id.
+    async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationRecord>>;
+    /// Deletes a conversation, its members and its messages.
+    async fn delete_conversation(&self, id: ConversationId) -> Result<()>;
+    /// Renames a conversation.
+    async fn rename_conversation(&self, id: ConversationId, title: &str) -> Result<()>;
+    /// Public rooms, largest first, at most `limit`.
+    async fn list_rooms(&self, limit: u32) -> Result<Vec<ConversationRecord>>;
+    /// A membership, if the user is a member.
+    async fn member(&self, conversation: ConversationId, user: UserId) -> Result<Option<MemberRecord>>;
+    /// All members of a conversation, ordered by user id.
+    async fn members(&self, conversation: ConversationId) -> Result<Vec<MemberRecord>>;
+    /// The conversations a user belongs to, with the membership.
+    async fn user_conversations(&self, user: UserId) -> Result<Vec<(ConversationRecord, MemberRecord)>>;
+
+    /// Appends a message: see the trait docs for the guarantees.
+    /// `NotFound` if the conversation does not exist.
+    async fn append_message(&self, new: NewMessage) -> Result<Appended>;
+    /// A page of history, always returned in ascending seq order.
+    async fn history(&self, conversation: ConversationId, page: Page, limit: u32) -> Result<Vec<v1::Message>>;
+    /// Messages whose latest version is above `after_version`, in version order, at most `limit`.
+    async fn changes(&self, conversation: ConversationId, after_version: u64, limit: u32) -> Result<Vec<v1::Message>>;
+    /// Number of messages after `after_seq` not sent by `user`.
+    async fn unread_count(&self, conversation: ConversationId, user: UserId, after_seq: u64) -> Result<u64>;
+    /// Moves a member's read and/or delivered cursor forward (never back, never past `last_seq`).
+    /// `NotFound` if not a member.
+    async fn advance_cursors(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        read: Option<u64>,
+        delivered: Option<u64>,
+    ) -> Result<MemberRecord>;
+
+    /// Flushes and closes: called once at shutdown, after the last write.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The canonical key of the direct conversation of two users.
+pub(crate) fn direct_key(a: UserId, b: UserId) -> String {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    format!("{lo}:{hi}")
+}

@@ -1,0 +1,299 @@
+//! im-core integration tests: conformance suites against every backend, and
+//! engine semantics.
+
+use im_core::store::{MemoryStore, Store};
+use std::sync::Arc;
+
+mod memory_store {
+    use super::*;
+    im_core::store_conformance_tests!(async { (Arc::new(MemoryStore::new()) as Arc<dyn Store>, ()) });
+}
+
+mod sqlite_store {
+    use super::*;
+    use im_core::store::{SqliteStore, SqliteStoreConfig};
+
+    async fn make() -> (Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteStoreConfig::new(dir.path().join("im.sqlite3")))
+            .await
+            .unwrap();
+        (Arc::new(store) as Arc<dyn Store>, dir)
+    }
+    im_core::store_conformance_tests!(make());
+
+    #[tokio::test]
+    async fn reopen_keeps_data_and_migrations_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/dir/im.sqlite3");
+        let store = SqliteStore::open(SqliteStoreConfig::new(&path)).await.unwrap();
+        let user = store
+            .create_user(im_core::model::NewUser {
+                username: "keep".into(),
+                display_name: "Keep".into(),
+                password_hash: "h".into(),
+                created_at: 1,
+            })
+            .await
+            .unwrap();
+        store.close().await.unwrap();
+        drop(store);
+        let store = SqliteStore::open(SqliteStoreConfig::new(&path)).await.unwrap();
+        assert_eq!(store.user_by_name("KEEP").await.unwrap().unwrap().id, user.id);
+    }
+}
+
+mod local_fanout {
+    use im_core::{FanOut, LocalFanOut};
+    use std::sync::Arc;
+    im_core::fanout_conformance_tests!(async {
+        let f: Arc<dyn FanOut> = Arc::new(LocalFanOut::new());
+        (f.clone(), f, ())
+    });
+}
+
+mod engine {
+    use im_core::im_protocol::v1;
+    use im_core::{Caller, Engine, Error, PasswordAuthConfig};
+
+    fn engine() -> Engine {
+        Engine::builder()
+            .password_auth(PasswordAuthConfig {
+                argon2_m_cost: 256,
+                argon2_t_cost: 1,
+                ..Default::default()
+            })
+            .build()
+    }
+
+    async fn user(e: &Engine, name: &str) -> Caller {
+        Caller::user(e.register(name, "password123", "").await.unwrap().user.id)
+    }
+
+    fn text(conv: u64, body: &str, id: &str) -> v1::SendMessage {
+        v1::SendMessage {
+            target: Some(v1::send_message::Target::ConversationId(conv)),
+            client_msg_id: id.into(),
+            content: Some(v1::Content::text(body)),
+        }
+    }
+
+    #[tokio::test]
+    async fn register_login_logout() {
+        let e = engine();
+        let reg = e.register("alice", "password123", "Alice A").await.unwrap();
+        assert_eq!(reg.user.display_name, "Alice A");
+        assert!(matches!(e.register("ALICE", "password123", "").await, Err(Error::Conflict(_))));
+        assert!(matches!(e.register("al", "password123", "").await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(e.register("bob", "short", "").await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(e.register("bad/name", "password123", "").await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(e.login("alice", "wrong-password").await, Err(Error::Unauthenticated(_))));
+        assert!(matches!(e.login("nobody", "password123").await, Err(Error::Unauthenticated(_))));
+        let login = e.login("Alice", "password123").await.unwrap();
+        assert_ne!(login.token, reg.token);
+        assert_eq!(e.authenticate(&login.token).await.unwrap().id, reg.user.id);
+        e.logout(&login.token).await.unwrap();
+        assert!(matches!(e.authenticate(&login.token).await, Err(Error::Unauthenticated(_))));
+        assert!(e.authenticate(&reg.token).await.is_ok(), "other tokens stay valid");
+        assert!(matches!(e.authenticate("garbage").await, Err(Error::Unauthenticated(_))));
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_are_refused() {
+        let e = Engine::builder()
+            .password_auth(PasswordAuthConfig {
+                token_ttl: std::time::Duration::ZERO,
+                argon2_m_cost: 256,
+                argon2_t_cost: 1,
+                ..Default::default()
+            })
+            .build();
+        let reg = e.register("alice", "password123", "").await.unwrap();
+        assert_eq!(
+            e.authenticate(&reg.token).await.unwrap_err(),
+            Error::Unauthenticated("token expired".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn direct_conversation_created_on_first_message_once() {
+        let e = engine();
+        let (a, b) = (user(&e, "alice").await, user(&e, "bob").await);
+        let to_b = |id: &str| v1::SendMessage {
+            target: Some(v1::send_message::Target::ToUserId(b.user_id)),
+            client_msg_id: id.into(),
+            content: Some(v1::Content::text("hi")),
+        };
+        let first = e.send_message(a, to_b("1")).await.unwrap();
+        let back = e
+            .send_message(
+                b,
+                v1::SendMessage {
+                    target: Some(v1::send_message::Target::ToUserId(a.user_id)),
+                    client_msg_id: "x".into(),
+                    content: Some(v1::Content::text("hello")),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(first.conversation_id, back.conversation_id);
+        assert_eq!((first.seq, back.seq), (1, 2));
+        let retry = e.send_message(a, to_b("1")).await.unwrap();
+        assert!(retry.duplicate);
+        assert_eq!((retry.message_id, retry.seq), (first.message_id, first.seq));
+        let list = e.list_conversations(b).await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].unread_count, 1);
+        assert_eq!(list[0].last_message.as_ref().unwrap().seq, 2);
+        assert!(matches!(
+            e.send_message(a, v1::SendMessage { target: Some(v1::send_message::Target::ToUserId(999)), ..to_b("2") }).await,
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn bad_messages_get_typed_errors() {
+        let e = engine();
+        let a = user(&e, "alice").await;
+        let g = e.create_group(a, "g", &[]).await.unwrap();
+        let too_big = "x".repeat(e.config().max_message_bytes + 1);
+        assert!(matches!(e.send_message(a, text(g.id, &too_big, "1")).await, Err(Error::TooLarge(_))));
+        assert!(matches!(e.send_message(a, text(g.id, "  ", "2")).await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            e.send_message(a, text(g.id, "x", &"k".repeat(65))).await,
+            Err(Error::InvalidArgument(_))
+        ));
+        let mut sys = text(g.id, "x", "3");
+        sys.content = Some(v1::Content {
+            kind: Some(v1::content::Kind::System(v1::SystemNotice::default())),
+        });
+        assert!(matches!(e.send_message(a, sys).await, Err(Error::PermissionDenied(_))));
+        assert!(matches!(e.send_message(a, text(4242, "x", "4")).await, Err(Error::NotFound(_))));
+        let ok = e.send_message(a, text(g.id, "fine", "5")).await.unwrap();
+        assert_eq!(ok.seq, 2, "the group's creation notice is seq 1");
+    }
+
+    #[tokio::test]
+    async fn groups_roles_and_system_messages() {
+        let e = engine();
+        let (a, b, c) = (user(&e, "alice").await, user(&e, "bob").await, user(&e, "carol").await);
+        let g = e.create_group(a, "team", &[b.user_id]).await.unwrap();
+        assert_eq!(g.member_count, 2);
+        assert_eq!(g.role, v1::Role::Owner as i32);
+        assert!(matches!(e.add_members(b, g.id, &[c.user_id]).await, Err(Error::PermissionDenied(_))));
+        let g = e.add_members(a, g.id, &[c.user_id]).await.unwrap();
+        assert_eq!(g.member_count, 3);
+        assert!(matches!(e.rename(b, g.id, "mine").await, Err(Error::PermissionDenied(_))));
+        let g = e.rename(a, g.id, "renamed").await.unwrap();
+        assert_eq!(g.title, "renamed");
+        assert!(matches!(e.join(c, g.id).await, Err(Error::PermissionDenied(_))), "groups are invitation only");
+        e.leave(b, g.id).await.unwrap();
+        assert!(matches!(e.history(b, v1::GetHistory { conversation_id: g.id, ..Default::default() }).await, Err(Error::PermissionDenied(_))));
+        let h = e.history(a, v1::GetHistory { conversation_id: g.id, ..Default::default() }).await.unwrap();
+        let kinds: Vec<i32> = h
+            .messages
+            .iter()
+            .map(|m| match &m.content.as_ref().unwrap().kind {
+                Some(v1::content::Kind::System(s)) => s.kind,
+                _ => -1,
+            })
+            .collect();
+        use v1::SystemKind::*;
+        assert_eq!(kinds, vec![Created as i32, Added as i32, Renamed as i32, Left as i32]);
+        let full = e.get_conversation(a, g.id).await.unwrap();
+        assert_eq!(full.members.iter().map(|m| m.user_id).collect::<Vec<_>>(), vec![a.user_id, c.user_id]);
+    }
+
+    #[tokio::test]
+    async fn ephemeral_room_vanishes_with_last_member() {
+        let e = engine();
+        let (a, b) = (user(&e, "alice").await, user(&e, "bob").await);
+        let room = e.create_room(a, "pop-up", true).await.unwrap();
+        let keep = e.create_room(a, "lasting", false).await.unwrap();
+        e.join(b, room.id).await.unwrap();
+        e.join(b, room.id).await.unwrap();
+        let rooms = e.list_rooms(10).await.unwrap();
+        assert_eq!(rooms[0].member_count, 2);
+        e.leave(a, room.id).await.unwrap();
+        e.leave(b, room.id).await.unwrap();
+        e.leave(a, keep.id).await.unwrap();
+        let rooms = e.list_rooms(10).await.unwrap();
+        assert_eq!(rooms.len(), 1);
+        assert_eq!(rooms[0].conversation.as_ref().unwrap().id, keep.id);
+        assert!(matches!(e.join(b, room.id).await, Err(Error::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn sync_and_changes() {
+        let e = engine();
+        let (a, b) = (user(&e, "alice").await, user(&e, "bob").await);
+        let g = e.create_group(a, "g", &[b.user_id]).await.unwrap();
+        for i in 0..5 {
+            e.send_message(a, text(g.id, "m", &i.to_string())).await.unwrap();
+        }
+        let s = e.sync(b, &[]).await.unwrap();
+        assert_eq!(s.changed.len(), 1);
+        assert_eq!(s.changed[0].last_version, 6);
+        let c = e.changes(b, v1::GetChanges { conversation_id: g.id, after_version: 0, limit: 4 }).await.unwrap();
+        assert_eq!((c.messages.len(), c.next_version, c.has_more, c.reset), (4, 4, true, false));
+        let c = e.changes(b, v1::GetChanges { conversation_id: g.id, after_version: 4, limit: 4 }).await.unwrap();
+        assert_eq!((c.messages.len(), c.next_version, c.has_more), (2, 6, false));
+        let cur = [v1::SyncCursor { conversation_id: g.id, version: 6 }, v1::SyncCursor { conversation_id: 777, version: 1 }];
+        let s = e.sync(b, &cur).await.unwrap();
+        assert!(s.changed.is_empty());
+        assert_eq!(s.removed, vec![777]);
+        let c = e.changes(b, v1::GetChanges { conversation_id: g.id, after_version: 99, limit: 4 }).await.unwrap();
+        assert!(c.reset, "a cursor ahead of the log asks for a reset");
+        let other = user(&e, "carol").await;
+        assert!(matches!(
+            e.changes(other, v1::GetChanges { conversation_id: g.id, after_version: 0, limit: 4 }).await,
+            Err(Error::PermissionDenied(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn receipts_typing_and_presence_events() {
+        use im_core::session::Outbound;
+        let e = engine();
+        let (a, b) = (user(&e, "alice").await, user(&e, "bob").await);
+        let g = e.create_group(a, "g", &[b.user_id]).await.unwrap();
+        let mut a_events = e.connect(a.user_id).await;
+        let mut b_events = e.connect(b.user_id).await;
+        let next = |rx: &mut tokio::sync::mpsc::Receiver<Outbound>| match rx.try_recv() {
+            Ok(Outbound::Event(ev)) => ev.kind().cloned(),
+            _ => None,
+        };
+        // Alice sees Bob come online.
+        assert!(matches!(next(&mut a_events.rx), Some(v1::event::Kind::Presence(p)) if p.user_id == b.user_id && p.online));
+        let p = e.presence(&[a.user_id, b.user_id, 999]).await.unwrap();
+        assert_eq!(p.len(), 2);
+        assert!(p.iter().all(|p| p.online));
+
+        e.send_message(a, text(g.id, "hi", "1")).await.unwrap();
+        assert!(matches!(next(&mut b_events.rx), Some(v1::event::Kind::Message(m)) if m.seq == 2));
+        assert!(matches!(next(&mut a_events.rx), Some(v1::event::Kind::Message(m)) if m.seq == 2));
+
+        e.typing(b, g.id, true).await.unwrap();
+        assert!(matches!(next(&mut a_events.rx), Some(v1::event::Kind::Typing(t)) if t.user_id == b.user_id && t.typing));
+        assert!(next(&mut b_events.rx).is_none(), "the typist does not get their own typing");
+
+        let cur = e.mark(b, g.id, Some(2), None).await.unwrap();
+        assert_eq!((cur.read_seq, cur.delivered_seq), (2, 2));
+        assert!(matches!(next(&mut a_events.rx), Some(v1::event::Kind::Receipt(r)) if r.read_seq == 2 && r.user_id == b.user_id));
+        assert_eq!(e.list_conversations(b).await.unwrap()[0].unread_count, 0);
+
+        e.disconnect(b.user_id, b_events.id).await;
+        let gen_online = match next(&mut a_events.rx) {
+            Some(v1::event::Kind::Presence(p)) => {
+                assert!(!p.online);
+                assert!(p.last_seen > 0);
+                p.generation
+            }
+            other => panic!("expected presence, got {other:?}"),
+        };
+        assert!(!e.is_online(b.user_id));
+        let p = e.presence(&[b.user_id]).await.unwrap();
+        assert_eq!(p[0].generation, gen_online);
+        assert!(!p[0].online && p[0].last_seen > 0);
+    }
+}
