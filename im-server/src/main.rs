@@ -1,0 +1,76 @@
+//! `im-server`: the reference chat server.
+//!
+//! ```text
+//! im-server [--config FILE]                 serve (default)
+//! im-server [--config FILE] check-config    validate the configuration and exit
+//! ```
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use im_server::{Server, ServerConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "im-server", version, about = "Reference server of the im chat engine")]
+struct Cli {
+    /// TOML configuration file; IM__SECTION__KEY environment variables override it.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Run,
+    /// Load and validate the configuration, print it, and exit.
+    CheckConfig,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = ServerConfig::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => {
+            println!("configuration is valid: {config:#?}");
+            Ok(())
+        }
+        Command::Run => {
+            init_logging(&config);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let timeout = Duration::from_secs(config.server.shutdown_timeout_secs + 5);
+            let result = runtime.block_on(async {
+                let server = Server::bind(config).await?;
+                server.run(shutdown_signal()).await
+            });
+            // Hard limit for anything still running.
+            runtime.shutdown_timeout(timeout);
+            result
+        }
+    }
+}
+
+fn init_logging(config: &ServerConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,294 @@
+//! Server settings: defaults, then a TOML file, then `IM__SECTION__KEY`
+//! environment variables (e.g. `IM__SERVER__LISTEN=0.0.0.0:8080`).
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Every setting of the reference server. See `im-server/config.example.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listener and connection handling.
+    pub server: ServerSection,
+    /// Where data is kept.
+    pub store: StoreSection,
+    /// Password accounts and tokens.
+    pub auth: AuthSection,
+    /// Limits on what clients may send.
+    pub limits: LimitsSection,
+    /// Logging.
+    pub log: LogSection,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address to listen on.
+    pub listen: String,
+    /// Most WebSocket connections at once; more are refused with 503.
+    pub max_connections: usize,
+    /// Server ping interval, seconds.
+    pub heartbeat_interval_secs: u64,
+    /// A connection silent this long is closed, seconds.
+    pub idle_timeout_secs: u64,
+    /// Longest graceful shutdown before connections are dropped, seconds.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// `sqlite://PATH` (the embedded default) or `memory://` (nothing kept).
+    pub url: String,
+    /// SQLite: `full` (durable on power loss) or `normal` (durable on crash).
+    pub synchronous: String,
+    /// SQLite read connections.
+    pub read_connections: u32,
+    /// Most writes committed in one transaction (group commit).
+    pub max_batch: usize,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// Token lifetime, seconds.
+    pub token_ttl_secs: u64,
+    /// Shortest password accepted.
+    pub min_password_len: usize,
+    /// argon2id memory cost, KiB.
+    pub argon2_m_cost: u32,
+    /// argon2id iterations.
+    pub argon2_t_cost: u32,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Largest WebSocket frame, bytes.
+    pub max_frame_bytes: usize,
+    /// Largest message content, bytes.
+    pub max_message_bytes: usize,
+    /// Most members of a group or room.
+    pub max_group_members: u32,
+    /// Largest page a client can ask for.
+    pub max_page_size: u32,
+    /// Above this many members no typing, presence or receipt broadcast.
+    pub large_group_threshold: u32,
+    /// Sustained requests per second per connection.
+    pub requests_per_second: f64,
+    /// Request burst per connection.
+    pub request_burst: f64,
+    /// Connections per user.
+    pub max_sessions_per_user: usize,
+    /// Events queued per connection before it is closed as too slow.
+    pub session_queue: usize,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// A `tracing` filter, e.g. `info` or `im_server=debug,info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerSection::default(),
+            store: StoreSection::default(),
+            auth: AuthSection::default(),
+            limits: LimitsSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_connections: 100_000,
+            heartbeat_interval_secs: 30,
+            idle_timeout_secs: 90,
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/im.sqlite3".into(),
+            synchronous: "full".into(),
+            read_connections: 4,
+            max_batch: 512,
+        }
+    }
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        let d = im_core::PasswordAuthConfig::default();
+        Self {
+            token_ttl_secs: d.token_ttl.as_secs(),
+            min_password_len: d.min_password_len,
+            argon2_m_cost: d.argon2_m_cost,
+            argon2_t_cost: d.argon2_t_cost,
+        }
+    }
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let e = im_core::EngineConfig::default();
+        let c = im_core::ConnectionConfig::default();
+        Self {
+            max_frame_bytes: c.max_frame_bytes,
+            max_message_bytes: e.max_message_bytes,
+            max_group_members: e.max_group_members,
+            max_page_size: e.max_page_size,
+            large_group_threshold: e.large_group_threshold,
+            requests_per_second: c.requests_per_second,
+            request_burst: c.request_burst,
+            max_sessions_per_user: c.max_sessions_per_user,
+            session_queue: e.session_queue,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// The store chosen by `store.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `sqlite://PATH`
+    Sqlite(std::path::PathBuf),
+    /// `memory://`
+    Memory,
+}
+
+impl ServerConfig {
+    /// Loads defaults, then `file` (if given), then `IM__SECTION__KEY` variables, and validates.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("IM")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let loaded: ServerConfig = builder
+            .build()
+            .context("reading configuration")?
+            .try_deserialize()
+            .context("invalid configuration")?;
+        loaded.validate()?;
+        Ok(loaded)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.listen_addr()?;
+        self.store_url()?;
+        if !matches!(self.store.synchronous.as_str(), "full" | "normal") {
+            bail!("store.synchronous must be \"full\" or \"normal\"");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format must be \"text\" or \"json\"");
+        }
+        if self.limits.max_frame_bytes < 1024 {
+            bail!("limits.max_frame_bytes must be at least 1024");
+        }
+        if self.limits.max_message_bytes >= self.limits.max_frame_bytes {
+            bail!("limits.max_message_bytes must be below limits.max_frame_bytes");
+        }
+        if self.limits.requests_per_second <= 0.0 || self.limits.request_burst < 1.0 {
+            bail!("limits.requests_per_second must be positive and limits.request_burst at least 1");
+        }
+        if self.server.heartbeat_interval_secs == 0 || self.server.idle_timeout_secs <= self.server.heartbeat_interval_secs {
+            bail!("server.idle_timeout_secs must exceed server.heartbeat_interval_secs (> 0)");
+        }
+        if self.server.max_connections == 0 || self.limits.max_sessions_per_user == 0 {
+            bail!("server.max_connections and limits.max_sessions_per_user must be positive");
+        }
+        Ok(())
+    }
+
+    /// The listen address.
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.server
+            .listen
+            .parse()
+            .with_context(|| format!("server.listen {:?} is not an address:port", self.server.listen))
+    }
+
+    /// The parsed store URL.
+    pub fn store_url(&self) -> anyhow::Result<StoreUrl> {
+        let url = self.store.url.as_str();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                bail!("store.url: sqlite:// needs a file path");
+            }
+            Ok(StoreUrl::Sqlite(path.into()))
+        } else if url == "memory://" {
+            Ok(StoreUrl::Memory)
+        } else {
+            bail!("store.url {url:?}: expected sqlite://PATH or memory://")
+        }
+    }
+
+    /// Engine limits.
+    pub fn engine_config(&self) -> im_core::EngineConfig {
+        im_core::EngineConfig {
+            max_message_bytes: self.limits.max_message_bytes,
+            max_group_members: self.limits.max_group_members,
+            max_page_size: self.limits.max_page_size,
+            large_group_threshold: self.limits.large_group_threshold,
+            session_queue: self.limits.session_queue,
+            ..Default::default()
+        }
+    }
+
+    /// Per-connection settings.
+    pub fn connection_config(&self) -> im_core::ConnectionConfig {
+        im_core::ConnectionConfig {
+            max_frame_bytes: self.limits.max_frame_bytes,
+            heartbeat_interval_ms: (self.server.heartbeat_interval_secs * 1000) as u32,
+            idle_timeout_ms: (self.server.idle_timeout_secs * 1000) as u32,
+            requests_per_second: self.limits.requests_per_second,
+            request_burst: self.limits.request_burst,
+            max_sessions_per_user: self.limits.max_sessions_per_user,
+            ..Default::default()
+        }
+    }
+
+    /// Password account settings.
+    pub fn auth_config(&self) -> im_core::PasswordAuthConfig {
+        im_core::PasswordAuthConfig {
+            token_ttl: Duration::from_secs(self.auth.token_ttl_secs),
+            min_password_len: self.auth.min_password_len,
+            argon2_m_cost: self.auth.argon2_m_cost,
+            argon2_t_cost: self.auth.argon2_t_cost,
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! HTTP routes (hyper 1, HTTP/1.1) and the WebSocket upgrade.
+
+use crate::Shared;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use im_core::Error;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+type Body = Full<Bytes>;
+
+/// Largest HTTP request body accepted by the JSON endpoints.
+const MAX_JSON_BODY: usize = 16 * 1024;
+
+pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let io = TokioIo::new(stream);
+    let svc_shared = shared.clone();
+    let service = hyper::service::service_fn(move |req| route(svc_shared.clone(), req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .header_read_timeout(std::time::Duration::from_secs(10))
+        .serve_connection(io, service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(%peer, error = %e, "http connection error");
+            }
+        }
+        _ = shared.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// The HTTP status of an engine error.
+pub(crate) fn status_of(e: &Error) -> StatusCode {
+    match e {
+        Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+pub(crate) fn error(e: &Error) -> Response<Body> {
+    json(
+        status_of(e),
+        serde_json::json!({"error": {"code": e.code().name(), "message": e.message()}}),
+    )
+}
+
+async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+    let resp = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => ready(&shared).await,
+        (&Method::POST, "/v1/auth/register") => auth(&shared, req, true).await,
+        (&Method::POST, "/v1/auth/login") => auth(&shared, req, false).await,
+        (&Method::GET, "/v1/ws") => crate::ws::upgrade(shared, req),
+        (_, "/healthz" | "/readyz" | "/v1/auth/register" | "/v1/auth/login" | "/v1/ws") => {
+            let mut resp = error(&Error::InvalidArgument("method not allowed".into()));
+            *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            resp
+        }
+        _ => error(&Error::NotFound("no such route".into())),
+    };
+    Ok(resp)
+}
+
+async fn ready(shared: &Shared) -> Response<Body> {
+    if shared.shutdown.is_cancelled() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    }
+    match shared.engine.store().conversation(0).await {
+        Ok(_) => text(StatusCode::OK, "ready\n"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: store unavailable");
+            text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+    #[serde(default)]
+    display_name: String,
+}
+
+async fn auth(shared: &Shared, req: Request<Incoming>, register: bool) -> Response<Body> {
+    let body = match Limited::new(req.into_body(), MAX_JSON_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return error(&Error::TooLarge(format!("request body is limited to {MAX_JSON_BODY} bytes"))),
+    };
+    let creds: Credentials = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return error(&Error::InvalidArgument(format!("expected JSON {{\"username\", \"password\"}}: {e}"))),
+    };
+    let issued = if register {
+        shared.engine.register(&creds.username, &creds.password, &creds.display_name).await
+    } else {
+        shared.engine.login(&creds.username, &creds.password).await
+    };
+    match issued {
+        Ok(t) => json(
+            if register { StatusCode::CREATED } else { StatusCode::OK },
+            serde_json::json!({"token": t.token, "user_id": t.user.id, "expires_at": t.expires_at}),
+        ),
+        Err(e) => error(&e),
+    }
+}

@@ -1,0 +1,155 @@
+//! # im-server
+//!
+//! The reference server: wires [`im_core`] to HTTP (hyper) and WebSocket
+//! (tungstenite), reads the configuration, and owns signals and graceful
+//! shutdown. The library form exists so tests and embedders can start a
+//! server on any listener and stop it with a future:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let config = im_server::ServerConfig::default();
+//! let server = im_server::Server::bind(config).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/auth/register`, `POST /v1/auth/login` | JSON `{"username","password"}` → `{"token","user_id","expires_at"}` |
+//! | `GET /healthz` | the process is up |
+//! | `GET /readyz` | the store answers and the server is not shutting down |
+//! | `GET /v1/ws` | WebSocket; see `docs/PROTOCOL.md` |
+
+pub mod config;
+mod http;
+mod ws;
+
+pub use config::ServerConfig;
+
+use anyhow::Context;
+use im_core::{Engine, SqliteStore, SqliteStoreConfig, Store};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    /// The engine.
+    pub engine: Engine,
+    /// The configuration.
+    pub config: ServerConfig,
+    /// Caps WebSocket connections.
+    pub connections: Arc<Semaphore>,
+    /// Cancelled when shutdown starts.
+    pub shutdown: CancellationToken,
+    /// Tracks every connection task, to drain them at shutdown.
+    pub tasks: TaskTracker,
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+/// Opens the store named by the configuration.
+pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config.store_url()? {
+        config::StoreUrl::Sqlite(path) => {
+            let mut c = SqliteStoreConfig::new(&path);
+            c.read_connections = config.store.read_connections;
+            c.max_batch = config.store.max_batch;
+            c.synchronous_full = config.store.synchronous == "full";
+            Arc::new(
+                SqliteStore::open(c)
+                    .await
+                    .with_context(|| format!("opening SQLite store {}", path.display()))?,
+            )
+        }
+        config::StoreUrl::Memory => Arc::new(im_core::MemoryStore::new()),
+    })
+}
+
+impl Server {
+    /// Opens the store and binds the configured address.
+    pub async fn bind(config: ServerConfig) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen_addr()?)
+            .await
+            .with_context(|| format!("binding {}", config.server.listen))?;
+        Self::with_listener(config, listener).await
+    }
+
+    /// Opens the store and serves on an existing listener.
+    pub async fn with_listener(config: ServerConfig, listener: TcpListener) -> anyhow::Result<Self> {
+        config.validate()?;
+        let store = open_store(&config).await?;
+        let engine = Engine::builder()
+            .store(store)
+            .config(config.engine_config())
+            .password_auth(config.auth_config())
+            .build();
+        Ok(Self {
+            listener,
+            shared: Arc::new(Shared {
+                engine,
+                connections: Arc::new(Semaphore::new(config.server.max_connections)),
+                config,
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// The engine, for embedders that add their own routes.
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully: stops
+    /// accepting, tells every WebSocket client why it is closed, lets
+    /// in-flight requests finish, then flushes and closes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Server { listener, shared } = self;
+        tracing::info!(addr = %listener.local_addr()?, "im-server listening");
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let shared2 = shared.clone();
+                        shared.tasks.spawn(http::serve_connection(shared2, stream, peer));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        tracing::info!(connections = shared.engine.sessions().len(), "shutting down");
+        shared.shutdown.cancel();
+        shared.tasks.close();
+        let deadline = Duration::from_secs(shared.config.server.shutdown_timeout_secs);
+        if tokio::time::timeout(deadline, shared.tasks.wait()).await.is_err() {
+            tracing::warn!("connections did not finish within the shutdown timeout");
+        }
+        shared.engine.shutdown().await.context("closing the store")?;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}

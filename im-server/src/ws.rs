@@ -1,0 +1,243 @@
+//! The WebSocket transport: frames in, [`Connection`] calls, replies and
+//! events out.
+//!
+//! One task per connection selects over the socket, the session's event
+//! queue, the heartbeat timer and shutdown. Events are already encoded
+//! ([`SharedEvent`](im_core::SharedEvent)) and written as shared `Bytes`;
+//! several queued events are written with one flush.
+
+use crate::Shared;
+use crate::http::error;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use im_core::im_protocol::{CodecError, Format, codec, v1};
+use im_core::session::{Outbound, SessionEvents};
+use im_core::{Connection, Error};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+/// Events written per flush at most.
+const MAX_BATCH: usize = 64;
+
+pub(crate) fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let headers = req.headers();
+    let is_upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| is_upgrade) else {
+        return error(&Error::InvalidArgument("expected a WebSocket upgrade".into()));
+    };
+    if headers.get(header::SEC_WEBSOCKET_VERSION).and_then(|v| v.to_str().ok()) != Some("13") {
+        return error(&Error::InvalidArgument("WebSocket version 13 required".into()));
+    }
+    let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+        return error(&Error::Unavailable("connection limit reached".into()));
+    };
+    if shared.shutdown.is_cancelled() {
+        return error(&Error::Unavailable("server is shutting down".into()));
+    }
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_owned());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let task_shared = shared.clone();
+    shared.tasks.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let limit = task_shared.config.limits.max_frame_bytes;
+                let ws_config = WebSocketConfig::default()
+                    // Small buffers: an idle connection should cost little.
+                    .read_buffer_size(4096)
+                    .write_buffer_size(0)
+                    .max_write_buffer_size(limit * 64)
+                    // Frames somewhat over the limit get a typed TOO_LARGE error;
+                    // far larger ones close the connection (1009) unread.
+                    .max_message_size(Some(limit * 4))
+                    .max_frame_size(Some(limit * 4));
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+                serve(task_shared, ws, token).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+        drop(permit);
+    });
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a valid header"),
+    );
+    resp
+}
+
+fn encode(frame: &v1::ServerFrame, format: Format) -> Message {
+    wire(codec::encode(frame, format), format)
+}
+
+fn wire(bytes: Bytes, format: Format) -> Message {
+    match format {
+        Format::Binary => Message::Binary(bytes),
+        // JSON from serde_json is always UTF-8.
+        Format::Json => Message::Text(Utf8Bytes::try_from(bytes).expect("JSON is UTF-8")),
+    }
+}
+
+fn close_message(code: CloseCode, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+async fn next_event(events: &mut Option<SessionEvents>) -> Option<Outbound> {
+    match events {
+        Some(e) => e.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn serve<S>(shared: Arc<Shared>, ws: WebSocketStream<S>, token: Option<String>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut sink, mut stream) = ws.split();
+    let mut conn = Connection::new(shared.engine.clone(), shared.config.connection_config(), token);
+    let mut events: Option<SessionEvents> = None;
+    let mut format = Format::Binary;
+    let limit = shared.config.limits.max_frame_bytes;
+    let idle_timeout = Duration::from_secs(shared.config.server.idle_timeout_secs);
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(shared.config.server.heartbeat_interval_secs));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.reset();
+    let mut last_heard = Instant::now();
+
+    let close: Option<(CloseCode, String)> = loop {
+        tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => {
+                break Some((CloseCode::Away, "server shutting down".into()));
+            }
+            incoming = stream.next() => {
+                last_heard = Instant::now();
+                let (data, fmt) = match incoming {
+                    None => break None,
+                    Some(Err(e)) => {
+                        use tokio_tungstenite::tungstenite::Error as WsError;
+                        match e {
+                            WsError::Capacity(_) => break Some((CloseCode::Size, "frame too large".into())),
+                            WsError::Protocol(_) => break Some((CloseCode::Protocol, "protocol error".into())),
+                            _ => break None,
+                        }
+                    }
+                    Some(Ok(Message::Binary(b))) => (b, Format::Binary),
+                    Some(Ok(Message::Text(t))) => (Bytes::from(t), Format::Json),
+                    Some(Ok(Message::Close(_))) => break None,
+                    Some(Ok(_)) => continue, // ping, pong: answered by tungstenite
+                };
+                format = fmt;
+                let frame: v1::ClientFrame = match codec::decode(&data, fmt, limit) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        let err = match e {
+                            CodecError::TooLarge { .. } => Error::TooLarge(e.to_string()),
+                            _ => Error::InvalidArgument(e.to_string()),
+                        };
+                        let reply = v1::ServerFrame::error(0, err.code(), err.message());
+                        if sink.send(encode(&reply, format)).await.is_err() {
+                            break None;
+                        }
+                        continue;
+                    }
+                };
+                let outcome = conn.handle(frame).await;
+                if let Some(session) = outcome.session {
+                    events = Some(session);
+                }
+                if sink.send(encode(&outcome.reply, format)).await.is_err() {
+                    break None;
+                }
+                if let Some(reason) = outcome.close {
+                    break Some((CloseCode::Normal, reason));
+                }
+            }
+            out = next_event(&mut events) => {
+                let mut pending = out;
+                let mut n = 0;
+                let mut close = None;
+                while let Some(item) = pending.take() {
+                    match item {
+                        Outbound::Event(ev) => {
+                            if sink.feed(wire(ev.encoded(format), format)).await.is_err() {
+                                close = Some(None);
+                                break;
+                            }
+                        }
+                        Outbound::Close(reason) => {
+                            close = Some(Some((CloseCode::Policy, reason)));
+                            break;
+                        }
+                    }
+                    n += 1;
+                    if n < MAX_BATCH {
+                        pending = events.as_mut().and_then(|e| e.rx.try_recv().ok());
+                    }
+                }
+                if let Some(close) = close {
+                    break close;
+                }
+                if sink.flush().await.is_err() {
+                    break None;
+                }
+                if events.as_ref().is_some_and(|e| e.overflowed()) {
+                    break Some((CloseCode::Again, "too slow: events were dropped, resync".into()));
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() >= idle_timeout {
+                    break Some((CloseCode::Away, "idle timeout".into()));
+                }
+                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+
+    if let Some((code, reason)) = close {
+        if code == CloseCode::Away {
+            let closing = v1::ServerFrame::event(v1::event::Kind::Closing(v1::Closing {
+                reason: reason.clone(),
+                reconnect_after_ms: 1000,
+            }));
+            let _ = sink.feed(encode(&closing, format)).await;
+        }
+        let _ = sink.send(close_message(code, &reason)).await;
+        // Wait briefly for the client's close reply so the close handshake completes.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    conn.close().await;
+}
