@@ -24,6 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     pbjson_build::Builder::new()
         .register_descriptors(&descriptor_bytes)?
+        // proto3 rules: fields and requests a newer peer knows are ignored.
+        .ignore_unknown_fields()
         .build(&[".im.v1"])?;
     Ok(())
 }

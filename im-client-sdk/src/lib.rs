@@ -1,0 +1,134 @@
+//! # im-client-sdk
+//!
+//! An async Rust client for the im chat server.
+//!
+//! * **Typed calls** for every request of the protocol ([`Client`]).
+//! * **An event stream** ([`Events`]) that delivers every message of every
+//!   conversation **exactly once, in sequence order**, live or recovered.
+//! * **Reconnect** with exponential back-off and jitter, over several server
+//!   URLs; after each reconnect it **resyncs** by itself (`Sync`, then
+//!   `GetChanges` per changed conversation).
+//! * **An outbox**: [`Client::send`] queues the message with a client message
+//!   id; it is (re)sent until the server acks it, across reconnects, and the
+//!   server's deduplication makes sure it is stored once.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), im_client_sdk::Error> {
+//! use im_client_sdk::{Client, ClientConfig, Credentials, Event};
+//! let config = ClientConfig::new("ws://127.0.0.1:8080/v1/ws");
+//! let (client, mut events) = Client::connect(
+//!     config,
+//!     Credentials::Login { username: "alice".into(), password: "correct horse".into() },
+//! )
+//! .await?;
+//! let room = client.create_room("lobby", false).await?;
+//! client.send_text(room.id, "hello").await?;
+//! while let Some(event) = events.next().await {
+//!     if let Event::Message(m) = event {
+//!         println!("#{} {:?}", m.seq, m.content);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod link;
+mod tracker;
+
+pub use client::{Client, ClientConfig, Credentials, Events};
+pub use im_protocol::{self, Format, v1};
+
+/// Everything the client reports.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Connected and authenticated (again).
+    Connected {
+        /// Who we are.
+        user: v1::User,
+    },
+    /// After a (re)connect: every conversation is caught up.
+    Synced,
+    /// The connection was lost; the client reconnects by itself.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// The server is closing the connection (e.g. shutting down).
+    Closing {
+        /// The server's reason.
+        reason: String,
+    },
+    /// A new message, exactly once per (conversation, seq), in seq order.
+    Message(v1::Message),
+    /// A new state of a message already delivered (edit, recall, reaction).
+    MessageUpdated(v1::Message),
+    /// A member's read or delivered cursor moved.
+    Receipt(v1::ReceiptEvent),
+    /// Someone is typing or stopped.
+    Typing(v1::TypingEvent),
+    /// A contact came online or went offline.
+    Presence(v1::Presence),
+    /// We are no longer a member of this conversation.
+    ConversationRemoved(u64),
+    /// The server asked to rebuild this conversation from scratch; messages
+    /// will be delivered again from seq 1.
+    ConversationReset(u64),
+    /// The token was refused and no password is known: the client stopped.
+    AuthFailed(String),
+}
+
+/// Errors of the client.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server answered with an error.
+    #[error("{code:?}: {message}")]
+    Server {
+        /// The typed code.
+        code: v1::ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+    /// Not connected (the client is reconnecting), or the connection dropped
+    /// before the answer arrived.
+    #[error("not connected")]
+    Disconnected,
+    /// No answer within the request time-out.
+    #[error("request timed out")]
+    Timeout,
+    /// Could not reach the server.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// The server sent something unexpected.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The client was closed.
+    #[error("client closed")]
+    Closed,
+}
+
+impl Error {
+    /// The server's error code, if this is a server error.
+    pub fn code(&self) -> Option<v1::ErrorCode> {
+        match self {
+            Error::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying the same request later can succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Server { code, .. } => matches!(
+                code,
+                v1::ErrorCode::Unavailable | v1::ErrorCode::RateLimited | v1::ErrorCode::Internal
+            ),
+            Error::Disconnected | Error::Timeout | Error::Connect(_) => true,
+            Error::Protocol(_) | Error::Closed => false,
+        }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

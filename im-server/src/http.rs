@@ -22,6 +22,7 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, pee
     let svc_shared = shared.clone();
     let service = hyper::service::service_fn(move |req| route(svc_shared.clone(), req));
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(std::time::Duration::from_secs(10))
         .serve_connection(io, service)
         .with_upgrades();

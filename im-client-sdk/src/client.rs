@@ -1,0 +1,840 @@
+//! The client: connection supervision, resync, outbox and typed calls.
+
+use crate::link::Link;
+use crate::tracker::{Live, Tracker};
+use crate::{Error, Event, Result};
+use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
+use im_protocol::{Format, PROTOCOL_VERSION};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+/// Settings of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// WebSocket URLs of the server nodes (`ws://host:port/v1/ws`), tried in turn.
+    pub urls: Vec<String>,
+    /// A stable id of this device or install.
+    pub device_id: String,
+    /// Binary protobuf (default) or JSON frames.
+    pub format: Format,
+    /// How long a call waits for a connection and then for its answer (default 10 s).
+    pub request_timeout: Duration,
+    /// First reconnect delay (default 100 ms); doubles up to `reconnect_max`, with jitter.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay (default 5 s).
+    pub reconnect_max: Duration,
+    /// Page size of sync fetches (default 200).
+    pub page_size: u32,
+}
+
+impl ClientConfig {
+    /// Defaults for one server URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            urls: vec![url.into()],
+            device_id: random_id(),
+            format: Format::Binary,
+            request_timeout: Duration::from_secs(10),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+            page_size: 200,
+        }
+    }
+}
+
+/// How the client authenticates.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// A bearer token obtained earlier (or issued by the host product).
+    Token(String),
+    /// User name and password; also used to log in again if the token expires.
+    Login {
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
+    /// Create the account, then behave as `Login`.
+    Register {
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+        /// Shown name (empty: the user name).
+        display_name: String,
+    },
+}
+
+/// The stream of [`Event`]s of a client.
+#[derive(Debug)]
+pub struct Events {
+    rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Events {
+    /// The next event; `None` once the client is closed and everything was read.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is ready.
+    pub fn try_next(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ConnState {
+    /// Increases with every connection.
+    generation: u64,
+    connected: bool,
+    /// The resync of this generation finished.
+    synced: bool,
+    closed: bool,
+}
+
+struct OutboxItem {
+    client_msg_id: String,
+    target: v1::send_message::Target,
+    content: v1::Content,
+    waiter: Option<oneshot::Sender<Result<v1::SendAck>>>,
+}
+
+struct Auth {
+    token: String,
+    user: v1::User,
+    credentials: Credentials,
+}
+
+struct Inner {
+    config: ClientConfig,
+    link: Mutex<Option<Arc<Link>>>,
+    state: watch::Sender<ConnState>,
+    tracker: Mutex<Tracker>,
+    events: mpsc::UnboundedSender<Event>,
+    auth: Mutex<Auth>,
+    outbox: Mutex<VecDeque<OutboxItem>>,
+    outbox_changed: Notify,
+    closed: AtomicBool,
+}
+
+/// A connection to the chat server that keeps itself connected and in sync.
+/// Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+fn random_id() -> String {
+    let mut raw = [0u8; 16];
+    rand::Rng::fill(&mut rand::rng(), &mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unexpected(reply: Reply) -> Error {
+    Error::Protocol(format!("unexpected response {reply:?}"))
+}
+
+impl Client {
+    /// Connects, authenticates and starts syncing. Fails if the first
+    /// connection or the authentication fails; later disconnects are repaired
+    /// by reconnecting.
+    pub async fn connect(config: ClientConfig, credentials: Credentials) -> Result<(Client, Events)> {
+        if config.urls.is_empty() {
+            return Err(Error::Connect("no server URL".into()));
+        }
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let token = match &credentials {
+            Credentials::Token(t) => t.clone(),
+            _ => String::new(),
+        };
+        let inner = Arc::new(Inner {
+            config,
+            link: Mutex::new(None),
+            state: watch::channel(ConnState::default()).0,
+            tracker: Mutex::new(Tracker::default()),
+            events: events_tx,
+            auth: Mutex::new(Auth {
+                token,
+                user: v1::User::default(),
+                credentials,
+            }),
+            outbox: Mutex::new(VecDeque::new()),
+            outbox_changed: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        let (first_tx, first_rx) = oneshot::channel();
+        tokio::spawn(supervise(inner.clone(), first_tx));
+        first_rx.await.map_err(|_| Error::Closed)??;
+        tokio::spawn(flush_outbox(inner.clone()));
+        Ok((Client { inner }, Events { rx: events_rx }))
+    }
+
+    /// The signed-in user.
+    pub fn user(&self) -> v1::User {
+        self.inner.auth.lock().user.clone()
+    }
+
+    /// The current bearer token (to reconnect later with [`Credentials::Token`]).
+    pub fn token(&self) -> String {
+        self.inner.auth.lock().token.clone()
+    }
+
+    /// Whether a connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.inner.state.borrow().connected
+    }
+
+    /// Messages queued in the outbox, not yet acknowledged.
+    pub fn outbox_len(&self) -> usize {
+        self.inner.outbox.lock().len()
+    }
+
+    /// Sends one request and returns its result. Waits for a connection up to
+    /// the request time-out.
+    pub async fn request(&self, body: Body) -> Result<Reply> {
+        self.inner.request(body).await
+    }
+
+    /// Queues a message in the outbox and resolves with the server's ack.
+    /// The message is queued at once, even if the future is dropped; it is
+    /// retried across reconnects until acked, and stored exactly once.
+    pub fn send(&self, target: v1::send_message::Target, content: v1::Content) -> impl Future<Output = Result<v1::SendAck>> + use<> {
+        self.send_with_id(target, content, random_id())
+    }
+
+    /// [`Client::send`] with a client message id chosen by the caller.
+    pub fn send_with_id(
+        &self,
+        target: v1::send_message::Target,
+        content: v1::Content,
+        client_msg_id: String,
+    ) -> impl Future<Output = Result<v1::SendAck>> + use<> {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.closed.load(Ordering::SeqCst) {
+            let _ = tx.send(Err(Error::Closed));
+        } else {
+            self.inner.outbox.lock().push_back(OutboxItem {
+                client_msg_id,
+                target,
+                content,
+                waiter: Some(tx),
+            });
+            self.inner.outbox_changed.notify_one();
+        }
+        async move { rx.await.unwrap_or(Err(Error::Closed)) }
+    }
+
+    /// Sends text to a conversation.
+    pub fn send_text(&self, conversation_id: u64, text: &str) -> impl Future<Output = Result<v1::SendAck>> + use<> {
+        self.send(
+            v1::send_message::Target::ConversationId(conversation_id),
+            v1::Content::text(text),
+        )
+    }
+
+    /// Sends text to a user's direct conversation, creating it if needed.
+    pub fn send_direct(&self, user_id: u64, text: &str) -> impl Future<Output = Result<v1::SendAck>> + use<> {
+        self.send(v1::send_message::Target::ToUserId(user_id), v1::Content::text(text))
+    }
+
+    /// A page of history: the newest `limit` messages before `before_seq` (0: the end).
+    pub async fn history(&self, conversation_id: u64, before_seq: u64, limit: u32) -> Result<v1::Messages> {
+        match self
+            .request(Body::GetHistory(v1::GetHistory {
+                conversation_id,
+                before_seq,
+                after_seq: None,
+                limit,
+            }))
+            .await?
+        {
+            Reply::Messages(m) => Ok(m),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A page of history: the oldest `limit` messages after `after_seq`.
+    pub async fn history_after(&self, conversation_id: u64, after_seq: u64, limit: u32) -> Result<v1::Messages> {
+        match self
+            .request(Body::GetHistory(v1::GetHistory {
+                conversation_id,
+                before_seq: 0,
+                after_seq: Some(after_seq),
+                limit,
+            }))
+            .await?
+        {
+            Reply::Messages(m) => Ok(m),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn conversation_call(&self, body: Body) -> Result<v1::Conversation> {
+        match self.request(body).await? {
+            Reply::Conversation(c) => Ok(c),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn ok_call(&self, body: Body) -> Result<()> {
+        match self.request(body).await? {
+            Reply::Ok(_) => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Creates a group with these members; we are its owner.
+    pub async fn create_group(&self, title: &str, member_ids: &[u64]) -> Result<v1::Conversation> {
+        self.conversation_call(Body::CreateGroup(v1::CreateGroup {
+            title: title.into(),
+            member_ids: member_ids.to_vec(),
+        }))
+        .await
+    }
+
+    /// Creates a public room.
+    pub async fn create_room(&self, title: &str, ephemeral: bool) -> Result<v1::Conversation> {
+        self.conversation_call(Body::CreateRoom(v1::CreateRoom {
+            title: title.into(),
+            ephemeral,
+        }))
+        .await
+    }
+
+    /// Public rooms with member counts.
+    pub async fn list_rooms(&self, limit: u32) -> Result<Vec<v1::Room>> {
+        match self.request(Body::ListRooms(v1::ListRooms { limit })).await? {
+            Reply::Rooms(r) => Ok(r.rooms),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Joins a public room.
+    pub async fn join(&self, conversation_id: u64) -> Result<v1::Conversation> {
+        self.conversation_call(Body::Join(v1::JoinConversation { conversation_id })).await
+    }
+
+    /// Leaves a group or room.
+    pub async fn leave(&self, conversation_id: u64) -> Result<()> {
+        self.ok_call(Body::Leave(v1::LeaveConversation { conversation_id })).await
+    }
+
+    /// Adds members to a group.
+    pub async fn add_members(&self, conversation_id: u64, user_ids: &[u64]) -> Result<v1::Conversation> {
+        self.conversation_call(Body::AddMembers(v1::AddMembers {
+            conversation_id,
+            user_ids: user_ids.to_vec(),
+        }))
+        .await
+    }
+
+    /// Renames a group or room.
+    pub async fn rename(&self, conversation_id: u64, title: &str) -> Result<v1::Conversation> {
+        self.conversation_call(Body::Rename(v1::RenameConversation {
+            conversation_id,
+            title: title.into(),
+        }))
+        .await
+    }
+
+    /// A conversation with its members.
+    pub async fn conversation(&self, conversation_id: u64) -> Result<v1::Conversation> {
+        self.conversation_call(Body::GetConversation(v1::GetConversation { conversation_id }))
+            .await
+    }
+
+    /// Our conversations with last message and unread count, most recent first.
+    pub async fn conversations(&self) -> Result<Vec<v1::Conversation>> {
+        match self.request(Body::ListConversations(v1::ListConversations {})).await? {
+            Reply::Conversations(c) => Ok(c.conversations),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn cursor_call(&self, body: Body) -> Result<v1::Cursor> {
+        match self.request(body).await? {
+            Reply::Cursor(c) => Ok(c),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Marks messages up to `seq` read (tells the other members).
+    pub async fn mark_read(&self, conversation_id: u64, seq: u64) -> Result<v1::Cursor> {
+        self.cursor_call(Body::MarkRead(v1::MarkRead { conversation_id, seq })).await
+    }
+
+    /// Marks messages up to `seq` delivered.
+    pub async fn mark_delivered(&self, conversation_id: u64, seq: u64) -> Result<v1::Cursor> {
+        self.cursor_call(Body::MarkDelivered(v1::MarkDelivered { conversation_id, seq }))
+            .await
+    }
+
+    /// Shows or hides our typing indicator.
+    pub async fn typing(&self, conversation_id: u64, typing: bool) -> Result<()> {
+        self.ok_call(Body::Typing(v1::SetTyping { conversation_id, typing })).await
+    }
+
+    async fn users_call(&self, body: Body) -> Result<Vec<v1::User>> {
+        match self.request(body).await? {
+            Reply::Users(u) => Ok(u.users),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Profiles by id.
+    pub async fn users(&self, user_ids: &[u64]) -> Result<Vec<v1::User>> {
+        self.users_call(Body::GetUsers(v1::GetUsers {
+            user_ids: user_ids.to_vec(),
+        }))
+        .await
+    }
+
+    /// Users whose name starts with `prefix`.
+    pub async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<v1::User>> {
+        self.users_call(Body::SearchUsers(v1::SearchUsers {
+            prefix: prefix.into(),
+            limit,
+        }))
+        .await
+    }
+
+    /// Changes our display name and/or avatar.
+    pub async fn update_profile(&self, display_name: Option<String>, avatar_url: Option<String>) -> Result<v1::User> {
+        match self
+            .request(Body::UpdateProfile(v1::UpdateProfile {
+                display_name,
+                avatar_url,
+            }))
+            .await?
+        {
+            Reply::User(u) => Ok(u),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Presence of users.
+    pub async fn presence(&self, user_ids: &[u64]) -> Result<Vec<v1::Presence>> {
+        match self
+            .request(Body::GetPresence(v1::GetPresence {
+                user_ids: user_ids.to_vec(),
+            }))
+            .await?
+        {
+            Reply::Presence(p) => Ok(p.presence),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Revokes our token and closes the client.
+    pub async fn logout(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let result = self.ok_call(Body::Logout(v1::Logout {})).await;
+        self.close();
+        result
+    }
+
+    /// Closes the connection and stops reconnecting. Messages still in the
+    /// outbox fail with [`Error::Closed`].
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+impl Inner {
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some(link) = self.link.lock().take() {
+            link.close();
+        }
+        self.state.send_modify(|s| {
+            s.closed = true;
+            s.connected = false;
+        });
+        for item in self.outbox.lock().drain(..) {
+            if let Some(w) = item.waiter {
+                let _ = w.send(Err(Error::Closed));
+            }
+        }
+        self.outbox_changed.notify_one();
+    }
+
+    async fn current_link(&self) -> Result<Arc<Link>> {
+        let mut state = self.state.subscribe();
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        loop {
+            if let Some(link) = self.link.lock().clone().filter(|l| !l.is_closed()) {
+                return Ok(link);
+            }
+            if self.state.borrow().closed {
+                return Err(Error::Closed);
+            }
+            match tokio::time::timeout_at(deadline, state.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Error::Closed),
+                Err(_) => return Err(Error::Disconnected),
+            }
+        }
+    }
+
+    async fn request(&self, body: Body) -> Result<Reply> {
+        let link = self.current_link().await?;
+        link.call(body, self.config.request_timeout).await
+    }
+
+    fn on_event(self: &Arc<Self>, kind: v1::event::Kind) {
+        match kind {
+            v1::event::Kind::Message(m) => {
+                let conv = m.conversation_id;
+                let outcome = self.tracker.lock().live(m, &mut |e| self.emit(e));
+                if outcome == Live::Fill {
+                    let inner = self.clone();
+                    tokio::spawn(async move { inner.fill(conv).await });
+                }
+            }
+            v1::event::Kind::Receipt(r) => self.emit(Event::Receipt(r)),
+            v1::event::Kind::Typing(t) => self.emit(Event::Typing(t)),
+            v1::event::Kind::Presence(p) => self.emit(Event::Presence(p)),
+            v1::event::Kind::Closing(c) => self.emit(Event::Closing { reason: c.reason }),
+        }
+    }
+
+    /// Fetches the changes of one conversation until caught up. One fill per
+    /// conversation runs at a time; a fill asked for meanwhile makes it loop.
+    async fn fill(self: &Arc<Self>, conv: u64) {
+        {
+            let mut t = self.tracker.lock();
+            let state = t.convs.entry(conv).or_default();
+            if state.filling {
+                state.refill = true;
+                return;
+            }
+            state.filling = true;
+        }
+        loop {
+            let after = self.tracker.lock().convs.get(&conv).map_or(0, |s| s.version);
+            let reply = self
+                .request(Body::GetChanges(v1::GetChanges {
+                    conversation_id: conv,
+                    after_version: after,
+                    limit: self.config.page_size,
+                }))
+                .await;
+            let mut t = self.tracker.lock();
+            match reply {
+                Ok(Reply::Changes(c)) => {
+                    if c.reset {
+                        t.reset(conv);
+                        self.emit(Event::ConversationReset(conv));
+                        continue;
+                    }
+                    t.page(conv, c.messages, c.next_version, &mut |e| self.emit(e));
+                    if c.has_more {
+                        continue;
+                    }
+                    let state = t.convs.entry(conv).or_default();
+                    if std::mem::take(&mut state.refill) {
+                        continue;
+                    }
+                    state.filling = false;
+                    return;
+                }
+                Err(Error::Server {
+                    code: v1::ErrorCode::PermissionDenied | v1::ErrorCode::NotFound,
+                    ..
+                }) => {
+                    t.convs.remove(&conv);
+                    self.emit(Event::ConversationRemoved(conv));
+                    return;
+                }
+                other => {
+                    // Disconnected or failing: the next resync picks it up.
+                    tracing::debug!(conv, ?other, "fill interrupted");
+                    if let Some(state) = t.convs.get_mut(&conv) {
+                        state.filling = false;
+                        state.refill = false;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// After a (re)connect: asks which conversations changed and fills them.
+    async fn resync(self: Arc<Self>, generation: u64) {
+        let mut attempt = 0;
+        let result = loop {
+            let cursors = self.tracker.lock().cursors();
+            match self.request(Body::Sync(v1::Sync { cursors })).await {
+                Ok(Reply::Sync(r)) => break r,
+                other => {
+                    tracing::debug!(?other, "sync failed");
+                    let s = *self.state.borrow();
+                    if s.generation != generation || !s.connected || s.closed {
+                        return; // the next connection resyncs
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(backoff(&self.config, attempt)).await;
+                }
+            }
+        };
+        for conv in result.removed {
+            self.tracker.lock().convs.remove(&conv);
+            self.emit(Event::ConversationRemoved(conv));
+        }
+        for conv in result.changed {
+            self.fill(conv.id).await;
+        }
+        let mut current = false;
+        self.state.send_if_modified(|s| {
+            current = s.generation == generation && s.connected;
+            if current {
+                s.synced = true;
+            }
+            current
+        });
+        if current {
+            self.emit(Event::Synced);
+            self.outbox_changed.notify_one();
+        }
+    }
+
+    /// Connects to `url` and authenticates; returns the link and a receiver
+    /// that resolves when it closes.
+    async fn establish(self: &Arc<Self>, url: &str) -> Result<(Arc<Link>, oneshot::Receiver<String>)> {
+        let (closed_tx, closed_rx) = oneshot::channel();
+        let weak = Arc::downgrade(self);
+        let link = Link::connect(
+            url,
+            self.config.format,
+            move |kind| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.on_event(kind);
+                }
+            },
+            move |reason| {
+                let _ = closed_tx.send(reason);
+            },
+        )
+        .await?;
+        let timeout = self.config.request_timeout;
+        let token = self.auth.lock().token.clone();
+        let hello = link
+            .call(
+                Body::Hello(v1::Hello {
+                    protocol_version: PROTOCOL_VERSION,
+                    token: token.clone(),
+                    device_id: self.config.device_id.clone(),
+                }),
+                timeout,
+            )
+            .await;
+        let user = match hello {
+            Ok(Reply::Hello(ok)) if ok.user.is_some() => ok.user,
+            Ok(Reply::Hello(_)) => None,
+            Err(Error::Server {
+                code: v1::ErrorCode::Unauthenticated,
+                ..
+            }) if !token.is_empty() => None,
+            Err(e) => {
+                link.close();
+                return Err(e);
+            }
+            Ok(other) => {
+                link.close();
+                return Err(unexpected(other));
+            }
+        };
+        let user = match user {
+            Some(u) => u,
+            None => {
+                let credentials = self.auth.lock().credentials.clone();
+                let body = match credentials {
+                    Credentials::Token(_) => {
+                        link.close();
+                        return Err(Error::Server {
+                            code: v1::ErrorCode::Unauthenticated,
+                            message: "token refused".into(),
+                        });
+                    }
+                    Credentials::Login { username, password } => Body::Login(v1::Login { username, password }),
+                    Credentials::Register {
+                        username,
+                        password,
+                        display_name,
+                    } => Body::Register(v1::Register {
+                        username,
+                        password,
+                        display_name,
+                    }),
+                };
+                match link.call(body, timeout).await {
+                    Ok(Reply::Auth(ok)) => {
+                        let mut auth = self.auth.lock();
+                        auth.token = ok.token;
+                        // After registering once, log in on later reconnects.
+                        if let Credentials::Register { username, password, .. } = &auth.credentials {
+                            auth.credentials = Credentials::Login {
+                                username: username.clone(),
+                                password: password.clone(),
+                            };
+                        }
+                        ok.user.unwrap_or_default()
+                    }
+                    Ok(other) => {
+                        link.close();
+                        return Err(unexpected(other));
+                    }
+                    Err(e) => {
+                        link.close();
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        self.auth.lock().user = user;
+        Ok((link, closed_rx))
+    }
+}
+
+fn backoff(config: &ClientConfig, attempt: u32) -> Duration {
+    let base = config.reconnect_min.as_secs_f64() * 2f64.powi(attempt.min(20) as i32);
+    let capped = base.min(config.reconnect_max.as_secs_f64());
+    let jitter: f64 = rand::Rng::random_range(&mut rand::rng(), 0.5..=1.0);
+    Duration::from_secs_f64(capped * jitter)
+}
+
+/// Keeps the client connected: connect, authenticate, resync, wait for the
+/// connection to end, back off, repeat.
+async fn supervise(inner: Arc<Inner>, first: oneshot::Sender<Result<()>>) {
+    let mut first = Some(first);
+    let mut attempt = 0u32;
+    let mut url_index = 0usize;
+    loop {
+        if inner.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let url = inner.config.urls[url_index % inner.config.urls.len()].clone();
+        match inner.establish(&url).await {
+            Ok((link, closed_rx)) => {
+                attempt = 0;
+                if inner.closed.load(Ordering::SeqCst) {
+                    link.close();
+                    return;
+                }
+                *inner.link.lock() = Some(link);
+                let mut generation = 0;
+                inner.state.send_modify(|s| {
+                    s.generation += 1;
+                    s.connected = true;
+                    s.synced = false;
+                    generation = s.generation;
+                });
+                inner.emit(Event::Connected {
+                    user: inner.auth.lock().user.clone(),
+                });
+                if let Some(first) = first.take() {
+                    let _ = first.send(Ok(()));
+                }
+                tokio::spawn(inner.clone().resync(generation));
+                let reason = closed_rx.await.unwrap_or_else(|_| "connection lost".into());
+                inner.link.lock().take();
+                inner.state.send_modify(|s| {
+                    s.connected = false;
+                    s.synced = false;
+                });
+                if inner.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                inner.emit(Event::Disconnected { reason });
+            }
+            Err(e) => {
+                if let Some(first) = first.take() {
+                    let _ = first.send(Err(e));
+                    inner.close();
+                    return;
+                }
+                if e.code() == Some(v1::ErrorCode::Unauthenticated) {
+                    inner.emit(Event::AuthFailed(e.to_string()));
+                    inner.close();
+                    return;
+                }
+                tracing::debug!(%url, error = %e, "reconnect failed");
+                url_index += 1;
+            }
+        }
+        tokio::time::sleep(backoff(&inner.config, attempt)).await;
+        attempt += 1;
+    }
+}
+
+/// Sends outbox messages one at a time, in order, whenever the client is
+/// connected and synced; retries transient failures with the same client
+/// message id, so the server stores each message once.
+async fn flush_outbox(inner: Arc<Inner>) {
+    let mut state = inner.state.subscribe();
+    let mut failures = 0u32;
+    loop {
+        if inner.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let ready = {
+            let s = *state.borrow_and_update();
+            s.connected && s.synced
+        };
+        let next = if ready {
+            inner.outbox.lock().front().map(|item| {
+                (
+                    item.client_msg_id.clone(),
+                    item.target.clone(),
+                    item.content.clone(),
+                )
+            })
+        } else {
+            None
+        };
+        let Some((client_msg_id, target, content)) = next else {
+            tokio::select! {
+                _ = state.changed() => {}
+                _ = inner.outbox_changed.notified() => {}
+            }
+            continue;
+        };
+        let result = match inner
+            .request(Body::Send(v1::SendMessage {
+                target: Some(target),
+                client_msg_id: client_msg_id.clone(),
+                content: Some(content),
+            }))
+            .await
+        {
+            Ok(Reply::Ack(ack)) => Ok(ack),
+            Ok(other) => Err(unexpected(other)),
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(e) if e.is_transient() => {
+                failures += 1;
+                tokio::time::sleep(backoff(&inner.config, failures.min(6))).await;
+            }
+            result => {
+                failures = 0;
+                let mut outbox = inner.outbox.lock();
+                if outbox.front().is_some_and(|i| i.client_msg_id == client_msg_id) {
+                    if let Some(w) = outbox.pop_front().and_then(|i| i.waiter) {
+                        let _ = w.send(result);
+                    }
+                }
+            }
+        }
+    }
+}

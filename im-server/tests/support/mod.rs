@@ -1,0 +1,418 @@
+//! Test support: a real server on 127.0.0.1:0 with a temporary SQLite file,
+//! SDK clients, a cuttable TCP proxy, a raw WebSocket client and raw HTTP.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use im_client_sdk::{Client, ClientConfig, Credentials, Event, Events, v1};
+use im_server::{Server, ServerConfig};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+pub const PASSWORD: &str = "password123";
+const WAIT: Duration = Duration::from_secs(30);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub max_frame: usize,
+    config: ServerConfig,
+    dir: Arc<tempfile::TempDir>,
+    stop_tx: oneshot::Sender<()>,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+/// A stopped server whose data directory is kept for a restart.
+pub struct StoppedServer {
+    config: ServerConfig,
+    dir: Arc<tempfile::TempDir>,
+}
+
+fn test_config(dir: &tempfile::TempDir) -> ServerConfig {
+    let mut c = ServerConfig::default();
+    c.server.listen = "127.0.0.1:0".into();
+    c.server.shutdown_timeout_secs = 5;
+    c.store.url = format!("sqlite://{}", dir.path().join("im.sqlite3").display());
+    // Cheap hashes keep tests fast; production uses the defaults.
+    c.auth.argon2_m_cost = 256;
+    c.auth.argon2_t_cost = 1;
+    c.limits.requests_per_second = 100_000.0;
+    c.limits.request_burst = 100_000.0;
+    c
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut config = test_config(&dir);
+        adjust(&mut config);
+        Self::launch(config, dir).await
+    }
+
+    async fn launch(config: ServerConfig, dir: Arc<tempfile::TempDir>) -> Self {
+        let server = Server::bind(config.clone()).await.unwrap();
+        let addr = server.local_addr();
+        assert!(addr.ip().is_loopback());
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server.run(async move {
+            let _ = stop_rx.await;
+        }));
+        Self {
+            addr,
+            max_frame: config.limits.max_frame_bytes,
+            config,
+            dir,
+            stop_tx,
+            handle,
+        }
+    }
+
+    /// Graceful shutdown; panics if the server fails to stop cleanly.
+    pub async fn stop_and_keep(self) -> StoppedServer {
+        let _ = self.stop_tx.send(());
+        tokio::time::timeout(Duration::from_secs(20), self.handle)
+            .await
+            .expect("server stops within its deadline")
+            .unwrap()
+            .unwrap();
+        let mut config = self.config;
+        config.server.listen = self.addr.to_string();
+        StoppedServer { config, dir: self.dir }
+    }
+
+    pub async fn stop(self) {
+        self.stop_and_keep().await;
+    }
+
+    /// Stops, then starts a new server on the same database file (new port).
+    pub async fn restart(self) -> Self {
+        let stopped = self.stop_and_keep().await;
+        let mut config = stopped.config;
+        config.server.listen = "127.0.0.1:0".into();
+        Self::launch(config, stopped.dir).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        client_config(&self.url())
+    }
+
+    pub async fn connect(&self, credentials: Credentials) -> (Client, Events) {
+        self.connect_via(&self.url(), credentials).await
+    }
+
+    pub async fn connect_via(&self, url: &str, credentials: Credentials) -> (Client, Events) {
+        Client::connect(client_config(url), credentials).await.unwrap()
+    }
+
+    pub async fn register(&self, name: &str) -> (Client, Events) {
+        self.connect(Credentials::Register {
+            username: name.into(),
+            password: PASSWORD.into(),
+            display_name: String::new(),
+        })
+        .await
+    }
+
+    pub async fn login(&self, name: &str) -> (Client, Events) {
+        self.connect(Credentials::Login {
+            username: name.into(),
+            password: PASSWORD.into(),
+        })
+        .await
+    }
+}
+
+impl StoppedServer {
+    /// Starts again on the same address and database file.
+    pub async fn start_again(self) -> TestServer {
+        TestServer::launch(self.config, self.dir).await
+    }
+}
+
+pub fn client_config(url: &str) -> ClientConfig {
+    let mut c = ClientConfig::new(url);
+    c.reconnect_min = Duration::from_millis(20);
+    c.reconnect_max = Duration::from_millis(300);
+    c
+}
+
+/// Waits for an event matching `pred`, skipping others.
+pub async fn wait_for(events: &mut Events, pred: impl Fn(&Event) -> bool) -> Event {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.next().await {
+                Some(e) if pred(&e) => return e,
+                Some(_) => {}
+                None => panic!("event stream ended"),
+            }
+        }
+    })
+    .await
+    .expect("expected event did not arrive")
+}
+
+/// All events up to and including the first one matching `pred`.
+pub async fn events_until(events: &mut Events, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let mut seen = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.next().await {
+                Some(e) => {
+                    let done = pred(&e);
+                    seen.push(e);
+                    if done {
+                        return;
+                    }
+                }
+                None => panic!("event stream ended"),
+            }
+        }
+    })
+    .await
+    .expect("expected event did not arrive");
+    seen
+}
+
+/// Collects `n` new messages of a conversation (other events are skipped).
+pub async fn messages(events: &mut Events, conversation: u64, n: usize) -> Vec<v1::Message> {
+    let mut out = Vec::new();
+    let result = tokio::time::timeout(WAIT, async {
+        while out.len() < n {
+            match events.next().await {
+                Some(Event::Message(m)) if m.conversation_id == conversation => out.push(m),
+                Some(_) => {}
+                None => break,
+            }
+        }
+    })
+    .await;
+    assert!(result.is_ok() && out.len() == n, "got {} of {n} messages", out.len());
+    out
+}
+
+/// Asserts no further message of the conversation arrives within a moment.
+pub async fn assert_no_more_messages(events: &mut Events, conversation: u64) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Some(e) = events.try_next() {
+        if let Event::Message(m) = &e {
+            assert_ne!(m.conversation_id, conversation, "unexpected extra message {m:?}");
+        }
+    }
+}
+
+pub fn text_of(m: &v1::Message) -> String {
+    m.content
+        .as_ref()
+        .and_then(|c| c.as_text())
+        .map_or_else(|| "<non-text>".to_owned(), str::to_owned)
+}
+
+/// A TCP proxy whose connections can be cut at will.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    live: Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accepted: Arc<AtomicUsize>,
+    accept_task: JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let live = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (l, a) = (live.clone(), accepted.clone());
+        let accept_task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                l.lock().push(task.abort_handle());
+            }
+        });
+        Self {
+            addr,
+            live,
+            accepted,
+            accept_task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// Drops every proxied connection.
+    pub fn cut(&self) {
+        for task in self.live.lock().drain(..) {
+            task.abort();
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+        self.cut();
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// A bare WebSocket client for feeding the server bad input.
+pub struct RawWs {
+    ws: Ws,
+}
+
+impl RawWs {
+    pub async fn connect(addr: SocketAddr, token: Option<&str>) -> Self {
+        let mut req = format!("ws://{addr}/v1/ws").into_client_request().unwrap();
+        if let Some(t) = token {
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        Self { ws }
+    }
+
+    /// Err(HTTP status) if the upgrade is refused.
+    pub async fn try_connect(addr: SocketAddr) -> Result<(), u16> {
+        match tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws")).await {
+            Ok(_) => Ok(()),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+
+    pub async fn send_json(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, data: Vec<u8>) {
+        // The server may close before reading everything of a huge frame.
+        let _ = self.ws.send(Message::Binary(data.into())).await;
+    }
+
+    /// The next server frame as canonical JSON.
+    pub async fn next_json(&mut self) -> serde_json::Value {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.ws.next().await.expect("connection open").expect("frame") {
+                    Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+                    Message::Binary(b) => {
+                        let frame: v1::ServerFrame =
+                            im_client_sdk::im_protocol::codec::decode(&b, im_client_sdk::Format::Binary, usize::MAX)
+                                .unwrap();
+                        return serde_json::to_value(&frame).unwrap();
+                    }
+                    Message::Close(c) => panic!("closed: {c:?}"),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("a frame")
+    }
+
+    /// (request id, error code) of the next response, which must be an error.
+    pub async fn error_code(&mut self) -> (String, String) {
+        let v = self.next_json().await;
+        let r = &v["response"];
+        let code = r["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error: {v}"));
+        (r["requestId"].as_str().unwrap_or("0").to_owned(), code.to_owned())
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        })
+        .await
+        .expect("server closes")
+    }
+
+}
+
+/// A WebSocket connection made by hand on a raw socket, which never reads
+/// (so it never answers pings) until asked to.
+pub struct SilentWs {
+    stream: TcpStream,
+}
+
+impl SilentWs {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET /v1/ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        Self { stream }
+    }
+
+    /// Reads everything the server sent until it closed; returns the reason
+    /// of its close frame (the server's frames are unmasked and small).
+    pub async fn close_reason(mut self) -> String {
+        let mut data = Vec::new();
+        tokio::time::timeout(WAIT, self.stream.read_to_end(&mut data)).await.unwrap().unwrap();
+        let mut i = 0;
+        while i + 2 <= data.len() {
+            let opcode = data[i] & 0x0f;
+            let len = (data[i + 1] & 0x7f) as usize;
+            let payload = &data[i + 2..(i + 2 + len).min(data.len())];
+            if opcode == 0x8 {
+                return String::from_utf8_lossy(&payload[2..]).into_owned();
+            }
+            i += 2 + len;
+        }
+        panic!("no close frame in {data:?}");
+    }
+}
+
+/// A minimal HTTP/1.1 request; returns (status, body).
+pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
