@@ -1,1 +1,5 @@
-//! Examples live in the `*.rs` files beside this crate manifest.
+//! Examples of the im chat engine. The runnable programs are the `*.rs`
+//! files beside this crate's manifest; the terminal client's logic lives in
+//! [`cli`] so that it can be tested.
+
+pub mod cli;
