@@ -7,12 +7,28 @@ use im_client_sdk::{Client, ClientConfig, Credentials, Event};
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let url = args.next().unwrap_or_else(|| "ws://127.0.0.1:8080/v1/ws".into());
-    let (user, pass) = (args.next().unwrap_or("echobot".into()), args.next().unwrap_or("password123".into()));
+    let (user, pass) = (
+        args.next().unwrap_or("echobot".into()),
+        args.next().unwrap_or("password123".into()),
+    );
     let config = ClientConfig::new(url);
-    let login = Credentials::Login { username: user.clone(), password: pass.clone() };
+    let login = Credentials::Login {
+        username: user.clone(),
+        password: pass.clone(),
+    };
     let (bot, mut events) = match Client::connect(config.clone(), login).await {
         Ok(connected) => connected,
-        Err(_) => Client::connect(config, Credentials::Register { username: user, password: pass, display_name: "Echo bot".into() }).await?,
+        Err(_) => {
+            Client::connect(
+                config,
+                Credentials::Register {
+                    username: user,
+                    password: pass,
+                    display_name: "Echo bot".into(),
+                },
+            )
+            .await?
+        }
     };
     let me = bot.user().id;
     println!("echo bot {} is listening", bot.user().username);

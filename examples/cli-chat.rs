@@ -9,7 +9,9 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = std::env::args().nth(1).unwrap_or_else(|| "ws://127.0.0.1:8080/v1/ws".into());
+    let url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "ws://127.0.0.1:8080/v1/ws".into());
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());
     im_examples::cli::run(stdin, tokio::io::stdout(), url).await
 }

@@ -118,7 +118,11 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
 
     async fn try_command(&mut self, line: &str) -> anyhow::Result<bool> {
         let mut words = line.split_whitespace();
-        let cmd = if line.starts_with('/') { words.next().unwrap_or("") } else { "" };
+        let cmd = if line.starts_with('/') {
+            words.next().unwrap_or("")
+        } else {
+            ""
+        };
         let rest: Vec<&str> = words.collect();
         match cmd {
             "/quit" => return Ok(false),
@@ -141,11 +145,13 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
                 if let Some((old, _)) = self.session.take() {
                     old.close();
                 }
-                let (client, events) = Client::connect(ClientConfig::new(self.url.clone()), credentials).await?;
+                let (client, events) =
+                    Client::connect(ClientConfig::new(self.url.clone()), credentials).await?;
                 let me = client.user();
                 self.names.insert(me.id, me.username.clone());
                 self.session = Some((client, events));
-                self.say(&format!("signed in as {} (id {})", me.username, me.id)).await?;
+                self.say(&format!("signed in as {} (id {})", me.username, me.id))
+                    .await?;
             }
             "/rooms" => {
                 let rooms = self.client()?.list_rooms(50).await?;
@@ -154,11 +160,14 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
                 }
                 for r in rooms {
                     let c = r.conversation.unwrap_or_default();
-                    self.say(&format!("  #{} {} ({} members)", c.id, c.title, r.member_count)).await?;
+                    self.say(&format!("  #{} {} ({} members)", c.id, c.title, r.member_count))
+                        .await?;
                 }
             }
             "/join" => {
-                let id: u64 = rest.first().and_then(|s| s.trim_start_matches('#').parse().ok())
+                let id: u64 = rest
+                    .first()
+                    .and_then(|s| s.trim_start_matches('#').parse().ok())
                     .ok_or_else(|| anyhow::anyhow!("usage: /join ROOM_ID"))?;
                 let c = self.client()?.join(id).await?;
                 self.target = Target::Conversation(c.id);
@@ -171,14 +180,20 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
                 self.say(&format!("created room #{} {}", c.id, c.title)).await?;
             }
             "/group" => {
-                let (title, users) = rest.split_first().ok_or_else(|| anyhow::anyhow!("usage: /group TITLE USER..."))?;
+                let (title, users) = rest
+                    .split_first()
+                    .ok_or_else(|| anyhow::anyhow!("usage: /group TITLE USER..."))?;
                 let mut ids = Vec::new();
                 for u in users {
                     ids.push(self.user_id(u).await?);
                 }
                 let c = self.client()?.create_group(title, &ids).await?;
                 self.target = Target::Conversation(c.id);
-                self.say(&format!("created group #{} {} ({} members)", c.id, c.title, c.member_count)).await?;
+                self.say(&format!(
+                    "created group #{} {} ({} members)",
+                    c.id, c.title, c.member_count
+                ))
+                .await?;
             }
             "/dm" => {
                 let user = rest.first().ok_or_else(|| anyhow::anyhow!("usage: /dm USER"))?;
@@ -187,15 +202,25 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
                 self.say(&format!("talking to {user}")).await?;
             }
             "/users" => {
-                let users = self.client()?.search_users(rest.first().copied().unwrap_or(""), 50).await?;
+                let users = self
+                    .client()?
+                    .search_users(rest.first().copied().unwrap_or(""), 50)
+                    .await?;
                 for u in users {
-                    self.say(&format!("  {} ({}) id {}", u.username, u.display_name, u.id)).await?;
+                    self.say(&format!("  {} ({}) id {}", u.username, u.display_name, u.id))
+                        .await?;
                 }
             }
             "/conversations" => {
                 let list = self.client()?.conversations().await?;
                 for c in list {
-                    self.say(&format!("  #{} {} unread {}", c.id, if c.title.is_empty() { "(direct)" } else { &c.title }, c.unread_count)).await?;
+                    self.say(&format!(
+                        "  #{} {} unread {}",
+                        c.id,
+                        if c.title.is_empty() { "(direct)" } else { &c.title },
+                        c.unread_count
+                    ))
+                    .await?;
                 }
             }
             "/history" => {
@@ -220,7 +245,9 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
                 let target = match self.target {
                     Target::Conversation(id) => v1::send_message::Target::ConversationId(id),
                     Target::User(id) => v1::send_message::Target::ToUserId(id),
-                    Target::None => anyhow::bail!("no current conversation: /join, /create, /group or /dm first"),
+                    Target::None => {
+                        anyhow::bail!("no current conversation: /join, /create, /group or /dm first")
+                    }
                 };
                 let ack = self.client()?.send(target, v1::Content::text(line)).await?;
                 self.target = Target::Conversation(ack.conversation_id);
@@ -253,15 +280,27 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
                 };
                 format!("[#{}] * {what}", m.conversation_id)
             }
-            _ => format!("[#{}] {} sent a non-text message", m.conversation_id, self.name(m.sender_id).await),
+            _ => format!(
+                "[#{}] {} sent a non-text message",
+                m.conversation_id,
+                self.name(m.sender_id).await
+            ),
         }
     }
 
     async fn show(&mut self, event: Event) -> anyhow::Result<()> {
         let line = match event {
             Event::Message(m) => self.render(&m).await,
-            Event::Typing(t) if t.typing => format!("[#{}] {} is typing...", t.conversation_id, self.name(t.user_id).await),
-            Event::Presence(p) => format!("* {} is {}", self.name(p.user_id).await, if p.online { "online" } else { "offline" }),
+            Event::Typing(t) if t.typing => format!(
+                "[#{}] {} is typing...",
+                t.conversation_id,
+                self.name(t.user_id).await
+            ),
+            Event::Presence(p) => format!(
+                "* {} is {}",
+                self.name(p.user_id).await,
+                if p.online { "online" } else { "offline" }
+            ),
             Event::Disconnected { reason } => format!("* disconnected ({reason}), reconnecting..."),
             Event::Closing { reason } => format!("* server: {reason}"),
             Event::AuthFailed(e) => format!("! {e}"),

@@ -13,7 +13,11 @@ impl Session {
     fn start(url: &str) -> Self {
         let (input, cli_in) = tokio::io::duplex(64 * 1024);
         let (cli_out, output) = tokio::io::duplex(64 * 1024);
-        let task = tokio::spawn(im_examples::cli::run(BufReader::new(cli_in), cli_out, url.to_owned()));
+        let task = tokio::spawn(im_examples::cli::run(
+            BufReader::new(cli_in),
+            cli_out,
+            url.to_owned(),
+        ));
         Self {
             input,
             output: BufReader::new(output).lines(),
@@ -22,7 +26,10 @@ impl Session {
     }
 
     async fn type_line(&mut self, line: &str) {
-        self.input.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        self.input
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
     }
 
     /// Reads output lines until one contains `needle`.
@@ -64,7 +71,15 @@ async fn two_terminal_users_chat_in_a_room_and_directly() {
 
     alice.type_line("/create lobby").await;
     let created = alice.expect("created room #").await;
-    let room: u64 = created.split('#').nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let room: u64 = created
+        .split('#')
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     bob.type_line("/rooms").await;
     bob.expect("lobby (1 members)").await;
     bob.type_line(&format!("/join {room}")).await;

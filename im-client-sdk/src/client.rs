@@ -204,7 +204,11 @@ impl Client {
     /// Queues a message in the outbox and resolves with the server's ack.
     /// The message is queued at once, even if the future is dropped; it is
     /// retried across reconnects until acked, and stored exactly once.
-    pub fn send(&self, target: v1::send_message::Target, content: v1::Content) -> impl Future<Output = Result<v1::SendAck>> + use<> {
+    pub fn send(
+        &self,
+        target: v1::send_message::Target,
+        content: v1::Content,
+    ) -> impl Future<Output = Result<v1::SendAck>> + use<> {
         self.send_with_id(target, content, random_id())
     }
 
@@ -231,7 +235,11 @@ impl Client {
     }
 
     /// Sends text to a conversation.
-    pub fn send_text(&self, conversation_id: u64, text: &str) -> impl Future<Output = Result<v1::SendAck>> + use<> {
+    pub fn send_text(
+        &self,
+        conversation_id: u64,
+        text: &str,
+    ) -> impl Future<Output = Result<v1::SendAck>> + use<> {
         self.send(
             v1::send_message::Target::ConversationId(conversation_id),
             v1::Content::text(text),
@@ -240,7 +248,10 @@ impl Client {
 
     /// Sends text to a user's direct conversation, creating it if needed.
     pub fn send_direct(&self, user_id: u64, text: &str) -> impl Future<Output = Result<v1::SendAck>> + use<> {
-        self.send(v1::send_message::Target::ToUserId(user_id), v1::Content::text(text))
+        self.send(
+            v1::send_message::Target::ToUserId(user_id),
+            v1::Content::text(text),
+        )
     }
 
     /// A page of history: the newest `limit` messages before `before_seq` (0: the end).
@@ -260,7 +271,12 @@ impl Client {
     }
 
     /// A page of history: the oldest `limit` messages after `after_seq`.
-    pub async fn history_after(&self, conversation_id: u64, after_seq: u64, limit: u32) -> Result<v1::Messages> {
+    pub async fn history_after(
+        &self,
+        conversation_id: u64,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<v1::Messages> {
         match self
             .request(Body::GetHistory(v1::GetHistory {
                 conversation_id,
@@ -317,12 +333,14 @@ impl Client {
 
     /// Joins a public room.
     pub async fn join(&self, conversation_id: u64) -> Result<v1::Conversation> {
-        self.conversation_call(Body::Join(v1::JoinConversation { conversation_id })).await
+        self.conversation_call(Body::Join(v1::JoinConversation { conversation_id }))
+            .await
     }
 
     /// Leaves a group or room.
     pub async fn leave(&self, conversation_id: u64) -> Result<()> {
-        self.ok_call(Body::Leave(v1::LeaveConversation { conversation_id })).await
+        self.ok_call(Body::Leave(v1::LeaveConversation { conversation_id }))
+            .await
     }
 
     /// Adds members to a group.
@@ -351,7 +369,10 @@ impl Client {
 
     /// Our conversations with last message and unread count, most recent first.
     pub async fn conversations(&self) -> Result<Vec<v1::Conversation>> {
-        match self.request(Body::ListConversations(v1::ListConversations {})).await? {
+        match self
+            .request(Body::ListConversations(v1::ListConversations {}))
+            .await?
+        {
             Reply::Conversations(c) => Ok(c.conversations),
             other => Err(unexpected(other)),
         }
@@ -366,7 +387,8 @@ impl Client {
 
     /// Marks messages up to `seq` read (tells the other members).
     pub async fn mark_read(&self, conversation_id: u64, seq: u64) -> Result<v1::Cursor> {
-        self.cursor_call(Body::MarkRead(v1::MarkRead { conversation_id, seq })).await
+        self.cursor_call(Body::MarkRead(v1::MarkRead { conversation_id, seq }))
+            .await
     }
 
     /// Marks messages up to `seq` delivered.
@@ -377,7 +399,11 @@ impl Client {
 
     /// Shows or hides our typing indicator.
     pub async fn typing(&self, conversation_id: u64, typing: bool) -> Result<()> {
-        self.ok_call(Body::Typing(v1::SetTyping { conversation_id, typing })).await
+        self.ok_call(Body::Typing(v1::SetTyping {
+            conversation_id,
+            typing,
+        }))
+        .await
     }
 
     async fn users_call(&self, body: Body) -> Result<Vec<v1::User>> {
@@ -405,7 +431,11 @@ impl Client {
     }
 
     /// Changes our display name and/or avatar.
-    pub async fn update_profile(&self, display_name: Option<String>, avatar_url: Option<String>) -> Result<v1::User> {
+    pub async fn update_profile(
+        &self,
+        display_name: Option<String>,
+        avatar_url: Option<String>,
+    ) -> Result<v1::User> {
         match self
             .request(Body::UpdateProfile(v1::UpdateProfile {
                 display_name,
@@ -666,7 +696,9 @@ impl Inner {
                             message: "token refused".into(),
                         });
                     }
-                    Credentials::Login { username, password } => Body::Login(v1::Login { username, password }),
+                    Credentials::Login { username, password } => {
+                        Body::Login(v1::Login { username, password })
+                    }
                     Credentials::Register {
                         username,
                         password,
@@ -682,7 +714,10 @@ impl Inner {
                         let mut auth = self.auth.lock();
                         auth.token = ok.token;
                         // After registering once, log in on later reconnects.
-                        if let Credentials::Register { username, password, .. } = &auth.credentials {
+                        if let Credentials::Register {
+                            username, password, ..
+                        } = &auth.credentials
+                        {
                             auth.credentials = Credentials::Login {
                                 username: username.clone(),
                                 password: password.clone(),
@@ -792,13 +827,11 @@ async fn flush_outbox(inner: Arc<Inner>) {
             s.connected && s.synced
         };
         let next = if ready {
-            inner.outbox.lock().front().map(|item| {
-                (
-                    item.client_msg_id.clone(),
-                    item.target.clone(),
-                    item.content.clone(),
-                )
-            })
+            inner
+                .outbox
+                .lock()
+                .front()
+                .map(|item| (item.client_msg_id.clone(), item.target, item.content.clone()))
         } else {
             None
         };
@@ -829,10 +862,10 @@ async fn flush_outbox(inner: Arc<Inner>) {
             result => {
                 failures = 0;
                 let mut outbox = inner.outbox.lock();
-                if outbox.front().is_some_and(|i| i.client_msg_id == client_msg_id) {
-                    if let Some(w) = outbox.pop_front().and_then(|i| i.waiter) {
-                        let _ = w.send(result);
-                    }
+                if outbox.front().is_some_and(|i| i.client_msg_id == client_msg_id)
+                    && let Some(w) = outbox.pop_front().and_then(|i| i.waiter)
+                {
+                    let _ = w.send(result);
                 }
             }
         }

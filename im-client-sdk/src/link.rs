@@ -122,7 +122,11 @@ impl Link {
     }
 
     /// Sends a request and waits for its response.
-    pub(crate) async fn call(&self, body: v1::client_frame::Body, timeout: Duration) -> Result<v1::response::Result> {
+    pub(crate) async fn call(
+        &self,
+        body: v1::client_frame::Body,
+        timeout: Duration,
+    ) -> Result<v1::response::Result> {
         if self.is_closed() {
             return Err(Error::Disconnected);
         }
@@ -137,7 +141,8 @@ impl Link {
         let msg = match self.format {
             Format::Binary => Message::Binary(bytes),
             Format::Json => Message::Text(
-                tokio_tungstenite::tungstenite::Utf8Bytes::try_from(bytes).map_err(|e| Error::Protocol(e.to_string()))?,
+                tokio_tungstenite::tungstenite::Utf8Bytes::try_from(bytes)
+                    .map_err(|e| Error::Protocol(e.to_string()))?,
             ),
         };
         if self.out.send(msg).is_err() || self.is_closed() {

@@ -57,7 +57,13 @@ impl Tracker {
     }
 
     /// A page of `GetChanges`, in version order, covering up to `next_version`.
-    pub fn page(&mut self, conv: u64, messages: Vec<v1::Message>, next_version: u64, emit: &mut dyn FnMut(Event)) {
+    pub fn page(
+        &mut self,
+        conv: u64,
+        messages: Vec<v1::Message>,
+        next_version: u64,
+        emit: &mut dyn FnMut(Event),
+    ) {
         let state = self.convs.entry(conv).or_default();
         for m in messages {
             if m.version > state.version {

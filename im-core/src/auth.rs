@@ -32,11 +32,15 @@ pub trait Authenticator: Send + Sync + 'static {
     async fn authenticate(&self, token: &str) -> Result<UserId>;
     /// Creates an account and returns a token for it.
     async fn register(&self, _username: &str, _password: &str, _display_name: &str) -> Result<IssuedToken> {
-        Err(Error::PermissionDenied("registration is not available here".into()))
+        Err(Error::PermissionDenied(
+            "registration is not available here".into(),
+        ))
     }
     /// Checks a password and returns a new token.
     async fn login(&self, _username: &str, _password: &str) -> Result<IssuedToken> {
-        Err(Error::PermissionDenied("password login is not available here".into()))
+        Err(Error::PermissionDenied(
+            "password login is not available here".into(),
+        ))
     }
     /// Revokes a token.
     async fn logout(&self, _token: &str) -> Result<()> {
@@ -105,7 +109,9 @@ impl PasswordAuthenticator {
         rand::Rng::fill(&mut rand::rng(), &mut raw);
         let token = hex::encode(raw);
         let expires_at = now_ms() + self.config.token_ttl.as_millis() as i64;
-        self.store.insert_token(&token_hash(&token), user.id, expires_at).await?;
+        self.store
+            .insert_token(&token_hash(&token), user.id, expires_at)
+            .await?;
         Ok(IssuedToken {
             token,
             expires_at,
@@ -166,7 +172,9 @@ impl Authenticator for PasswordAuthenticator {
             )));
         }
         if display_name.chars().count() > 64 {
-            return Err(Error::InvalidArgument("display name is limited to 64 characters".into()));
+            return Err(Error::InvalidArgument(
+                "display name is limited to 64 characters".into(),
+            ));
         }
         if self.store.user_by_name(username).await?.is_some() {
             return Err(Error::Conflict(format!("user name {username:?} is taken")));

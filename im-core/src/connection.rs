@@ -82,7 +82,11 @@ impl TokenBucket {
 enum State {
     AwaitingHello,
     Anonymous,
-    Authenticated { user: UserRecord, token: String, session: u64 },
+    Authenticated {
+        user: UserRecord,
+        token: String,
+        session: u64,
+    },
     Closed,
 }
 
@@ -137,7 +141,10 @@ impl Connection {
             close: None,
         };
         if !self.bucket.try_take(Instant::now()) {
-            outcome.reply = error(id, &Error::RateLimited("too many requests on this connection".into()));
+            outcome.reply = error(
+                id,
+                &Error::RateLimited("too many requests on this connection".into()),
+            );
             return outcome;
         }
         let Some(body) = frame.body else {
@@ -158,21 +165,26 @@ impl Connection {
             (State::AwaitingHello, _) => Err(Error::Unauthenticated("send Hello first".into())),
             (_, Body::Hello(_)) => Err(Error::InvalidArgument("Hello was already sent".into())),
             (State::Anonymous, Body::Register(r)) => {
-                let issued = self.engine.register(&r.username, &r.password, &r.display_name).await?;
-                self.attach(issued.user.clone(), issued.token.clone(), outcome).await?;
+                let issued = self
+                    .engine
+                    .register(&r.username, &r.password, &r.display_name)
+                    .await?;
+                self.attach(issued.user.clone(), issued.token.clone(), outcome)
+                    .await?;
                 Ok(Reply::Auth(auth_ok(issued)))
             }
             (State::Anonymous, Body::Login(r)) => {
                 let issued = self.engine.login(&r.username, &r.password).await?;
-                self.attach(issued.user.clone(), issued.token.clone(), outcome).await?;
+                self.attach(issued.user.clone(), issued.token.clone(), outcome)
+                    .await?;
                 Ok(Reply::Auth(auth_ok(issued)))
             }
             (State::Anonymous, _) => Err(Error::Unauthenticated(
                 "authenticate first (Hello with a token, Login or Register)".into(),
             )),
-            (State::Authenticated { .. }, Body::Register(_) | Body::Login(_)) => {
-                Err(Error::InvalidArgument("this connection is already authenticated".into()))
-            }
+            (State::Authenticated { .. }, Body::Register(_) | Body::Login(_)) => Err(Error::InvalidArgument(
+                "this connection is already authenticated".into(),
+            )),
             (State::Authenticated { token, .. }, Body::Logout(_)) => {
                 let token = token.clone();
                 self.engine.logout(&token).await?;
@@ -247,7 +259,8 @@ impl Connection {
     }
 
     async fn detach(&mut self) {
-        if let State::Authenticated { user, session, .. } = std::mem::replace(&mut self.state, State::Closed) {
+        if let State::Authenticated { user, session, .. } = std::mem::replace(&mut self.state, State::Closed)
+        {
             self.engine.disconnect(user.id, session).await;
         }
     }
@@ -261,11 +274,11 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         // A transport that forgot `close` (or panicked) still unregisters.
-        if let State::Authenticated { user, session, .. } = std::mem::replace(&mut self.state, State::Closed) {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                let engine = self.engine.clone();
-                handle.spawn(async move { engine.disconnect(user.id, session).await });
-            }
+        if let State::Authenticated { user, session, .. } = std::mem::replace(&mut self.state, State::Closed)
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let engine = self.engine.clone();
+            handle.spawn(async move { engine.disconnect(user.id, session).await });
         }
     }
 }

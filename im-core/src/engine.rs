@@ -59,7 +59,10 @@ pub struct Caller {
 impl Caller {
     /// A caller without a session (embedders, bots, admin tools).
     pub fn user(user_id: UserId) -> Self {
-        Self { user_id, session_id: 0 }
+        Self {
+            user_id,
+            session_id: 0,
+        }
     }
 }
 
@@ -273,7 +276,8 @@ impl Engine {
             last_seen: if change.online { 0 } else { change.at },
             generation: change.generation,
         };
-        self.publish(contacts, None, v1::event::Kind::Presence(presence)).await;
+        self.publish(contacts, None, v1::event::Kind::Presence(presence))
+            .await;
     }
 
     async fn publish(&self, recipients: Vec<UserId>, exclude_user: Option<UserId>, kind: v1::event::Kind) {
@@ -310,11 +314,17 @@ impl Engine {
     }
 
     /// The conversation and the caller's membership; `PermissionDenied` for non-members.
-    async fn require_member(&self, caller: Caller, id: ConversationId) -> Result<(ConversationRecord, MemberRecord)> {
+    async fn require_member(
+        &self,
+        caller: Caller,
+        id: ConversationId,
+    ) -> Result<(ConversationRecord, MemberRecord)> {
         let conv = self.conversation(id).await?;
         match self.inner.store.member(id, caller.user_id).await? {
             Some(m) => Ok((conv, m)),
-            None => Err(Error::PermissionDenied(format!("not a member of conversation {id}"))),
+            None => Err(Error::PermissionDenied(format!(
+                "not a member of conversation {id}"
+            ))),
         }
     }
 
@@ -344,10 +354,12 @@ impl Engine {
 
     /// Updates the caller's profile.
     pub async fn update_profile(&self, caller: Caller, req: v1::UpdateProfile) -> Result<v1::User> {
-        if let Some(d) = &req.display_name {
-            if d.trim().is_empty() || d.chars().count() > 64 {
-                return Err(Error::InvalidArgument("display name must be 1 to 64 characters".into()));
-            }
+        if let Some(d) = &req.display_name
+            && (d.trim().is_empty() || d.chars().count() > 64)
+        {
+            return Err(Error::InvalidArgument(
+                "display name must be 1 to 64 characters".into(),
+            ));
         }
         if req.avatar_url.as_ref().is_some_and(|a| a.len() > 2048) {
             return Err(Error::TooLarge("avatar URL is limited to 2048 bytes".into()));
@@ -355,7 +367,11 @@ impl Engine {
         Ok(self
             .inner
             .store
-            .update_profile(caller.user_id, req.display_name.map(|d| d.trim().to_owned()), req.avatar_url)
+            .update_profile(
+                caller.user_id,
+                req.display_name.map(|d| d.trim().to_owned()),
+                req.avatar_url,
+            )
             .await?
             .to_wire())
     }
@@ -363,9 +379,19 @@ impl Engine {
     /// Public profiles by id (unknown ids are left out).
     pub async fn get_users(&self, ids: &[UserId]) -> Result<Vec<v1::User>> {
         if ids.len() > self.inner.config.max_page_size as usize {
-            return Err(Error::TooLarge(format!("at most {} ids", self.inner.config.max_page_size)));
+            return Err(Error::TooLarge(format!(
+                "at most {} ids",
+                self.inner.config.max_page_size
+            )));
         }
-        Ok(self.inner.store.users_by_ids(ids).await?.iter().map(UserRecord::to_wire).collect())
+        Ok(self
+            .inner
+            .store
+            .users_by_ids(ids)
+            .await?
+            .iter()
+            .map(UserRecord::to_wire)
+            .collect())
     }
 
     /// Users by name prefix.
@@ -386,7 +412,12 @@ impl Engine {
     // ------------------------------------------------------------ conversations
 
     /// Creates a group; the caller is owner, `members` plain members.
-    pub async fn create_group(&self, caller: Caller, title: &str, members: &[UserId]) -> Result<v1::Conversation> {
+    pub async fn create_group(
+        &self,
+        caller: Caller,
+        title: &str,
+        members: &[UserId],
+    ) -> Result<v1::Conversation> {
         let title = self.check_title(title)?;
         let mut ids: Vec<UserId> = members.iter().copied().filter(|&m| m != caller.user_id).collect();
         ids.sort_unstable();
@@ -413,13 +444,22 @@ impl Engine {
                 members: ids.clone(),
             })
             .await?;
-        self.append_system(conv.id, system(v1::SystemKind::Created, caller.user_id, ids, &title), None)
-            .await?;
+        self.append_system(
+            conv.id,
+            system(v1::SystemKind::Created, caller.user_id, ids, &title),
+            None,
+        )
+        .await?;
         self.conversation_for(caller, conv.id).await
     }
 
     /// Creates a public room with the caller as owner.
-    pub async fn create_room(&self, caller: Caller, title: &str, ephemeral: bool) -> Result<v1::Conversation> {
+    pub async fn create_room(
+        &self,
+        caller: Caller,
+        title: &str,
+        ephemeral: bool,
+    ) -> Result<v1::Conversation> {
         let title = self.check_title(title)?;
         let conv = self
             .inner
@@ -433,8 +473,12 @@ impl Engine {
                 members: vec![],
             })
             .await?;
-        self.append_system(conv.id, system(v1::SystemKind::Created, caller.user_id, vec![], &title), None)
-            .await?;
+        self.append_system(
+            conv.id,
+            system(v1::SystemKind::Created, caller.user_id, vec![], &title),
+            None,
+        )
+        .await?;
         self.conversation_for(caller, conv.id).await
     }
 
@@ -457,7 +501,9 @@ impl Engine {
     pub async fn join(&self, caller: Caller, id: ConversationId) -> Result<v1::Conversation> {
         let conv = self.conversation(id).await?;
         if conv.kind != v1::ConversationKind::Room {
-            return Err(Error::PermissionDenied("only public rooms can be joined; groups need an invitation".into()));
+            return Err(Error::PermissionDenied(
+                "only public rooms can be joined; groups need an invitation".into(),
+            ));
         }
         if self.inner.store.member(id, caller.user_id).await?.is_none() {
             if conv.member_count >= self.inner.config.max_group_members {
@@ -477,7 +523,9 @@ impl Engine {
     pub async fn leave(&self, caller: Caller, id: ConversationId) -> Result<()> {
         let (conv, _) = self.require_member(caller, id).await?;
         if conv.kind == v1::ConversationKind::Direct {
-            return Err(Error::InvalidArgument("a direct conversation cannot be left".into()));
+            return Err(Error::InvalidArgument(
+                "a direct conversation cannot be left".into(),
+            ));
         }
         let appended = self
             .inner
@@ -498,18 +546,28 @@ impl Engine {
         // The leaver's other devices learn it too.
         let mut recipients = self.member_ids(id).await?;
         recipients.push(caller.user_id);
-        self.publish(recipients, None, v1::event::Kind::Message(appended.message)).await;
+        self.publish(recipients, None, v1::event::Kind::Message(appended.message))
+            .await;
         Ok(())
     }
 
     /// Adds users to a group (owner or admin only).
-    pub async fn add_members(&self, caller: Caller, id: ConversationId, users: &[UserId]) -> Result<v1::Conversation> {
+    pub async fn add_members(
+        &self,
+        caller: Caller,
+        id: ConversationId,
+        users: &[UserId],
+    ) -> Result<v1::Conversation> {
         let (conv, me) = self.require_member(caller, id).await?;
         if conv.kind != v1::ConversationKind::Group {
-            return Err(Error::InvalidArgument("members can only be added to groups".into()));
+            return Err(Error::InvalidArgument(
+                "members can only be added to groups".into(),
+            ));
         }
         if !matches!(me.role, v1::Role::Owner | v1::Role::Admin) {
-            return Err(Error::PermissionDenied("only the owner or an admin can add members".into()));
+            return Err(Error::PermissionDenied(
+                "only the owner or an admin can add members".into(),
+            ));
         }
         let mut ids = users.to_vec();
         ids.sort_unstable();
@@ -543,14 +601,22 @@ impl Engine {
         let title = self.check_title(title)?;
         let (conv, me) = self.require_member(caller, id).await?;
         if conv.kind == v1::ConversationKind::Direct {
-            return Err(Error::InvalidArgument("a direct conversation has no title".into()));
+            return Err(Error::InvalidArgument(
+                "a direct conversation has no title".into(),
+            ));
         }
         if !matches!(me.role, v1::Role::Owner | v1::Role::Admin) {
-            return Err(Error::PermissionDenied("only the owner or an admin can rename".into()));
+            return Err(Error::PermissionDenied(
+                "only the owner or an admin can rename".into(),
+            ));
         }
         self.inner.store.rename_conversation(id, &title).await?;
-        self.append_system(id, system(v1::SystemKind::Renamed, caller.user_id, vec![], &title), None)
-            .await?;
+        self.append_system(
+            id,
+            system(v1::SystemKind::Renamed, caller.user_id, vec![], &title),
+            None,
+        )
+        .await?;
         self.conversation_for(caller, id).await
     }
 
@@ -585,10 +651,19 @@ impl Engine {
         let conv = self.conversation(id).await?;
         let me = self.inner.store.member(id, caller.user_id).await?;
         if me.is_none() && conv.kind != v1::ConversationKind::Room {
-            return Err(Error::PermissionDenied(format!("not a member of conversation {id}")));
+            return Err(Error::PermissionDenied(format!(
+                "not a member of conversation {id}"
+            )));
         }
         let mut wire = self.summary(caller, conv, me).await?;
-        wire.members = self.inner.store.members(id).await?.iter().map(MemberRecord::to_wire).collect();
+        wire.members = self
+            .inner
+            .store
+            .members(id)
+            .await?
+            .iter()
+            .map(MemberRecord::to_wire)
+            .collect();
         Ok(wire)
     }
 
@@ -599,13 +674,22 @@ impl Engine {
     }
 
     /// The per-caller view: last message, unread count, cursors, role.
-    async fn summary(&self, caller: Caller, conv: ConversationRecord, me: Option<MemberRecord>) -> Result<v1::Conversation> {
+    async fn summary(
+        &self,
+        caller: Caller,
+        conv: ConversationRecord,
+        me: Option<MemberRecord>,
+    ) -> Result<v1::Conversation> {
         let mut wire = conv.to_wire();
         if conv.last_seq > 0 {
             wire.last_message = self.inner.store.history(conv.id, Page::Before(0), 1).await?.pop();
         }
         if let Some(m) = me {
-            wire.unread_count = self.inner.store.unread_count(conv.id, caller.user_id, m.read_seq).await?;
+            wire.unread_count = self
+                .inner
+                .store
+                .unread_count(conv.id, caller.user_id, m.read_seq)
+                .await?;
             wire.read_seq = m.read_seq;
             wire.delivered_seq = m.delivered_seq;
             wire.role = m.role as i32;
@@ -619,7 +703,9 @@ impl Engine {
         for (conv, me) in self.inner.store.user_conversations(caller.user_id).await? {
             out.push(self.summary(caller, conv, Some(me)).await?);
         }
-        out.sort_by_key(|c| std::cmp::Reverse(c.last_message.as_ref().map_or(c.created_at, |m| m.created_at)));
+        out.sort_by_key(|c| {
+            std::cmp::Reverse(c.last_message.as_ref().map_or(c.created_at, |m| m.created_at))
+        });
         Ok(out)
     }
 
@@ -636,9 +722,9 @@ impl Engine {
         }
         match &content.kind {
             None => Err(Error::InvalidArgument("content has no kind".into())),
-            Some(v1::content::Kind::System(_)) => {
-                Err(Error::PermissionDenied("system messages are written by the server".into()))
-            }
+            Some(v1::content::Kind::System(_)) => Err(Error::PermissionDenied(
+                "system messages are written by the server".into(),
+            )),
             Some(v1::content::Kind::Text(t)) if t.body.trim().is_empty() => {
                 Err(Error::InvalidArgument("text must not be empty".into()))
             }
@@ -671,9 +757,17 @@ impl Engine {
             }
             Some(v1::send_message::Target::ToUserId(to)) => {
                 self.user(to).await?;
-                self.inner.store.direct_conversation(caller.user_id, to, now_ms()).await?.id
+                self.inner
+                    .store
+                    .direct_conversation(caller.user_id, to, now_ms())
+                    .await?
+                    .id
             }
-            None => return Err(Error::InvalidArgument("a target conversation or user is required".into())),
+            None => {
+                return Err(Error::InvalidArgument(
+                    "a target conversation or user is required".into(),
+                ));
+            }
         };
         let appended = self
             .inner
@@ -698,7 +792,8 @@ impl Engine {
         };
         if !appended.duplicate {
             let members = self.member_ids(m.conversation_id).await?;
-            self.publish(members, None, v1::event::Kind::Message(appended.message)).await;
+            self.publish(members, None, v1::event::Kind::Message(appended.message))
+                .await;
         }
         Ok(ack)
     }
@@ -711,7 +806,11 @@ impl Engine {
             Some(after) => Page::After(after),
             None => Page::Before(req.before_seq),
         };
-        let mut messages = self.inner.store.history(req.conversation_id, page, limit + 1).await?;
+        let mut messages = self
+            .inner
+            .store
+            .history(req.conversation_id, page, limit + 1)
+            .await?;
         let has_more = messages.len() > limit as usize;
         if has_more {
             match page {
@@ -733,7 +832,8 @@ impl Engine {
         if cursors.len() > 100_000 {
             return Err(Error::TooLarge("too many cursors".into()));
         }
-        let known: HashMap<ConversationId, u64> = cursors.iter().map(|c| (c.conversation_id, c.version)).collect();
+        let known: HashMap<ConversationId, u64> =
+            cursors.iter().map(|c| (c.conversation_id, c.version)).collect();
         let mut changed = Vec::new();
         let mut member_of = BTreeSet::new();
         for (conv, me) in self.inner.store.user_conversations(caller.user_id).await? {
@@ -743,7 +843,11 @@ impl Engine {
                 changed.push(self.summary(caller, conv, Some(me)).await?);
             }
         }
-        let removed = known.keys().copied().filter(|id| !member_of.contains(id)).collect();
+        let removed = known
+            .keys()
+            .copied()
+            .filter(|id| !member_of.contains(id))
+            .collect();
         Ok(v1::SyncResult { changed, removed })
     }
 
@@ -760,7 +864,11 @@ impl Engine {
             });
         }
         let limit = self.page(req.limit);
-        let mut messages = self.inner.store.changes(conv.id, req.after_version, limit + 1).await?;
+        let mut messages = self
+            .inner
+            .store
+            .changes(conv.id, req.after_version, limit + 1)
+            .await?;
         let has_more = messages.len() > limit as usize;
         messages.truncate(limit as usize);
         let next_version = messages.last().map_or(req.after_version, |m| m.version);
@@ -775,9 +883,19 @@ impl Engine {
     // ------------------------------------------------------------ receipts, typing, presence
 
     /// Moves the caller's read and/or delivered cursor and tells the others.
-    pub async fn mark(&self, caller: Caller, id: ConversationId, read: Option<u64>, delivered: Option<u64>) -> Result<v1::Cursor> {
+    pub async fn mark(
+        &self,
+        caller: Caller,
+        id: ConversationId,
+        read: Option<u64>,
+        delivered: Option<u64>,
+    ) -> Result<v1::Cursor> {
         let (conv, before) = self.require_member(caller, id).await?;
-        let after = self.inner.store.advance_cursors(id, caller.user_id, read, delivered).await?;
+        let after = self
+            .inner
+            .store
+            .advance_cursors(id, caller.user_id, read, delivered)
+            .await?;
         if (after.read_seq, after.delivered_seq) != (before.read_seq, before.delivered_seq) {
             let recipients = if conv.member_count <= self.inner.config.large_group_threshold {
                 self.member_ids(id).await?
@@ -791,7 +909,8 @@ impl Engine {
                 read_seq: after.read_seq,
                 delivered_seq: after.delivered_seq,
             };
-            self.publish(recipients, None, v1::event::Kind::Receipt(receipt)).await;
+            self.publish(recipients, None, v1::event::Kind::Receipt(receipt))
+                .await;
         }
         Ok(v1::Cursor {
             conversation_id: id,
@@ -813,14 +932,18 @@ impl Engine {
             user_id: caller.user_id,
             typing,
         };
-        self.publish(members, Some(caller.user_id), v1::event::Kind::Typing(event)).await;
+        self.publish(members, Some(caller.user_id), v1::event::Kind::Typing(event))
+            .await;
         Ok(())
     }
 
     /// Presence of users (online on this node, or offline with last seen).
     pub async fn presence(&self, ids: &[UserId]) -> Result<Vec<v1::Presence>> {
         if ids.len() > self.inner.config.max_page_size as usize {
-            return Err(Error::TooLarge(format!("at most {} ids", self.inner.config.max_page_size)));
+            return Err(Error::TooLarge(format!(
+                "at most {} ids",
+                self.inner.config.max_page_size
+            )));
         }
         let stored: HashMap<UserId, i64> = self
             .inner
@@ -864,8 +987,12 @@ impl Engine {
             Body::SearchUsers(r) => Reply::Users(v1::Users {
                 users: self.search_users(&r.prefix, r.limit).await?,
             }),
-            Body::CreateGroup(r) => Reply::Conversation(self.create_group(caller, &r.title, &r.member_ids).await?),
-            Body::CreateRoom(r) => Reply::Conversation(self.create_room(caller, &r.title, r.ephemeral).await?),
+            Body::CreateGroup(r) => {
+                Reply::Conversation(self.create_group(caller, &r.title, &r.member_ids).await?)
+            }
+            Body::CreateRoom(r) => {
+                Reply::Conversation(self.create_room(caller, &r.title, r.ephemeral).await?)
+            }
             Body::ListRooms(r) => Reply::Rooms(v1::Rooms {
                 rooms: self.list_rooms(r.limit).await?,
             }),
@@ -874,9 +1001,13 @@ impl Engine {
                 self.leave(caller, r.conversation_id).await?;
                 Reply::Ok(v1::Empty {})
             }
-            Body::AddMembers(r) => Reply::Conversation(self.add_members(caller, r.conversation_id, &r.user_ids).await?),
+            Body::AddMembers(r) => {
+                Reply::Conversation(self.add_members(caller, r.conversation_id, &r.user_ids).await?)
+            }
             Body::Rename(r) => Reply::Conversation(self.rename(caller, r.conversation_id, &r.title).await?),
-            Body::GetConversation(r) => Reply::Conversation(self.get_conversation(caller, r.conversation_id).await?),
+            Body::GetConversation(r) => {
+                Reply::Conversation(self.get_conversation(caller, r.conversation_id).await?)
+            }
             Body::ListConversations(_) => Reply::Conversations(v1::Conversations {
                 conversations: self.list_conversations(caller).await?,
             }),
@@ -884,8 +1015,12 @@ impl Engine {
             Body::GetHistory(r) => Reply::Messages(self.history(caller, r).await?),
             Body::Sync(r) => Reply::Sync(self.sync(caller, &r.cursors).await?),
             Body::GetChanges(r) => Reply::Changes(self.changes(caller, r).await?),
-            Body::MarkRead(r) => Reply::Cursor(self.mark(caller, r.conversation_id, Some(r.seq), None).await?),
-            Body::MarkDelivered(r) => Reply::Cursor(self.mark(caller, r.conversation_id, None, Some(r.seq)).await?),
+            Body::MarkRead(r) => {
+                Reply::Cursor(self.mark(caller, r.conversation_id, Some(r.seq), None).await?)
+            }
+            Body::MarkDelivered(r) => {
+                Reply::Cursor(self.mark(caller, r.conversation_id, None, Some(r.seq)).await?)
+            }
             Body::Typing(r) => {
                 self.typing(caller, r.conversation_id, r.typing).await?;
                 Reply::Ok(v1::Empty {})
@@ -893,9 +1028,13 @@ impl Engine {
             Body::GetPresence(r) => Reply::Presence(v1::PresenceList {
                 presence: self.presence(&r.user_ids).await?,
             }),
-            Body::Ping(_) => Reply::Pong(v1::Pong { server_time: now_ms() }),
+            Body::Ping(_) => Reply::Pong(v1::Pong {
+                server_time: now_ms(),
+            }),
             Body::Hello(_) | Body::Register(_) | Body::Login(_) | Body::Logout(_) => {
-                return Err(Error::InvalidArgument("session request outside a connection".into()));
+                return Err(Error::InvalidArgument(
+                    "session request outside a connection".into(),
+                ));
             }
         })
     }

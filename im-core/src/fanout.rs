@@ -174,7 +174,12 @@ pub mod conformance {
         }
         let got = r.wait_for(100).await;
         for conv in [7, 8] {
-            let seqs: Vec<_> = got.iter().map(seq_of).filter(|(c, _)| *c == conv).map(|(_, s)| s).collect();
+            let seqs: Vec<_> = got
+                .iter()
+                .map(seq_of)
+                .filter(|(c, _)| *c == conv)
+                .map(|(_, s)| s)
+                .collect();
             assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
         }
     }

@@ -48,7 +48,7 @@ pub use engine::{Caller, Engine, EngineBuilder, EngineConfig};
 pub use error::{Error, Result};
 pub use event::SharedEvent;
 pub use fanout::{Delivery, FanOut, FanOutHandler, LocalFanOut};
+pub use im_protocol;
 pub use store::{MemoryStore, Store};
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteStore, SqliteStoreConfig};
-pub use im_protocol;

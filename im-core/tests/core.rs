@@ -83,19 +83,46 @@ mod engine {
         let e = engine();
         let reg = e.register("alice", "password123", "Alice A").await.unwrap();
         assert_eq!(reg.user.display_name, "Alice A");
-        assert!(matches!(e.register("ALICE", "password123", "").await, Err(Error::Conflict(_))));
-        assert!(matches!(e.register("al", "password123", "").await, Err(Error::InvalidArgument(_))));
-        assert!(matches!(e.register("bob", "short", "").await, Err(Error::InvalidArgument(_))));
-        assert!(matches!(e.register("bad/name", "password123", "").await, Err(Error::InvalidArgument(_))));
-        assert!(matches!(e.login("alice", "wrong-password").await, Err(Error::Unauthenticated(_))));
-        assert!(matches!(e.login("nobody", "password123").await, Err(Error::Unauthenticated(_))));
+        assert!(matches!(
+            e.register("ALICE", "password123", "").await,
+            Err(Error::Conflict(_))
+        ));
+        assert!(matches!(
+            e.register("al", "password123", "").await,
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            e.register("bob", "short", "").await,
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            e.register("bad/name", "password123", "").await,
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            e.login("alice", "wrong-password").await,
+            Err(Error::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            e.login("nobody", "password123").await,
+            Err(Error::Unauthenticated(_))
+        ));
         let login = e.login("Alice", "password123").await.unwrap();
         assert_ne!(login.token, reg.token);
         assert_eq!(e.authenticate(&login.token).await.unwrap().id, reg.user.id);
         e.logout(&login.token).await.unwrap();
-        assert!(matches!(e.authenticate(&login.token).await, Err(Error::Unauthenticated(_))));
-        assert!(e.authenticate(&reg.token).await.is_ok(), "other tokens stay valid");
-        assert!(matches!(e.authenticate("garbage").await, Err(Error::Unauthenticated(_))));
+        assert!(matches!(
+            e.authenticate(&login.token).await,
+            Err(Error::Unauthenticated(_))
+        ));
+        assert!(
+            e.authenticate(&reg.token).await.is_ok(),
+            "other tokens stay valid"
+        );
+        assert!(matches!(
+            e.authenticate("garbage").await,
+            Err(Error::Unauthenticated(_))
+        ));
     }
 
     #[tokio::test]
@@ -146,7 +173,14 @@ mod engine {
         assert_eq!(list[0].unread_count, 1);
         assert_eq!(list[0].last_message.as_ref().unwrap().seq, 2);
         assert!(matches!(
-            e.send_message(a, v1::SendMessage { target: Some(v1::send_message::Target::ToUserId(999)), ..to_b("2") }).await,
+            e.send_message(
+                a,
+                v1::SendMessage {
+                    target: Some(v1::send_message::Target::ToUserId(999)),
+                    ..to_b("2")
+                }
+            )
+            .await,
             Err(Error::NotFound(_))
         ));
     }
@@ -157,8 +191,14 @@ mod engine {
         let a = user(&e, "alice").await;
         let g = e.create_group(a, "g", &[]).await.unwrap();
         let too_big = "x".repeat(e.config().max_message_bytes + 1);
-        assert!(matches!(e.send_message(a, text(g.id, &too_big, "1")).await, Err(Error::TooLarge(_))));
-        assert!(matches!(e.send_message(a, text(g.id, "  ", "2")).await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            e.send_message(a, text(g.id, &too_big, "1")).await,
+            Err(Error::TooLarge(_))
+        ));
+        assert!(matches!(
+            e.send_message(a, text(g.id, "  ", "2")).await,
+            Err(Error::InvalidArgument(_))
+        ));
         assert!(matches!(
             e.send_message(a, text(g.id, "x", &"k".repeat(65))).await,
             Err(Error::InvalidArgument(_))
@@ -167,8 +207,14 @@ mod engine {
         sys.content = Some(v1::Content {
             kind: Some(v1::content::Kind::System(v1::SystemNotice::default())),
         });
-        assert!(matches!(e.send_message(a, sys).await, Err(Error::PermissionDenied(_))));
-        assert!(matches!(e.send_message(a, text(4242, "x", "4")).await, Err(Error::NotFound(_))));
+        assert!(matches!(
+            e.send_message(a, sys).await,
+            Err(Error::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            e.send_message(a, text(4242, "x", "4")).await,
+            Err(Error::NotFound(_))
+        ));
         let ok = e.send_message(a, text(g.id, "fine", "5")).await.unwrap();
         assert_eq!(ok.seq, 2, "the group's creation notice is seq 1");
     }
@@ -176,20 +222,52 @@ mod engine {
     #[tokio::test]
     async fn groups_roles_and_system_messages() {
         let e = engine();
-        let (a, b, c) = (user(&e, "alice").await, user(&e, "bob").await, user(&e, "carol").await);
+        let (a, b, c) = (
+            user(&e, "alice").await,
+            user(&e, "bob").await,
+            user(&e, "carol").await,
+        );
         let g = e.create_group(a, "team", &[b.user_id]).await.unwrap();
         assert_eq!(g.member_count, 2);
         assert_eq!(g.role, v1::Role::Owner as i32);
-        assert!(matches!(e.add_members(b, g.id, &[c.user_id]).await, Err(Error::PermissionDenied(_))));
+        assert!(matches!(
+            e.add_members(b, g.id, &[c.user_id]).await,
+            Err(Error::PermissionDenied(_))
+        ));
         let g = e.add_members(a, g.id, &[c.user_id]).await.unwrap();
         assert_eq!(g.member_count, 3);
-        assert!(matches!(e.rename(b, g.id, "mine").await, Err(Error::PermissionDenied(_))));
+        assert!(matches!(
+            e.rename(b, g.id, "mine").await,
+            Err(Error::PermissionDenied(_))
+        ));
         let g = e.rename(a, g.id, "renamed").await.unwrap();
         assert_eq!(g.title, "renamed");
-        assert!(matches!(e.join(c, g.id).await, Err(Error::PermissionDenied(_))), "groups are invitation only");
+        assert!(
+            matches!(e.join(c, g.id).await, Err(Error::PermissionDenied(_))),
+            "groups are invitation only"
+        );
         e.leave(b, g.id).await.unwrap();
-        assert!(matches!(e.history(b, v1::GetHistory { conversation_id: g.id, ..Default::default() }).await, Err(Error::PermissionDenied(_))));
-        let h = e.history(a, v1::GetHistory { conversation_id: g.id, ..Default::default() }).await.unwrap();
+        assert!(matches!(
+            e.history(
+                b,
+                v1::GetHistory {
+                    conversation_id: g.id,
+                    ..Default::default()
+                }
+            )
+            .await,
+            Err(Error::PermissionDenied(_))
+        ));
+        let h = e
+            .history(
+                a,
+                v1::GetHistory {
+                    conversation_id: g.id,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         let kinds: Vec<i32> = h
             .messages
             .iter()
@@ -199,9 +277,15 @@ mod engine {
             })
             .collect();
         use v1::SystemKind::*;
-        assert_eq!(kinds, vec![Created as i32, Added as i32, Renamed as i32, Left as i32]);
+        assert_eq!(
+            kinds,
+            vec![Created as i32, Added as i32, Renamed as i32, Left as i32]
+        );
         let full = e.get_conversation(a, g.id).await.unwrap();
-        assert_eq!(full.members.iter().map(|m| m.user_id).collect::<Vec<_>>(), vec![a.user_id, c.user_id]);
+        assert_eq!(
+            full.members.iter().map(|m| m.user_id).collect::<Vec<_>>(),
+            vec![a.user_id, c.user_id]
+        );
     }
 
     #[tokio::test]
@@ -234,19 +318,69 @@ mod engine {
         let s = e.sync(b, &[]).await.unwrap();
         assert_eq!(s.changed.len(), 1);
         assert_eq!(s.changed[0].last_version, 6);
-        let c = e.changes(b, v1::GetChanges { conversation_id: g.id, after_version: 0, limit: 4 }).await.unwrap();
-        assert_eq!((c.messages.len(), c.next_version, c.has_more, c.reset), (4, 4, true, false));
-        let c = e.changes(b, v1::GetChanges { conversation_id: g.id, after_version: 4, limit: 4 }).await.unwrap();
+        let c = e
+            .changes(
+                b,
+                v1::GetChanges {
+                    conversation_id: g.id,
+                    after_version: 0,
+                    limit: 4,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (c.messages.len(), c.next_version, c.has_more, c.reset),
+            (4, 4, true, false)
+        );
+        let c = e
+            .changes(
+                b,
+                v1::GetChanges {
+                    conversation_id: g.id,
+                    after_version: 4,
+                    limit: 4,
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!((c.messages.len(), c.next_version, c.has_more), (2, 6, false));
-        let cur = [v1::SyncCursor { conversation_id: g.id, version: 6 }, v1::SyncCursor { conversation_id: 777, version: 1 }];
+        let cur = [
+            v1::SyncCursor {
+                conversation_id: g.id,
+                version: 6,
+            },
+            v1::SyncCursor {
+                conversation_id: 777,
+                version: 1,
+            },
+        ];
         let s = e.sync(b, &cur).await.unwrap();
         assert!(s.changed.is_empty());
         assert_eq!(s.removed, vec![777]);
-        let c = e.changes(b, v1::GetChanges { conversation_id: g.id, after_version: 99, limit: 4 }).await.unwrap();
+        let c = e
+            .changes(
+                b,
+                v1::GetChanges {
+                    conversation_id: g.id,
+                    after_version: 99,
+                    limit: 4,
+                },
+            )
+            .await
+            .unwrap();
         assert!(c.reset, "a cursor ahead of the log asks for a reset");
         let other = user(&e, "carol").await;
         assert!(matches!(
-            e.changes(other, v1::GetChanges { conversation_id: g.id, after_version: 0, limit: 4 }).await,
+            e.changes(
+                other,
+                v1::GetChanges {
+                    conversation_id: g.id,
+                    after_version: 0,
+                    limit: 4
+                }
+            )
+            .await,
             Err(Error::PermissionDenied(_))
         ));
     }
@@ -264,7 +398,9 @@ mod engine {
             _ => None,
         };
         // Alice sees Bob come online.
-        assert!(matches!(next(&mut a_events.rx), Some(v1::event::Kind::Presence(p)) if p.user_id == b.user_id && p.online));
+        assert!(
+            matches!(next(&mut a_events.rx), Some(v1::event::Kind::Presence(p)) if p.user_id == b.user_id && p.online)
+        );
         let p = e.presence(&[a.user_id, b.user_id, 999]).await.unwrap();
         assert_eq!(p.len(), 2);
         assert!(p.iter().all(|p| p.online));
@@ -274,12 +410,19 @@ mod engine {
         assert!(matches!(next(&mut a_events.rx), Some(v1::event::Kind::Message(m)) if m.seq == 2));
 
         e.typing(b, g.id, true).await.unwrap();
-        assert!(matches!(next(&mut a_events.rx), Some(v1::event::Kind::Typing(t)) if t.user_id == b.user_id && t.typing));
-        assert!(next(&mut b_events.rx).is_none(), "the typist does not get their own typing");
+        assert!(
+            matches!(next(&mut a_events.rx), Some(v1::event::Kind::Typing(t)) if t.user_id == b.user_id && t.typing)
+        );
+        assert!(
+            next(&mut b_events.rx).is_none(),
+            "the typist does not get their own typing"
+        );
 
         let cur = e.mark(b, g.id, Some(2), None).await.unwrap();
         assert_eq!((cur.read_seq, cur.delivered_seq), (2, 2));
-        assert!(matches!(next(&mut a_events.rx), Some(v1::event::Kind::Receipt(r)) if r.read_seq == 2 && r.user_id == b.user_id));
+        assert!(
+            matches!(next(&mut a_events.rx), Some(v1::event::Kind::Receipt(r)) if r.read_seq == 2 && r.user_id == b.user_id)
+        );
         assert_eq!(e.list_conversations(b).await.unwrap()[0].unread_count, 0);
 
         e.disconnect(b.user_id, b_events.id).await;

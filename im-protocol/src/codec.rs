@@ -106,7 +106,13 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for garbage in [&b"\xff\xff\xff\xff\xff"[..], b"\x0a\xff", b"{", b"[1,2]", b"\"x\""] {
+        for garbage in [
+            &b"\xff\xff\xff\xff\xff"[..],
+            b"\x0a\xff",
+            b"{",
+            b"[1,2]",
+            b"\"x\"",
+        ] {
             let _ = decode::<v1::ClientFrame>(garbage, Format::Binary, 100);
             assert!(decode::<v1::ClientFrame>(garbage, Format::Json, 100).is_err());
         }

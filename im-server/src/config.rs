@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Every setting of the reference server. See `im-server/config.example.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Listener and connection handling.
@@ -101,18 +101,6 @@ pub struct LogSection {
     pub format: String,
 }
 
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            server: ServerSection::default(),
-            store: StoreSection::default(),
-            auth: AuthSection::default(),
-            limits: LimitsSection::default(),
-            log: LogSection::default(),
-        }
-    }
-}
-
 impl Default for ServerSection {
     fn default() -> Self {
         Self {
@@ -189,7 +177,11 @@ impl ServerConfig {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         let mut builder = config::Config::builder();
         if let Some(path) = file {
-            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
         }
         builder = builder.add_source(
             config::Environment::with_prefix("IM")
@@ -225,7 +217,9 @@ impl ServerConfig {
         if self.limits.requests_per_second <= 0.0 || self.limits.request_burst < 1.0 {
             bail!("limits.requests_per_second must be positive and limits.request_burst at least 1");
         }
-        if self.server.heartbeat_interval_secs == 0 || self.server.idle_timeout_secs <= self.server.heartbeat_interval_secs {
+        if self.server.heartbeat_interval_secs == 0
+            || self.server.idle_timeout_secs <= self.server.heartbeat_interval_secs
+        {
             bail!("server.idle_timeout_secs must exceed server.heartbeat_interval_secs (> 0)");
         }
         if self.server.max_connections == 0 || self.limits.max_sessions_per_user == 0 {

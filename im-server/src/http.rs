@@ -76,7 +76,10 @@ pub(crate) fn error(e: &Error) -> Response<Body> {
     )
 }
 
-async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+async fn route(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => ready(&shared).await,
@@ -117,20 +120,35 @@ struct Credentials {
 async fn auth(shared: &Shared, req: Request<Incoming>, register: bool) -> Response<Body> {
     let body = match Limited::new(req.into_body(), MAX_JSON_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return error(&Error::TooLarge(format!("request body is limited to {MAX_JSON_BODY} bytes"))),
+        Err(_) => {
+            return error(&Error::TooLarge(format!(
+                "request body is limited to {MAX_JSON_BODY} bytes"
+            )));
+        }
     };
     let creds: Credentials = match serde_json::from_slice(&body) {
         Ok(c) => c,
-        Err(e) => return error(&Error::InvalidArgument(format!("expected JSON {{\"username\", \"password\"}}: {e}"))),
+        Err(e) => {
+            return error(&Error::InvalidArgument(format!(
+                "expected JSON {{\"username\", \"password\"}}: {e}"
+            )));
+        }
     };
     let issued = if register {
-        shared.engine.register(&creds.username, &creds.password, &creds.display_name).await
+        shared
+            .engine
+            .register(&creds.username, &creds.password, &creds.display_name)
+            .await
     } else {
         shared.engine.login(&creds.username, &creds.password).await
     };
     match issued {
         Ok(t) => json(
-            if register { StatusCode::CREATED } else { StatusCode::OK },
+            if register {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
             serde_json::json!({"token": t.token, "user_id": t.user.id, "expires_at": t.expires_at}),
         ),
         Err(e) => error(&e),

@@ -38,7 +38,11 @@ pub(crate) fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respon
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| is_upgrade) else {
         return error(&Error::InvalidArgument("expected a WebSocket upgrade".into()));
     };
-    if headers.get(header::SEC_WEBSOCKET_VERSION).and_then(|v| v.to_str().ok()) != Some("13") {
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .and_then(|v| v.to_str().ok())
+        != Some("13")
+    {
         return error(&Error::InvalidArgument("WebSocket version 13 required".into()));
     }
     let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
@@ -68,7 +72,9 @@ pub(crate) fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respon
                     // far larger ones close the connection (1009) unread.
                     .max_message_size(Some(limit * 4))
                     .max_frame_size(Some(limit * 4));
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
+                        .await;
                 serve(task_shared, ws, token).await;
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
@@ -123,7 +129,8 @@ where
     let mut format = Format::Binary;
     let limit = shared.config.limits.max_frame_bytes;
     let idle_timeout = Duration::from_secs(shared.config.server.idle_timeout_secs);
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(shared.config.server.heartbeat_interval_secs));
+    let mut heartbeat =
+        tokio::time::interval(Duration::from_secs(shared.config.server.heartbeat_interval_secs));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.reset();
     let mut last_heard = Instant::now();

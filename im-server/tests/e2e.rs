@@ -25,7 +25,10 @@ async fn direct_chat_both_ways_and_a_second_device_sees_both_sides() {
     // Each side sees both messages, once, in order; bob already saw the first.
     for events in [&mut alice_ev, &mut alice2_ev] {
         let got = messages(events, conv, 2).await;
-        assert_eq!(got.iter().map(text_of).collect::<Vec<_>>(), vec!["hi bob", "hi alice"]);
+        assert_eq!(
+            got.iter().map(text_of).collect::<Vec<_>>(),
+            vec!["hi bob", "hi alice"]
+        );
     }
     let got = messages(&mut bob_ev, conv, 1).await;
     assert_eq!(text_of(&got[0]), "hi alice");
@@ -55,7 +58,10 @@ async fn group_of_three_each_member_gets_each_message_once_outsider_nothing() {
     for events in [&mut a_ev, &mut b_ev, &mut c_ev] {
         let got = messages(events, group.id, 4).await;
         assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
-        assert!(matches!(got[0].content.as_ref().unwrap().kind, Some(v1::content::Kind::System(_))));
+        assert!(matches!(
+            got[0].content.as_ref().unwrap().kind,
+            Some(v1::content::Kind::System(_))
+        ));
         assert_no_more_messages(events, group.id).await;
     }
     assert_no_more_messages(&mut d_ev, group.id).await;
@@ -78,12 +84,22 @@ async fn offline_user_gets_all_100_messages_in_order_after_login() {
     b.close();
     let mut conv = 0;
     for i in 1..=100 {
-        conv = a.send_direct(b_id, &format!("m{i}")).await.unwrap().conversation_id;
+        conv = a
+            .send_direct(b_id, &format!("m{i}"))
+            .await
+            .unwrap()
+            .conversation_id;
     }
     let (b, mut b_ev) = server.login("sleeper").await;
     let got = messages(&mut b_ev, conv, 100).await;
-    assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=100).collect::<Vec<_>>());
-    assert_eq!(got.iter().map(text_of).collect::<Vec<_>>(), (1..=100).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        got.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=100).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        got.iter().map(text_of).collect::<Vec<_>>(),
+        (1..=100).map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
     assert_no_more_messages(&mut b_ev, conv).await;
     let list = b.conversations().await.unwrap();
     assert_eq!(list[0].unread_count, 100);
@@ -95,19 +111,29 @@ async fn connection_cut_repeatedly_while_1000_messages_arrive_ends_exact() {
     let server = TestServer::start().await;
     let (sender, _s_ev) = server.register("firehose").await;
     let proxy = Proxy::start(server.addr).await;
-    let (receiver, mut r_ev) = server.connect_via(&proxy.url(), Credentials::Register {
-        username: "flaky".into(),
-        password: PASSWORD.into(),
-        display_name: String::new(),
-    })
-    .await;
-    let conv = sender.send_direct(receiver.user().id, "first").await.unwrap().conversation_id;
+    let (receiver, mut r_ev) = server
+        .connect_via(
+            &proxy.url(),
+            Credentials::Register {
+                username: "flaky".into(),
+                password: PASSWORD.into(),
+                display_name: String::new(),
+            },
+        )
+        .await;
+    let conv = sender
+        .send_direct(receiver.user().id, "first")
+        .await
+        .unwrap()
+        .conversation_id;
 
     // The sender fires 999 more while the receiver's connection is cut again and again.
     let send_task = {
         let sender = sender.clone();
         tokio::spawn(async move {
-            let acks: Vec<_> = (2..=1000).map(|i| sender.send_text(conv, &format!("s{i}"))).collect();
+            let acks: Vec<_> = (2..=1000)
+                .map(|i| sender.send_text(conv, &format!("s{i}")))
+                .collect();
             let mut seqs = Vec::new();
             for ack in acks {
                 seqs.push(ack.await.unwrap().seq);
@@ -126,21 +152,37 @@ async fn connection_cut_repeatedly_while_1000_messages_arrive_ends_exact() {
         ));
         proxy.cut();
     }
-    let seqs = tokio::time::timeout(Duration::from_secs(60), send_task).await.unwrap().unwrap();
+    let seqs = tokio::time::timeout(Duration::from_secs(60), send_task)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seqs.len(), 999);
     for ack in own {
-        tokio::time::timeout(Duration::from_secs(30), ack).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(30), ack)
+            .await
+            .unwrap()
+            .unwrap();
     }
-    assert!(proxy.connections() > 1, "the connection was cut and re-established");
+    assert!(
+        proxy.connections() > 1,
+        "the connection was cut and re-established"
+    );
 
     let got = messages(&mut r_ev, conv, 1010).await;
-    assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=1010).collect::<Vec<_>>(), "every message once, in order");
+    assert_eq!(
+        got.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=1010).collect::<Vec<_>>(),
+        "every message once, in order"
+    );
     let texts: Vec<_> = got.iter().map(text_of).collect();
     for i in 2..=1000 {
         assert_eq!(texts.iter().filter(|t| **t == format!("s{i}")).count(), 1);
     }
     for round in 0..10 {
-        let n = got.iter().filter(|m| m.client_msg_id == format!("own-{round}")).count();
+        let n = got
+            .iter()
+            .filter(|m| m.client_msg_id == format!("own-{round}"))
+            .count();
         assert_eq!(n, 1, "outbox message own-{round} stored exactly once");
     }
     assert_no_more_messages(&mut r_ev, conv).await;
@@ -191,7 +233,11 @@ async fn concurrent_senders_get_gap_free_sequence_numbers() {
         seqs.extend(t.await.unwrap());
     }
     seqs.sort_unstable();
-    assert_eq!(seqs, (2..=201).collect::<Vec<_>>(), "seq 1 is the creation notice");
+    assert_eq!(
+        seqs,
+        (2..=201).collect::<Vec<_>>(),
+        "seq 1 is the creation notice"
+    );
     let mut all = Vec::new();
     let mut after = 0;
     loop {
@@ -212,11 +258,20 @@ async fn retried_send_returns_first_ack_and_stores_once() {
     let (a, _) = server.register("retrier").await;
     let (b, _) = server.register("target").await;
     let target = v1::send_message::Target::ToUserId(b.user().id);
-    let first = a.send_with_id(target.clone(), v1::Content::text("once"), "retry-1".into()).await.unwrap();
-    let again = a.send_with_id(target.clone(), v1::Content::text("once"), "retry-1".into()).await.unwrap();
+    let first = a
+        .send_with_id(target, v1::Content::text("once"), "retry-1".into())
+        .await
+        .unwrap();
+    let again = a
+        .send_with_id(target, v1::Content::text("once"), "retry-1".into())
+        .await
+        .unwrap();
     assert!(!first.duplicate);
     assert!(again.duplicate);
-    assert_eq!((again.message_id, again.seq, again.server_time), (first.message_id, first.seq, first.server_time));
+    assert_eq!(
+        (again.message_id, again.seq, again.server_time),
+        (first.message_id, first.seq, first.server_time)
+    );
     let h = b.history(first.conversation_id, 0, 10).await.unwrap();
     assert_eq!(h.messages.len(), 1);
     server.stop().await;
@@ -227,7 +282,11 @@ async fn bad_input_gets_typed_errors_and_never_disturbs_others() {
     let server = TestServer::start().await;
     let (a, mut a_ev) = server.register("steady").await;
     let (b, mut b_ev) = server.register("calm").await;
-    let conv = a.send_direct(b.user().id, "before").await.unwrap().conversation_id;
+    let conv = a
+        .send_direct(b.user().id, "before")
+        .await
+        .unwrap()
+        .conversation_id;
     messages(&mut b_ev, conv, 1).await;
 
     let mut raw = RawWs::connect(server.addr, None).await;
@@ -244,21 +303,25 @@ async fn bad_input_gets_typed_errors_and_never_disturbs_others() {
     raw.send_binary(vec![0u8; server.max_frame + 1]).await;
     assert_eq!(raw.error_code().await.1, "TOO_LARGE");
     // Hello, then a request before authentication.
-    raw.send_json(r#"{"requestId":"2","hello":{"protocolVersion":1}}"#).await;
+    raw.send_json(r#"{"requestId":"2","hello":{"protocolVersion":1}}"#)
+        .await;
     let hello = raw.next_json().await;
     assert_eq!(hello["response"]["hello"]["protocolVersion"], 1);
     raw.send_json(r#"{"requestId":"3","listConversations":{}}"#).await;
     assert_eq!(raw.error_code().await, ("3".into(), "UNAUTHENTICATED".into()));
     // An unknown request.
-    raw.send_json(r#"{"requestId":"4","teleport":{"to":"mars"}}"#).await;
+    raw.send_json(r#"{"requestId":"4","teleport":{"to":"mars"}}"#)
+        .await;
     assert_eq!(raw.error_code().await, ("4".into(), "INVALID_ARGUMENT".into()));
     // A wrong token.
     let mut raw2 = RawWs::connect(server.addr, Some("not-a-token")).await;
-    raw2.send_json(r#"{"requestId":"1","hello":{"protocolVersion":1}}"#).await;
+    raw2.send_json(r#"{"requestId":"1","hello":{"protocolVersion":1}}"#)
+        .await;
     assert_eq!(raw2.error_code().await.1, "UNAUTHENTICATED");
     // A wrong protocol version closes cleanly.
     let mut raw3 = RawWs::connect(server.addr, None).await;
-    raw3.send_json(r#"{"requestId":"1","hello":{"protocolVersion":99}}"#).await;
+    raw3.send_json(r#"{"requestId":"1","hello":{"protocolVersion":99}}"#)
+        .await;
     assert_eq!(raw3.error_code().await.1, "INVALID_ARGUMENT");
     assert!(raw3.closed().await.is_some());
     // A frame far beyond the limit: a clean close with 1009.
@@ -268,41 +331,91 @@ async fn bad_input_gets_typed_errors_and_never_disturbs_others() {
     // Others chat on, undisturbed.
     b.send_text(conv, "after").await.unwrap();
     let got = messages(&mut a_ev, conv, 2).await;
-    assert_eq!(got.iter().map(text_of).collect::<Vec<_>>(), vec!["before", "after"]);
+    assert_eq!(
+        got.iter().map(text_of).collect::<Vec<_>>(),
+        vec!["before", "after"]
+    );
     // Bad message content through the SDK: typed errors.
     let too_big = "x".repeat(20_000);
-    assert_eq!(a.send_text(conv, &too_big).await.unwrap_err().code(), Some(v1::ErrorCode::TooLarge));
-    assert_eq!(a.send_text(9_999_999, "x").await.unwrap_err().code(), Some(v1::ErrorCode::NotFound));
+    assert_eq!(
+        a.send_text(conv, &too_big).await.unwrap_err().code(),
+        Some(v1::ErrorCode::TooLarge)
+    );
+    assert_eq!(
+        a.send_text(9_999_999, "x").await.unwrap_err().code(),
+        Some(v1::ErrorCode::NotFound)
+    );
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_auth_endpoints_answer_json_with_status_codes() {
     let server = TestServer::start().await;
-    let (status, body) = http(server.addr, "POST", "/v1/auth/register", r#"{"username":"webby","password":"password123"}"#).await;
+    let (status, body) = http(
+        server.addr,
+        "POST",
+        "/v1/auth/register",
+        r#"{"username":"webby","password":"password123"}"#,
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(v["token"].as_str().unwrap().len() >= 32);
     assert!(v["user_id"].as_u64().unwrap() > 0);
     assert!(v["expires_at"].as_i64().unwrap() > 0);
-    let (status, body) = http(server.addr, "POST", "/v1/auth/register", r#"{"username":"WEBBY","password":"password123"}"#).await;
+    let (status, body) = http(
+        server.addr,
+        "POST",
+        "/v1/auth/register",
+        r#"{"username":"WEBBY","password":"password123"}"#,
+    )
+    .await;
     assert_eq!(status, 409);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["code"], "CONFLICT");
-    let (status, body) = http(server.addr, "POST", "/v1/auth/login", r#"{"username":"webby","password":"wrong-password"}"#).await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["code"],
+        "CONFLICT"
+    );
+    let (status, body) = http(
+        server.addr,
+        "POST",
+        "/v1/auth/login",
+        r#"{"username":"webby","password":"wrong-password"}"#,
+    )
+    .await;
     assert_eq!(status, 401);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["code"], "UNAUTHENTICATED");
-    let (status, body) = http(server.addr, "POST", "/v1/auth/login", r#"{"username":"webby","password":"password123"}"#).await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["code"],
+        "UNAUTHENTICATED"
+    );
+    let (status, body) = http(
+        server.addr,
+        "POST",
+        "/v1/auth/login",
+        r#"{"username":"webby","password":"password123"}"#,
+    )
+    .await;
     assert_eq!(status, 200);
-    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"].as_str().unwrap().to_owned();
+    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(http(server.addr, "POST", "/v1/auth/login", "{oops").await.0, 400);
     assert_eq!(http(server.addr, "GET", "/healthz", "").await.0, 200);
     assert_eq!(http(server.addr, "GET", "/readyz", "").await.0, 200);
     assert_eq!(http(server.addr, "GET", "/nope", "").await.0, 404);
-    assert_eq!(http(server.addr, "GET", "/v1/ws", "").await.0, 400, "not an upgrade");
+    assert_eq!(
+        http(server.addr, "GET", "/v1/ws", "").await.0,
+        400,
+        "not an upgrade"
+    );
     // The token from HTTP works on the WebSocket, in the Authorization header.
     let mut raw = RawWs::connect(server.addr, Some(&token)).await;
-    raw.send_json(r#"{"requestId":"1","hello":{"protocolVersion":1}}"#).await;
-    assert_eq!(raw.next_json().await["response"]["hello"]["user"]["username"], "webby");
+    raw.send_json(r#"{"requestId":"1","hello":{"protocolVersion":1}}"#)
+        .await;
+    assert_eq!(
+        raw.next_json().await["response"]["hello"]["user"]["username"],
+        "webby"
+    );
     // And with the SDK.
     let (client, _) = server.connect(Credentials::Token(token)).await;
     assert_eq!(client.user().username, "webby");
@@ -320,7 +433,10 @@ async fn rooms_typing_receipts_and_presence() {
     assert_eq!(rooms.len(), 2);
     b.join(room.id).await.unwrap();
     let rooms = b.list_rooms(10).await.unwrap();
-    assert_eq!((rooms[0].conversation.as_ref().unwrap().id, rooms[0].member_count), (room.id, 2));
+    assert_eq!(
+        (rooms[0].conversation.as_ref().unwrap().id, rooms[0].member_count),
+        (room.id, 2)
+    );
     // The owner sees the join as a system message.
     let got = messages(&mut a_ev, room.id, 2).await;
     assert!(matches!(&got[1].content.as_ref().unwrap().kind,
@@ -342,7 +458,9 @@ async fn rooms_typing_receipts_and_presence() {
     assert!(p[0].online);
     b.close();
     let e = wait_for(&mut a_ev, |e| matches!(e, Event::Presence(p) if !p.online)).await;
-    let Event::Presence(offline) = e else { unreachable!() };
+    let Event::Presence(offline) = e else {
+        unreachable!()
+    };
     assert_eq!(offline.user_id, b.user().id);
     assert!(offline.last_seen > 0 && offline.generation > p[0].generation);
     // Leaving; the ephemeral room vanishes with its last member.
@@ -351,10 +469,22 @@ async fn rooms_typing_receipts_and_presence() {
     assert_eq!(rooms.len(), 1);
     // Search and profiles.
     let found = a.search_users("gue", 10).await.unwrap();
-    assert_eq!(found.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(), vec!["guest"]);
-    let me = a.update_profile(Some("The Host".into()), Some("https://example.invalid/a.png".into())).await.unwrap();
+    assert_eq!(
+        found.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(),
+        vec!["guest"]
+    );
+    let me = a
+        .update_profile(
+            Some("The Host".into()),
+            Some("https://example.invalid/a.png".into()),
+        )
+        .await
+        .unwrap();
     assert_eq!(me.display_name, "The Host");
-    assert_eq!(a.users(&[a.user().id]).await.unwrap()[0].avatar_url, "https://example.invalid/a.png");
+    assert_eq!(
+        a.users(&[a.user().id]).await.unwrap()[0].avatar_url,
+        "https://example.invalid/a.png"
+    );
     drop(b_ev);
     server.stop().await;
 }
@@ -381,7 +511,10 @@ async fn restart_on_the_same_sqlite_file_keeps_history_conversations_and_cursors
     let after = b.conversations().await.unwrap();
     assert_eq!(after.len(), 2);
     let strip = |c: &Vec<v1::Conversation>| {
-        let mut v: Vec<_> = c.iter().map(|c| (c.id, c.last_seq, c.read_seq, c.unread_count, c.title.clone())).collect();
+        let mut v: Vec<_> = c
+            .iter()
+            .map(|c| (c.id, c.last_seq, c.read_seq, c.unread_count, c.title.clone()))
+            .collect();
         v.sort();
         v
     };
@@ -389,8 +522,14 @@ async fn restart_on_the_same_sqlite_file_keeps_history_conversations_and_cursors
     let g = after.iter().find(|c| c.id == group.id).unwrap();
     assert_eq!((g.read_seq, g.unread_count, g.last_seq), (4, 2, 6));
     let h = b.history(group.id, 0, 50).await.unwrap();
-    assert_eq!(h.messages.iter().skip(1).map(text_of).collect::<Vec<_>>(), vec!["g0", "g1", "g2", "g3", "g4"]);
-    assert_eq!(b.history(dm.conversation_id, 0, 50).await.unwrap().messages.len(), 1);
+    assert_eq!(
+        h.messages.iter().skip(1).map(text_of).collect::<Vec<_>>(),
+        vec!["g0", "g1", "g2", "g3", "g4"]
+    );
+    assert_eq!(
+        b.history(dm.conversation_id, 0, 50).await.unwrap().messages.len(),
+        1
+    );
     // The new session resyncs everything once.
     assert_eq!(messages(&mut b_ev, group.id, 6).await.len(), 6);
     let (a, _) = server.login("keeper").await;
@@ -424,15 +563,27 @@ async fn graceful_shutdown_tells_clients_and_loses_no_acked_message() {
     let mut b_seen = Vec::new();
     for (i, events) in [&mut a_ev, &mut b_ev].into_iter().enumerate() {
         let seen = events_until(events, |e| matches!(e, Event::Disconnected { .. })).await;
-        assert!(seen.contains(&Event::Closing { reason: "server shutting down".into() }), "{seen:?}");
+        assert!(
+            seen.contains(&Event::Closing {
+                reason: "server shutting down".into()
+            }),
+            "{seen:?}"
+        );
         if i == 1 {
             b_seen = seen;
         }
     }
     // Restart on the same address: the clients reconnect, resync and flush their outbox.
     let server = server.start_again().await;
-    let acked = tokio::time::timeout(Duration::from_secs(60), sender).await.unwrap().unwrap();
-    assert_eq!(acked.len(), 300, "every queued message was acked, before or after the restart");
+    let acked = tokio::time::timeout(Duration::from_secs(60), sender)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        acked.len(),
+        300,
+        "every queued message was acked, before or after the restart"
+    );
     let mut got: Vec<v1::Message> = b_seen
         .into_iter()
         .filter_map(|e| match e {
@@ -442,11 +593,17 @@ async fn graceful_shutdown_tells_clients_and_loses_no_acked_message() {
         .collect();
     let before = got.len();
     got.extend(messages(&mut b_ev, conv, 301 - before).await);
-    assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=301).collect::<Vec<_>>());
+    assert_eq!(
+        got.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=301).collect::<Vec<_>>()
+    );
     let mut texts: Vec<_> = got.iter().skip(1).map(text_of).collect();
     texts.dedup();
     assert_eq!(texts.len(), 300);
-    assert_eq!(b.history(conv, 0, 10).await.unwrap().messages.last().unwrap().seq, 301);
+    assert_eq!(
+        b.history(conv, 0, 10).await.unwrap().messages.last().unwrap().seq,
+        301
+    );
     server.stop().await;
 }
 
@@ -464,7 +621,10 @@ async fn limits_rate_connections_and_idle_timeout() {
     let mut raw = RawWs::connect(server.addr, None).await;
     let mut codes = Vec::new();
     for i in 1..=6 {
-        raw.send_json(&format!(r#"{{"requestId":"{i}","hello":{{"protocolVersion":1}}}}"#)).await;
+        raw.send_json(&format!(
+            r#"{{"requestId":"{i}","hello":{{"protocolVersion":1}}}}"#
+        ))
+        .await;
         let v = raw.next_json().await;
         codes.push(v["response"]["error"]["code"].as_str().unwrap_or("OK").to_owned());
     }
@@ -481,30 +641,46 @@ async fn limits_rate_connections_and_idle_timeout() {
 async fn sdk_errors_are_typed() {
     let server = TestServer::start().await;
     server.register("taken").await;
-    let err = Client::connect(server.client_config(), Credentials::Register {
-        username: "taken".into(),
-        password: PASSWORD.into(),
-        display_name: String::new(),
-    })
+    let err = Client::connect(
+        server.client_config(),
+        Credentials::Register {
+            username: "taken".into(),
+            password: PASSWORD.into(),
+            display_name: String::new(),
+        },
+    )
     .await
     .err()
     .unwrap();
     assert_eq!(err.code(), Some(v1::ErrorCode::Conflict));
-    let err = Client::connect(server.client_config(), Credentials::Login {
-        username: "taken".into(),
-        password: "wrong password".into(),
-    })
+    let err = Client::connect(
+        server.client_config(),
+        Credentials::Login {
+            username: "taken".into(),
+            password: "wrong password".into(),
+        },
+    )
     .await
     .err()
     .unwrap();
     assert_eq!(err.code(), Some(v1::ErrorCode::Unauthenticated));
-    let err = Client::connect(server.client_config(), Credentials::Token("bogus".into())).await.err().unwrap();
+    let err = Client::connect(server.client_config(), Credentials::Token("bogus".into()))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.code(), Some(v1::ErrorCode::Unauthenticated));
     let (c, _) = server.login("taken").await;
     let token = c.token();
     c.logout().await.unwrap();
-    let err = Client::connect(server.client_config(), Credentials::Token(token)).await.err().unwrap();
-    assert_eq!(err.code(), Some(v1::ErrorCode::Unauthenticated), "a logged-out token is refused");
+    let err = Client::connect(server.client_config(), Credentials::Token(token))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.code(),
+        Some(v1::ErrorCode::Unauthenticated),
+        "a logged-out token is refused"
+    );
     let (c, _) = server.login("taken").await;
     c.close();
     assert_eq!(c.send_text(1, "x").await.unwrap_err(), SdkError::Closed);

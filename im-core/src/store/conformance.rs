@@ -106,7 +106,10 @@ pub async fn users_profiles_and_search(store: Arc<dyn Store>) {
     assert_eq!(updated.display_name, "Albert");
     assert_eq!(updated.avatar_url, "https://a/b.png");
     let found = store.search_users("AL", 10).await.unwrap();
-    assert_eq!(found.iter().map(|u| u.id).collect::<Vec<_>>(), vec![alice.id, bob.id]);
+    assert_eq!(
+        found.iter().map(|u| u.id).collect::<Vec<_>>(),
+        vec![alice.id, bob.id]
+    );
     assert_eq!(store.search_users("al", 1).await.unwrap().len(), 1);
     assert!(matches!(
         store.update_profile(999_999, None, None).await,
@@ -133,7 +136,9 @@ pub async fn direct_conversation_once_per_pair(store: Arc<dyn Store>) {
     for i in 0..10 {
         let store = store.clone();
         let (x, y) = if i % 2 == 0 { (a.id, b.id) } else { (b.id, a.id) };
-        tasks.push(tokio::spawn(async move { store.direct_conversation(x, y, 5).await.unwrap().id }));
+        tasks.push(tokio::spawn(async move {
+            store.direct_conversation(x, y, 5).await.unwrap().id
+        }));
     }
     let mut ids = Vec::new();
     for t in tasks {
@@ -144,7 +149,13 @@ pub async fn direct_conversation_once_per_pair(store: Arc<dyn Store>) {
     let conv = store.conversation(ids[0]).await.unwrap().unwrap();
     assert_eq!(conv.kind, v1::ConversationKind::Direct);
     assert_eq!(conv.member_count, 2);
-    let members: Vec<_> = store.members(conv.id).await.unwrap().iter().map(|m| m.user_id).collect();
+    let members: Vec<_> = store
+        .members(conv.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.user_id)
+        .collect();
     assert_eq!(members, vec![a.id, b.id]);
 }
 
@@ -156,10 +167,16 @@ pub async fn groups_and_members(store: Arc<dyn Store>) {
     assert_eq!(g.member_count, 3);
     assert_eq!(g.last_seq, 0);
     let members = store.members(g.id).await.unwrap();
-    assert_eq!(members.iter().map(|m| m.user_id).collect::<Vec<_>>(), vec![a.id, b.id, c.id]);
+    assert_eq!(
+        members.iter().map(|m| m.user_id).collect::<Vec<_>>(),
+        vec![a.id, b.id, c.id]
+    );
     assert_eq!(members[0].role, v1::Role::Owner);
     assert_eq!(members[1].role, v1::Role::Member);
-    assert_eq!(store.member(g.id, b.id).await.unwrap().unwrap().role, v1::Role::Member);
+    assert_eq!(
+        store.member(g.id, b.id).await.unwrap().unwrap().role,
+        v1::Role::Member
+    );
     let other = user(&store, "d").await;
     assert!(store.member(g.id, other.id).await.unwrap().is_none());
     let convs = store.user_conversations(b.id).await.unwrap();
@@ -172,12 +189,18 @@ pub async fn append_assigns_seq_and_version(store: Arc<dyn Store>) {
     let a = user(&store, "a").await;
     let g = group(&store, a.id, vec![]).await;
     for i in 1..=3u64 {
-        let appended = store.append_message(text(g.id, a.id, &format!("m{i}"), None)).await.unwrap();
+        let appended = store
+            .append_message(text(g.id, a.id, &format!("m{i}"), None))
+            .await
+            .unwrap();
         assert!(!appended.duplicate);
         assert_eq!(appended.message.seq, i);
         assert_eq!(appended.message.version, i);
         assert_eq!(appended.message.conversation_id, g.id);
-        assert_eq!(appended.message.content.as_ref().unwrap().as_text(), Some(format!("m{i}").as_str()));
+        assert_eq!(
+            appended.message.content.as_ref().unwrap().as_text(),
+            Some(format!("m{i}").as_str())
+        );
     }
     let conv = store.conversation(g.id).await.unwrap().unwrap();
     assert_eq!((conv.last_seq, conv.last_version), (3, 3));
@@ -196,14 +219,32 @@ pub async fn history_pages(store: Arc<dyn Store>) {
     let a = user(&store, "a").await;
     let g = group(&store, a.id, vec![]).await;
     for i in 1..=10 {
-        store.append_message(text(g.id, a.id, &format!("m{i}"), None)).await.unwrap();
+        store
+            .append_message(text(g.id, a.id, &format!("m{i}"), None))
+            .await
+            .unwrap();
     }
     let seqs = |v: Vec<v1::Message>| v.iter().map(|m| m.seq).collect::<Vec<_>>();
-    assert_eq!(seqs(store.history(g.id, Page::Before(0), 3).await.unwrap()), vec![8, 9, 10]);
-    assert_eq!(seqs(store.history(g.id, Page::Before(8), 3).await.unwrap()), vec![5, 6, 7]);
-    assert_eq!(seqs(store.history(g.id, Page::Before(3), 5).await.unwrap()), vec![1, 2]);
-    assert_eq!(seqs(store.history(g.id, Page::After(0), 2).await.unwrap()), vec![1, 2]);
-    assert_eq!(seqs(store.history(g.id, Page::After(8), 5).await.unwrap()), vec![9, 10]);
+    assert_eq!(
+        seqs(store.history(g.id, Page::Before(0), 3).await.unwrap()),
+        vec![8, 9, 10]
+    );
+    assert_eq!(
+        seqs(store.history(g.id, Page::Before(8), 3).await.unwrap()),
+        vec![5, 6, 7]
+    );
+    assert_eq!(
+        seqs(store.history(g.id, Page::Before(3), 5).await.unwrap()),
+        vec![1, 2]
+    );
+    assert_eq!(
+        seqs(store.history(g.id, Page::After(0), 2).await.unwrap()),
+        vec![1, 2]
+    );
+    assert_eq!(
+        seqs(store.history(g.id, Page::After(8), 5).await.unwrap()),
+        vec![9, 10]
+    );
     assert!(store.history(g.id, Page::After(10), 5).await.unwrap().is_empty());
 }
 
@@ -217,7 +258,14 @@ pub async fn concurrent_appends_are_gap_free(store: Arc<dyn Store>) {
             let mut seqs = Vec::new();
             for i in 0..25 {
                 let id = format!("t{t}-{i}");
-                seqs.push(store.append_message(text(g.id, a.id, &id, Some(&id))).await.unwrap().message.seq);
+                seqs.push(
+                    store
+                        .append_message(text(g.id, a.id, &id, Some(&id)))
+                        .await
+                        .unwrap()
+                        .message
+                        .seq,
+                );
             }
             seqs
         }));
@@ -229,19 +277,31 @@ pub async fn concurrent_appends_are_gap_free(store: Arc<dyn Store>) {
     all.sort_unstable();
     assert_eq!(all, (1..=200).collect::<Vec<u64>>());
     let history = store.history(g.id, Page::After(0), 500).await.unwrap();
-    assert_eq!(history.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=200).collect::<Vec<u64>>());
+    assert_eq!(
+        history.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=200).collect::<Vec<u64>>()
+    );
 }
 
 pub async fn client_msg_id_deduplicates(store: Arc<dyn Store>) {
     let a = user(&store, "a").await;
     let b = user(&store, "b").await;
     let g = group(&store, a.id, vec![b.id]).await;
-    let first = store.append_message(text(g.id, a.id, "hello", Some("c1"))).await.unwrap();
-    let retry = store.append_message(text(g.id, a.id, "hello again", Some("c1"))).await.unwrap();
+    let first = store
+        .append_message(text(g.id, a.id, "hello", Some("c1")))
+        .await
+        .unwrap();
+    let retry = store
+        .append_message(text(g.id, a.id, "hello again", Some("c1")))
+        .await
+        .unwrap();
     assert!(retry.duplicate);
     assert_eq!(retry.message, first.message);
     // Another sender may use the same client id.
-    let other = store.append_message(text(g.id, b.id, "hi", Some("c1"))).await.unwrap();
+    let other = store
+        .append_message(text(g.id, b.id, "hi", Some("c1")))
+        .await
+        .unwrap();
     assert!(!other.duplicate);
     assert_eq!(other.message.seq, 2);
     let history = store.history(g.id, Page::After(0), 10).await.unwrap();
@@ -254,10 +314,17 @@ pub async fn membership_changes_are_atomic_with_message(store: Arc<dyn Store>) {
     let b = user(&store, "b").await;
     let g = group(&store, a.id, vec![]).await;
     let mut join = text(g.id, 0, "joined", None);
-    join.membership = Some(Membership::Add(vec![(b.id, v1::Role::Member), (a.id, v1::Role::Member)]));
+    join.membership = Some(Membership::Add(vec![
+        (b.id, v1::Role::Member),
+        (a.id, v1::Role::Member),
+    ]));
     let appended = store.append_message(join).await.unwrap();
     assert_eq!(appended.member_count, 2);
-    assert_eq!(store.member(g.id, a.id).await.unwrap().unwrap().role, v1::Role::Owner, "existing member untouched");
+    assert_eq!(
+        store.member(g.id, a.id).await.unwrap().unwrap().role,
+        v1::Role::Owner,
+        "existing member untouched"
+    );
     assert_eq!(store.conversation(g.id).await.unwrap().unwrap().member_count, 2);
     let mut leave = text(g.id, 0, "left", None);
     leave.membership = Some(Membership::Remove(b.id));
@@ -292,7 +359,10 @@ pub async fn rooms_listed_by_size(store: Arc<dyn Store>) {
     join.membership = Some(Membership::Add(vec![(b.id, v1::Role::Member)]));
     store.append_message(join).await.unwrap();
     let listed = store.list_rooms(10).await.unwrap();
-    assert_eq!(listed.iter().map(|r| r.title.as_str()).collect::<Vec<_>>(), vec!["big", "small"]);
+    assert_eq!(
+        listed.iter().map(|r| r.title.as_str()).collect::<Vec<_>>(),
+        vec!["big", "small"]
+    );
     assert_eq!(listed[0].member_count, 2);
     assert!(listed[1].ephemeral);
     assert_eq!(store.list_rooms(1).await.unwrap().len(), 1);
@@ -303,14 +373,21 @@ pub async fn cursors_only_move_forward(store: Arc<dyn Store>) {
     let b = user(&store, "b").await;
     let g = group(&store, a.id, vec![b.id]).await;
     for i in 0..5 {
-        store.append_message(text(g.id, a.id, &i.to_string(), None)).await.unwrap();
+        store
+            .append_message(text(g.id, a.id, &i.to_string(), None))
+            .await
+            .unwrap();
     }
     let m = store.advance_cursors(g.id, b.id, None, Some(3)).await.unwrap();
     assert_eq!((m.read_seq, m.delivered_seq), (0, 3));
     let m = store.advance_cursors(g.id, b.id, Some(2), Some(1)).await.unwrap();
     assert_eq!((m.read_seq, m.delivered_seq), (2, 3));
     let m = store.advance_cursors(g.id, b.id, Some(100), None).await.unwrap();
-    assert_eq!((m.read_seq, m.delivered_seq), (5, 5), "clamped to last_seq; read implies delivered");
+    assert_eq!(
+        (m.read_seq, m.delivered_seq),
+        (5, 5),
+        "clamped to last_seq; read implies delivered"
+    );
     let m = store.advance_cursors(g.id, b.id, Some(1), None).await.unwrap();
     assert_eq!(m.read_seq, 5);
     assert_eq!(store.member(g.id, b.id).await.unwrap().unwrap().read_seq, 5);
@@ -340,7 +417,10 @@ pub async fn delete_and_rename_conversation(store: Arc<dyn Store>) {
     let g = group(&store, a.id, vec![b.id]).await;
     store.rename_conversation(g.id, "renamed").await.unwrap();
     assert_eq!(store.conversation(g.id).await.unwrap().unwrap().title, "renamed");
-    store.append_message(text(g.id, a.id, "x", Some("k"))).await.unwrap();
+    store
+        .append_message(text(g.id, a.id, "x", Some("k")))
+        .await
+        .unwrap();
     store.delete_conversation(g.id).await.unwrap();
     assert!(store.conversation(g.id).await.unwrap().is_none());
     assert!(store.history(g.id, Page::After(0), 10).await.unwrap().is_empty());

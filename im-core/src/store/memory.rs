@@ -1,7 +1,7 @@
 //! `MemoryStore`: everything in process memory. The default for tests and
 //! for embedders who do not need persistence.
 
-use super::{Store, direct_key};
+use super::{Store, direct_key, direct_new};
 use crate::error::{Error, Result};
 use crate::model::*;
 use async_trait::async_trait;
@@ -51,14 +51,18 @@ impl MemoryStore {
 impl Inner {
     fn new_conversation(
         &mut self,
-        kind: v1::ConversationKind,
-        title: String,
-        ephemeral: bool,
-        created_by: UserId,
-        created_at: i64,
-        members: impl IntoIterator<Item = (UserId, v1::Role)>,
+        new: NewConversation,
+        members: Vec<(UserId, v1::Role)>,
         direct_key: Option<String>,
     ) -> ConversationRecord {
+        let NewConversation {
+            kind,
+            title,
+            ephemeral,
+            created_by,
+            created_at,
+            ..
+        } = new;
         self.next_conversation += 1;
         let id = self.next_conversation;
         let members: BTreeMap<_, _> = members
@@ -139,7 +143,11 @@ impl Store for MemoryStore {
     async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
         let lower = username.to_lowercase();
         let inner = self.inner.lock();
-        Ok(inner.users.values().find(|u| u.username.to_lowercase() == lower).cloned())
+        Ok(inner
+            .users
+            .values()
+            .find(|u| u.username.to_lowercase() == lower)
+            .cloned())
     }
 
     async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<UserRecord>> {
@@ -189,7 +197,10 @@ impl Store for MemoryStore {
     }
 
     async fn insert_token(&self, token_hash: &str, user: UserId, expires_at: i64) -> Result<()> {
-        self.inner.lock().tokens.insert(token_hash.to_owned(), (user, expires_at));
+        self.inner
+            .lock()
+            .tokens
+            .insert(token_hash.to_owned(), (user, expires_at));
         Ok(())
     }
 
@@ -211,15 +222,7 @@ impl Store for MemoryStore {
                 .map(|&m| (m, v1::Role::Member)),
         );
         let members: Vec<_> = members.collect();
-        Ok(inner.new_conversation(
-            new.kind,
-            new.title,
-            new.ephemeral,
-            new.created_by,
-            new.created_at,
-            members,
-            None,
-        ))
+        Ok(inner.new_conversation(new, members, None))
     }
 
     async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> Result<ConversationRecord> {
@@ -233,15 +236,7 @@ impl Store for MemoryStore {
         } else {
             vec![(a, v1::Role::Member), (b, v1::Role::Member)]
         };
-        Ok(inner.new_conversation(
-            v1::ConversationKind::Direct,
-            String::new(),
-            false,
-            a,
-            now,
-            members,
-            Some(key),
-        ))
+        Ok(inner.new_conversation(direct_new(a, now), members, Some(key)))
     }
 
     async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationRecord>> {
@@ -308,15 +303,15 @@ impl Store for MemoryStore {
         if !inner.conversations.contains_key(&new.conversation_id) {
             return Err(Error::NotFound(format!("conversation {}", new.conversation_id)));
         }
-        if let Some(cid) = &new.client_msg_id {
-            if let Some(&(conv_id, seq)) = inner.dedup.get(&(new.sender_id, cid.clone())) {
-                let conv = inner.conv(conv_id)?;
-                return Ok(Appended {
-                    message: conv.messages[(seq - 1) as usize].clone(),
-                    duplicate: true,
-                    member_count: conv.record.member_count,
-                });
-            }
+        if let Some(cid) = &new.client_msg_id
+            && let Some(&(conv_id, seq)) = inner.dedup.get(&(new.sender_id, cid.clone()))
+        {
+            let conv = inner.conv(conv_id)?;
+            return Ok(Appended {
+                message: conv.messages[(seq - 1) as usize].clone(),
+                duplicate: true,
+                member_count: conv.record.member_count,
+            });
         }
         inner.next_message += 1;
         let id = inner.next_message;
@@ -356,7 +351,9 @@ impl Store for MemoryStore {
         let member_count = conv.record.member_count;
         let seq = message.seq;
         if let Some(cid) = new.client_msg_id {
-            inner.dedup.insert((new.sender_id, cid), (new.conversation_id, seq));
+            inner
+                .dedup
+                .insert((new.sender_id, cid), (new.conversation_id, seq));
         }
         Ok(Appended {
             message,
@@ -365,7 +362,12 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn history(&self, conversation: ConversationId, page: Page, limit: u32) -> Result<Vec<v1::Message>> {
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        page: Page,
+        limit: u32,
+    ) -> Result<Vec<v1::Message>> {
         let inner = self.inner.lock();
         let Some(conv) = inner.conversations.get(&conversation) else {
             return Ok(Vec::new());
@@ -388,7 +390,12 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn changes(&self, conversation: ConversationId, after_version: u64, limit: u32) -> Result<Vec<v1::Message>> {
+    async fn changes(
+        &self,
+        conversation: ConversationId,
+        after_version: u64,
+        limit: u32,
+    ) -> Result<Vec<v1::Message>> {
         let inner = self.inner.lock();
         let Some(conv) = inner.conversations.get(&conversation) else {
             return Ok(Vec::new());

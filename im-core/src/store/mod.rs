@@ -81,9 +81,15 @@ pub trait Store: Send + Sync + 'static {
     /// `NotFound` if the conversation does not exist.
     async fn append_message(&self, new: NewMessage) -> Result<Appended>;
     /// A page of history, always returned in ascending seq order.
-    async fn history(&self, conversation: ConversationId, page: Page, limit: u32) -> Result<Vec<v1::Message>>;
+    async fn history(&self, conversation: ConversationId, page: Page, limit: u32)
+    -> Result<Vec<v1::Message>>;
     /// Messages whose latest version is above `after_version`, in version order, at most `limit`.
-    async fn changes(&self, conversation: ConversationId, after_version: u64, limit: u32) -> Result<Vec<v1::Message>>;
+    async fn changes(
+        &self,
+        conversation: ConversationId,
+        after_version: u64,
+        limit: u32,
+    ) -> Result<Vec<v1::Message>>;
     /// Number of messages after `after_seq` not sent by `user`.
     async fn unread_count(&self, conversation: ConversationId, user: UserId, after_seq: u64) -> Result<u64>;
     /// Moves a member's read and/or delivered cursor forward (never back, never past `last_seq`).
@@ -99,6 +105,18 @@ pub trait Store: Send + Sync + 'static {
     /// Flushes and closes: called once at shutdown, after the last write.
     async fn close(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+/// The conversation record of a new direct conversation started by `a`.
+pub(crate) fn direct_new(a: UserId, now: i64) -> NewConversation {
+    NewConversation {
+        kind: v1::ConversationKind::Direct,
+        title: String::new(),
+        ephemeral: false,
+        created_by: a,
+        created_at: now,
+        members: Vec::new(),
     }
 }
 

@@ -11,7 +11,7 @@
 //! * **Migrations** are embedded in the binary and run when the store opens,
 //!   so a database made by an older version is upgraded in place.
 
-use super::{Store, direct_key};
+use super::{Store, direct_key, direct_new};
 use crate::error::{Error, Result};
 use crate::model::*;
 use async_trait::async_trait;
@@ -253,7 +253,9 @@ fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Write
                 Ok(())
             });
             batch.clear();
-            let error = outcome.err().map(|e| Error::Unavailable(format!("sqlite commit failed: {e}")));
+            let error = outcome
+                .err()
+                .map(|e| Error::Unavailable(format!("sqlite commit failed: {e}")));
             for done in completions {
                 done(error.clone());
             }
@@ -382,20 +384,17 @@ fn messages_of(rows: Vec<MessageRow>) -> Vec<v1::Message> {
 
 fn insert_conversation(
     c: &mut SqliteConnection,
-    kind: v1::ConversationKind,
-    title: &str,
-    ephemeral: bool,
-    created_by: UserId,
-    now: i64,
+    new: &NewConversation,
     key: Option<&str>,
     members_in: &[(UserId, v1::Role)],
 ) -> Result<ConversationRecord> {
+    let now = new.created_at;
     let id: i64 = diesel::insert_into(conversations::table)
         .values((
-            conversations::kind.eq(kind as i32),
-            conversations::title.eq(title),
-            conversations::ephemeral.eq(ephemeral),
-            conversations::created_by.eq(created_by as i64),
+            conversations::kind.eq(new.kind as i32),
+            conversations::title.eq(&new.title),
+            conversations::ephemeral.eq(new.ephemeral),
+            conversations::created_by.eq(new.created_by as i64),
             conversations::created_at.eq(now),
             conversations::member_count.eq(members_in.len() as i32),
             conversations::direct_key.eq(key),
@@ -509,7 +508,10 @@ impl Store for SqliteStore {
             let target = users::table.find(user as i64);
             if let Some(d) = &display_name {
                 diesel::update(target)
-                    .set((users::display_name.eq(d), users::display_lower.eq(d.to_lowercase())))
+                    .set((
+                        users::display_name.eq(d),
+                        users::display_lower.eq(d.to_lowercase()),
+                    ))
                     .execute(c)?;
             }
             if let Some(a) = &avatar_url {
@@ -580,16 +582,7 @@ impl Store for SqliteStore {
                     list.push((m, v1::Role::Member));
                 }
             }
-            insert_conversation(
-                c,
-                new.kind,
-                &new.title,
-                new.ephemeral,
-                new.created_by,
-                new.created_at,
-                None,
-                &list,
-            )
+            insert_conversation(c, &new, None, &list)
         })
         .await
     }
@@ -610,7 +603,7 @@ impl Store for SqliteStore {
             } else {
                 vec![(a, v1::Role::Member), (b, v1::Role::Member)]
             };
-            insert_conversation(c, v1::ConversationKind::Direct, "", false, a, now, Some(&key), &list)
+            insert_conversation(c, &direct_new(a, now), Some(&key), &list)
         })
         .await
     }
@@ -795,7 +788,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn history(&self, conversation: ConversationId, page: Page, limit: u32) -> Result<Vec<v1::Message>> {
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        page: Page,
+        limit: u32,
+    ) -> Result<Vec<v1::Message>> {
         self.read(move |c| {
             let base = messages::table
                 .filter(messages::conversation_id.eq(conversation as i64))
@@ -822,7 +820,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn changes(&self, conversation: ConversationId, after_version: u64, limit: u32) -> Result<Vec<v1::Message>> {
+    async fn changes(
+        &self,
+        conversation: ConversationId,
+        after_version: u64,
+        limit: u32,
+    ) -> Result<Vec<v1::Message>> {
         self.read(move |c| {
             Ok(messages_of(
                 messages::table
@@ -871,10 +874,15 @@ impl Store for SqliteStore {
                 .first(c)?;
             let read_seq = read.map_or(current.read_seq, |r| current.read_seq.max((r as i64).min(last)));
             let delivered_seq = delivered
-                .map_or(current.delivered_seq, |d| current.delivered_seq.max((d as i64).min(last)))
+                .map_or(current.delivered_seq, |d| {
+                    current.delivered_seq.max((d as i64).min(last))
+                })
                 .max(read_seq);
             let row = diesel::update(members::table.find(key))
-                .set((members::read_seq.eq(read_seq), members::delivered_seq.eq(delivered_seq)))
+                .set((
+                    members::read_seq.eq(read_seq),
+                    members::delivered_seq.eq(delivered_seq),
+                ))
                 .returning(MemberRow::as_returning())
                 .get_result(c)?;
             Ok(row.into())

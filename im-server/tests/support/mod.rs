@@ -86,7 +86,10 @@ impl TestServer {
             .unwrap();
         let mut config = self.config;
         config.server.listen = self.addr.to_string();
-        StoppedServer { config, dir: self.dir }
+        StoppedServer {
+            config,
+            dir: self.dir,
+        }
     }
 
     pub async fn stop(self) {
@@ -199,7 +202,11 @@ pub async fn messages(events: &mut Events, conversation: u64, n: usize) -> Vec<v
         }
     })
     .await;
-    assert!(result.is_ok() && out.len() == n, "got {} of {n} messages", out.len());
+    assert!(
+        result.is_ok() && out.len() == n,
+        "got {} of {n} messages",
+        out.len()
+    );
     out
 }
 
@@ -320,9 +327,12 @@ impl RawWs {
                 match self.ws.next().await.expect("connection open").expect("frame") {
                     Message::Text(t) => return serde_json::from_str(&t).unwrap(),
                     Message::Binary(b) => {
-                        let frame: v1::ServerFrame =
-                            im_client_sdk::im_protocol::codec::decode(&b, im_client_sdk::Format::Binary, usize::MAX)
-                                .unwrap();
+                        let frame: v1::ServerFrame = im_client_sdk::im_protocol::codec::decode(
+                            &b,
+                            im_client_sdk::Format::Binary,
+                            usize::MAX,
+                        )
+                        .unwrap();
                         return serde_json::to_value(&frame).unwrap();
                     }
                     Message::Close(c) => panic!("closed: {c:?}"),
@@ -338,7 +348,9 @@ impl RawWs {
     pub async fn error_code(&mut self) -> (String, String) {
         let v = self.next_json().await;
         let r = &v["response"];
-        let code = r["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error: {v}"));
+        let code = r["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an error: {v}"));
         (r["requestId"].as_str().unwrap_or("0").to_owned(), code.to_owned())
     }
 
@@ -356,7 +368,6 @@ impl RawWs {
         .await
         .expect("server closes")
     }
-
 }
 
 /// A WebSocket connection made by hand on a raw socket, which never reads
@@ -378,7 +389,11 @@ impl SilentWs {
             stream.read_exact(&mut byte).await.unwrap();
             head.push(byte[0]);
         }
-        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
         Self { stream }
     }
 
@@ -386,7 +401,10 @@ impl SilentWs {
     /// of its close frame (the server's frames are unmasked and small).
     pub async fn close_reason(mut self) -> String {
         let mut data = Vec::new();
-        tokio::time::timeout(WAIT, self.stream.read_to_end(&mut data)).await.unwrap().unwrap();
+        tokio::time::timeout(WAIT, self.stream.read_to_end(&mut data))
+            .await
+            .unwrap()
+            .unwrap();
         let mut i = 0;
         while i + 2 <= data.len() {
             let opcode = data[i] & 0x0f;
@@ -410,9 +428,15 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u1
     );
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
