@@ -87,11 +87,12 @@ mod tests {
 
     #[test]
     fn json_is_canonical_proto3() {
-        let json = String::from_utf8(encode(&send_frame(), Format::Json).to_vec()).unwrap();
-        assert_eq!(
-            json,
-            r#"{"requestId":"18446744073709551615","send":{"conversationId":"42","clientMsgId":"c-1","content":{"text":{"body":"héllo"}}}}"#
-        );
+        let json: serde_json::Value = serde_json::from_slice(&encode(&send_frame(), Format::Json)).unwrap();
+        let expected: serde_json::Value = serde_json::from_str(
+            r#"{"requestId":"18446744073709551615","send":{"conversationId":"42","clientMsgId":"c-1","content":{"text":{"body":"héllo"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(json, expected, "lowerCamelCase names, 64-bit integers as strings");
         // Numbers for 64-bit ids and original proto field names are accepted too.
         let lenient: v1::ClientFrame =
             decode(br#"{"request_id": 3, "ping": {}}"#, Format::Json, 100).unwrap();
