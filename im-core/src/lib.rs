@@ -17,6 +17,7 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `sqlite` | yes | `SqliteStore` (diesel, bundled SQLite) |
+//! | `postgres` | no | `PostgresStore` (diesel, libpq) |
 //!
 //! Backends are injected as `Arc<dyn Trait>` through [`EngineBuilder`]; each
 //! trait has a conformance suite ([`store_conformance_tests!`],
@@ -50,5 +51,7 @@ pub use event::SharedEvent;
 pub use fanout::{Delivery, FanOut, FanOutHandler, LocalFanOut};
 pub use im_protocol;
 pub use store::{MemoryStore, Store};
+#[cfg(feature = "postgres")]
+pub use store::{PostgresStore, PostgresStoreConfig};
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteStore, SqliteStoreConfig};

@@ -23,6 +23,28 @@ mod sqlite_store {
     im_core::store_conformance_tests!(make());
 
     #[tokio::test]
+    async fn an_older_database_is_upgraded_in_place() {
+        use diesel::prelude::*;
+        use diesel_migrations::MigrationHarness;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        {
+            let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            conn.run_next_migration(im_core::store::sqlite::MIGRATIONS).unwrap();
+            diesel::sql_query(
+                "INSERT INTO users (username, username_lower, display_name, display_lower, password_hash, created_at) \
+                 VALUES ('Old', 'old', 'Old', 'old', 'h', 1)",
+            )
+            .execute(&mut conn)
+            .unwrap();
+        }
+        let store = SqliteStore::open(SqliteStoreConfig::new(&path)).await.unwrap();
+        assert_eq!(store.user_by_name("old").await.unwrap().unwrap().username, "Old");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        assert!(!conn.has_pending_migration(im_core::store::sqlite::MIGRATIONS).unwrap());
+    }
+
+    #[tokio::test]
     async fn reopen_keeps_data_and_migrations_are_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/dir/im.sqlite3");
@@ -40,6 +62,50 @@ mod sqlite_store {
         drop(store);
         let store = SqliteStore::open(SqliteStoreConfig::new(&path)).await.unwrap();
         assert_eq!(store.user_by_name("KEEP").await.unwrap().unwrap().id, user.id);
+    }
+}
+
+mod postgres_store {
+    use super::*;
+    use im_core::store::postgres::testing::TempSchema;
+    use im_core::store::{PostgresStore, PostgresStoreConfig};
+
+    async fn make() -> (Arc<dyn Store>, TempSchema) {
+        let schema = TempSchema::create();
+        let store = PostgresStore::open(PostgresStoreConfig::new(schema.url())).await.unwrap();
+        (Arc::new(store) as Arc<dyn Store>, schema)
+    }
+    im_core::store_conformance_tests!(make());
+
+    #[tokio::test]
+    async fn an_older_schema_is_upgraded_in_place() {
+        use diesel::prelude::*;
+        use diesel_migrations::MigrationHarness;
+        let schema = TempSchema::create();
+        {
+            // The database as the first release left it: only the first migration.
+            let mut conn = PgConnection::establish(&schema.url()).unwrap();
+            conn.run_next_migration(im_core::store::postgres::MIGRATIONS).unwrap();
+            diesel::sql_query(
+                "INSERT INTO users (username, username_lower, display_name, display_lower, password_hash, created_at) \
+                 VALUES ('Old', 'old', 'Old', 'old', 'h', 1)",
+            )
+            .execute(&mut conn)
+            .unwrap();
+        }
+        let store = PostgresStore::open(PostgresStoreConfig::new(schema.url())).await.unwrap();
+        assert_eq!(store.user_by_name("old").await.unwrap().unwrap().username, "Old");
+        let mut conn = PgConnection::establish(&schema.url()).unwrap();
+        assert!(!conn.has_pending_migration(im_core::store::postgres::MIGRATIONS).unwrap());
+    }
+
+    #[tokio::test]
+    async fn unreachable_database_is_a_typed_error() {
+        let err = PostgresStore::open(PostgresStoreConfig::new("postgres://nobody@127.0.0.1:1/none"))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, im_core::Error::Unavailable(_)), "{err:?}");
     }
 }
 

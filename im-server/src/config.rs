@@ -43,14 +43,19 @@ pub struct ServerSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
-    /// `sqlite://PATH` (the embedded default) or `memory://` (nothing kept).
+    /// `sqlite://PATH` (the embedded default), `postgres://...` or `memory://` (nothing kept).
     pub url: String,
     /// SQLite: `full` (durable on power loss) or `normal` (durable on crash).
     pub synchronous: String,
-    /// SQLite read connections.
-    pub read_connections: u32,
+    /// Read connections (SQLite) or pooled connections (PostgreSQL).
+    pub pool_size: u32,
+    /// PostgreSQL: how long to wait for a connection before answering `UNAVAILABLE`, seconds.
+    pub connect_timeout_secs: u64,
     /// Most writes committed in one transaction (group commit).
     pub max_batch: usize,
+    /// Longest a write waits for others to join its batch, microseconds
+    /// (default: 0 for SQLite, 1000 for PostgreSQL).
+    pub max_wait_us: Option<u64>,
 }
 
 /// `[auth]`
@@ -118,8 +123,10 @@ impl Default for StoreSection {
         Self {
             url: "sqlite://data/im.sqlite3".into(),
             synchronous: "full".into(),
-            read_connections: 4,
+            pool_size: 8,
+            connect_timeout_secs: 5,
             max_batch: 512,
+            max_wait_us: None,
         }
     }
 }
@@ -168,6 +175,8 @@ impl Default for LogSection {
 pub enum StoreUrl {
     /// `sqlite://PATH`
     Sqlite(std::path::PathBuf),
+    /// `postgres://...` or `postgresql://...` (a libpq URL)
+    Postgres(String),
     /// `memory://`
     Memory,
 }
@@ -244,10 +253,12 @@ impl ServerConfig {
                 bail!("store.url: sqlite:// needs a file path");
             }
             Ok(StoreUrl::Sqlite(path.into()))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(StoreUrl::Postgres(url.to_owned()))
         } else if url == "memory://" {
             Ok(StoreUrl::Memory)
         } else {
-            bail!("store.url {url:?}: expected sqlite://PATH or memory://")
+            bail!("store.url {url:?}: expected sqlite://PATH, postgres://... or memory://")
         }
     }
 

@@ -28,7 +28,7 @@ mod ws;
 pub use config::ServerConfig;
 
 use anyhow::Context;
-use im_core::{Engine, SqliteStore, SqliteStoreConfig, Store};
+use im_core::{Engine, PostgresStore, PostgresStoreConfig, SqliteStore, SqliteStoreConfig, Store};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,13 +63,30 @@ pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>>
     Ok(match config.store_url()? {
         config::StoreUrl::Sqlite(path) => {
             let mut c = SqliteStoreConfig::new(&path);
-            c.read_connections = config.store.read_connections;
+            c.read_connections = config.store.pool_size;
             c.max_batch = config.store.max_batch;
+            if let Some(us) = config.store.max_wait_us {
+                c.max_wait = Duration::from_micros(us);
+            }
             c.synchronous_full = config.store.synchronous == "full";
             Arc::new(
                 SqliteStore::open(c)
                     .await
                     .with_context(|| format!("opening SQLite store {}", path.display()))?,
+            )
+        }
+        config::StoreUrl::Postgres(url) => {
+            let mut c = PostgresStoreConfig::new(url);
+            c.pool_size = config.store.pool_size;
+            c.connect_timeout = Duration::from_secs(config.store.connect_timeout_secs);
+            c.max_batch = config.store.max_batch;
+            if let Some(us) = config.store.max_wait_us {
+                c.max_wait = Duration::from_micros(us);
+            }
+            Arc::new(
+                PostgresStore::open(c)
+                    .await
+                    .context("opening the PostgreSQL store (is the database reachable?)")?,
             )
         }
         config::StoreUrl::Memory => Arc::new(im_core::MemoryStore::new()),

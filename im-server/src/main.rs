@@ -3,6 +3,7 @@
 //! ```text
 //! im-server [--config FILE]                 serve (default)
 //! im-server [--config FILE] check-config    validate the configuration and exit
+//! im-server [--config FILE] migrate         create or upgrade the database schema and exit
 //! ```
 
 use anyhow::Context;
@@ -27,6 +28,8 @@ enum Command {
     Run,
     /// Load and validate the configuration, print it, and exit.
     CheckConfig,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +39,16 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig => {
             println!("configuration is valid: {config:#?}");
             Ok(())
+        }
+        Command::Migrate => {
+            init_logging(&config);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let store = im_server::open_store(&config).await?;
+                store.close().await?;
+                println!("database schema is up to date");
+                anyhow::Ok(())
+            })
         }
         Command::Run => {
             init_logging(&config);

@@ -21,10 +21,16 @@ use im_protocol::v1;
 
 pub mod conformance;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, PostgresStoreConfig};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteStoreConfig};
 

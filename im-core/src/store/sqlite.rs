@@ -1,92 +1,26 @@
 //! `SqliteStore`: the embedded default store (diesel, bundled SQLite, WAL).
 //!
-//! * **Writes** go to one writer thread that owns the only writing connection.
-//!   It takes every write queued while the previous commit ran and commits
-//!   them in one transaction (group commit), each inside its own savepoint so
-//!   one failing write does not fail the others. A write's future resolves only
-//!   after the batch's commit, with `synchronous = FULL` by default: an
-//!   acknowledged write survives a crash and a power loss.
-//! * **Reads** use a small pool of read-only connections on blocking threads
-//!   (`spawn_blocking`), never the async workers; WAL lets them run during writes.
-//! * **Migrations** are embedded in the binary and run when the store opens,
-//!   so a database made by an older version is upgraded in place.
+//! The queries and the group-commit writer are shared with the PostgreSQL
+//! store (see `sql.rs`). SQLite specifics: WAL journal, `synchronous = FULL`
+//! by default (an acked write survives a power loss), read-only reader
+//! connections, and migrations from `migrations/sqlite` embedded in the binary
+//! and run when the store opens, so an older database is upgraded in place.
 
-use super::{Store, direct_key, direct_new};
+use super::sql::*;
+use super::{direct_key, direct_new};
 use crate::error::{Error, Result};
 use crate::model::*;
-use async_trait::async_trait;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use im_protocol::v1;
-use prost::Message as _;
 use std::path::PathBuf;
-use tokio::sync::{mpsc, oneshot};
+use std::time::Duration;
 
-const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-
-mod schema {
-    diesel::table! {
-        users (id) {
-            id -> BigInt,
-            username -> Text,
-            username_lower -> Text,
-            display_name -> Text,
-            display_lower -> Text,
-            avatar_url -> Text,
-            password_hash -> Text,
-            created_at -> BigInt,
-            last_seen -> BigInt,
-        }
-    }
-    diesel::table! {
-        tokens (token_hash) {
-            token_hash -> Text,
-            user_id -> BigInt,
-            expires_at -> BigInt,
-        }
-    }
-    diesel::table! {
-        conversations (id) {
-            id -> BigInt,
-            kind -> Integer,
-            title -> Text,
-            ephemeral -> Bool,
-            created_by -> BigInt,
-            created_at -> BigInt,
-            last_seq -> BigInt,
-            last_version -> BigInt,
-            member_count -> Integer,
-            direct_key -> Nullable<Text>,
-        }
-    }
-    diesel::table! {
-        members (conversation_id, user_id) {
-            conversation_id -> BigInt,
-            user_id -> BigInt,
-            role -> Integer,
-            joined_at -> BigInt,
-            read_seq -> BigInt,
-            delivered_seq -> BigInt,
-        }
-    }
-    diesel::table! {
-        messages (id) {
-            id -> BigInt,
-            conversation_id -> BigInt,
-            seq -> BigInt,
-            version -> BigInt,
-            sender_id -> BigInt,
-            client_msg_id -> Nullable<Text>,
-            created_at -> BigInt,
-            content -> Binary,
-        }
-    }
-    diesel::allow_tables_to_appear_in_same_query!(conversations, members);
-}
-use schema::*;
+/// The SQLite migrations, embedded in the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 /// Settings of a [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -97,6 +31,9 @@ pub struct SqliteStoreConfig {
     pub read_connections: u32,
     /// Most writes committed in one transaction (default 512).
     pub max_batch: usize,
+    /// Longest a write waits for others to join its batch (default 0: the
+    /// batch is whatever queued while the previous commit ran).
+    pub max_wait: Duration,
     /// `synchronous = FULL` (default, durable on power loss) or `NORMAL`
     /// (durable on process crash only, faster).
     pub synchronous_full: bool,
@@ -109,20 +46,13 @@ impl SqliteStoreConfig {
             path: path.into(),
             read_connections: 4,
             max_batch: 512,
+            max_wait: Duration::ZERO,
             synchronous_full: true,
         }
     }
 }
 
-type Completion = Box<dyn FnOnce(Option<Error>) + Send>;
-type Job = Box<dyn FnOnce(&mut SqliteConnection) -> Completion + Send>;
-
-enum WriterMsg {
-    Job(Job),
-    Close(oneshot::Sender<Result<()>>),
-}
-
-/// The SQLite [`Store`].
+/// The SQLite [`Store`](super::Store).
 ///
 /// ```no_run
 /// # async fn demo() -> im_core::Result<()> {
@@ -131,10 +61,8 @@ enum WriterMsg {
 /// # Ok(()) }
 /// ```
 pub struct SqliteStore {
-    /// Read-only connections, used from blocking threads.
-    readers: Pool<ConnectionManager<SqliteConnection>>,
-    /// Queue of the writer thread.
-    writer: mpsc::UnboundedSender<WriterMsg>,
+    /// Reader pool and group-commit writer.
+    core: DieselCore<SqliteConnection>,
 }
 
 #[derive(Debug)]
@@ -147,8 +75,18 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for ReaderSetup 
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Error {
-    Error::Unavailable(format!("sqlite: {e}"))
+fn open_writer(url: &str, synchronous_full: bool) -> Result<SqliteConnection> {
+    let mut conn = SqliteConnection::establish(url).map_err(unavailable)?;
+    conn.batch_execute(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA busy_timeout = 5000;",
+        if synchronous_full { "FULL" } else { "NORMAL" }
+    ))
+    .map_err(unavailable)?;
+    Ok(conn)
+}
+
+fn checkpoint(conn: &mut SqliteConnection) -> Result<()> {
+    conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE);").map_err(unavailable)
 }
 
 impl SqliteStore {
@@ -164,737 +102,45 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
         }
         let url = config.path.to_string_lossy().into_owned();
-        let mut writer = SqliteConnection::establish(&url).map_err(unavailable)?;
-        writer
-            .batch_execute(&format!(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA busy_timeout = 5000;",
-                if config.synchronous_full { "FULL" } else { "NORMAL" }
-            ))
-            .map_err(unavailable)?;
+        let mut writer = open_writer(&url, config.synchronous_full)?;
         writer
             .run_pending_migrations(MIGRATIONS)
             .map_err(|e| Error::Internal(format!("sqlite migrations: {e}")))?;
         let readers = Pool::builder()
             .max_size(config.read_connections.max(1))
             .connection_customizer(Box::new(ReaderSetup))
-            .build(ConnectionManager::new(url))
+            .build(ConnectionManager::new(url.clone()))
             .map_err(unavailable)?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let max_batch = config.max_batch.max(1);
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx, max_batch))
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(Self { readers, writer: tx })
-    }
-
-    async fn write<R, F>(&self, f: F) -> Result<R>
-    where
-        F: FnOnce(&mut SqliteConnection) -> Result<R> + Send + 'static,
-        R: Send + 'static,
-    {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            // Nested in the batch transaction: a savepoint.
-            let result = conn.transaction::<R, Error, _>(f);
-            Box::new(move |commit_error: Option<Error>| {
-                let _ = tx.send(match commit_error {
-                    Some(e) => Err(e),
-                    None => result,
-                });
-            })
-        });
-        self.writer
-            .send(WriterMsg::Job(job))
-            .map_err(|_| Error::Unavailable("store is closed".into()))?;
-        rx.await
-            .map_err(|_| Error::Unavailable("store writer stopped".into()))?
-    }
-
-    async fn read<R, F>(&self, f: F) -> Result<R>
-    where
-        F: FnOnce(&mut SqliteConnection) -> Result<R> + Send + 'static,
-        R: Send + 'static,
-    {
-        let pool = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(unavailable)?;
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
+        let full = config.synchronous_full;
+        let core = DieselCore::start(
+            readers,
+            writer,
+            Box::new(move || open_writer(&url, full)),
+            BatchConfig {
+                max_batch: config.max_batch,
+                max_wait: config.max_wait,
+            },
+            checkpoint,
+        )?;
+        Ok(Self { core })
     }
 }
 
-fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<WriterMsg>, max_batch: usize) {
-    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.blocking_recv() {
-        let mut close = None;
-        match first {
-            WriterMsg::Job(job) => batch.push(job),
-            WriterMsg::Close(tx) => close = Some(tx),
-        }
-        while close.is_none() && batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(WriterMsg::Job(job)) => batch.push(job),
-                Ok(WriterMsg::Close(tx)) => close = Some(tx),
-                Err(_) => break,
-            }
-        }
-        if !batch.is_empty() {
-            let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
-            let outcome = conn.transaction::<(), diesel::result::Error, _>(|c| {
-                for job in batch.drain(..) {
-                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(c))) {
-                        Ok(done) => completions.push(done),
-                        Err(_) => tracing::error!("a store write panicked; its caller gets an error"),
-                    }
-                }
-                Ok(())
-            });
-            batch.clear();
-            let error = outcome
-                .err()
-                .map(|e| Error::Unavailable(format!("sqlite commit failed: {e}")));
-            for done in completions {
-                done(error.clone());
-            }
-        }
-        if let Some(tx) = close {
-            let result = conn
-                .batch_execute("PRAGMA wal_checkpoint(TRUNCATE);")
-                .map_err(unavailable);
-            let _ = tx.send(result);
-            return;
-        }
-    }
-}
-
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = users)]
-struct UserRow {
-    id: i64,
-    username: String,
-    display_name: String,
-    avatar_url: String,
-    password_hash: String,
-    created_at: i64,
-    last_seen: i64,
-}
-
-impl From<UserRow> for UserRecord {
-    fn from(r: UserRow) -> Self {
-        UserRecord {
-            id: r.id as u64,
-            username: r.username,
-            display_name: r.display_name,
-            avatar_url: r.avatar_url,
-            password_hash: r.password_hash,
-            created_at: r.created_at,
-            last_seen: r.last_seen,
-        }
-    }
-}
-
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = conversations)]
-struct ConvRow {
-    id: i64,
-    kind: i32,
-    title: String,
-    ephemeral: bool,
-    created_by: i64,
-    created_at: i64,
-    last_seq: i64,
-    last_version: i64,
-    member_count: i32,
-}
-
-impl From<ConvRow> for ConversationRecord {
-    fn from(r: ConvRow) -> Self {
-        ConversationRecord {
-            id: r.id as u64,
-            kind: v1::ConversationKind::try_from(r.kind).unwrap_or(v1::ConversationKind::Unspecified),
-            title: r.title,
-            ephemeral: r.ephemeral,
-            created_by: r.created_by as u64,
-            created_at: r.created_at,
-            last_seq: r.last_seq as u64,
-            last_version: r.last_version as u64,
-            member_count: r.member_count as u32,
-        }
-    }
-}
-
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = members)]
-struct MemberRow {
-    conversation_id: i64,
-    user_id: i64,
+fn insert_member_if_absent(
+    c: &mut SqliteConnection,
+    conversation: i64,
+    user: i64,
     role: i32,
     joined_at: i64,
-    read_seq: i64,
-    delivered_seq: i64,
-}
-
-impl From<MemberRow> for MemberRecord {
-    fn from(r: MemberRow) -> Self {
-        MemberRecord {
-            conversation_id: r.conversation_id as u64,
-            user_id: r.user_id as u64,
-            role: v1::Role::try_from(r.role).unwrap_or(v1::Role::Member),
-            joined_at: r.joined_at,
-            read_seq: r.read_seq as u64,
-            delivered_seq: r.delivered_seq as u64,
-        }
-    }
-}
-
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = messages)]
-struct MessageRow {
-    id: i64,
-    conversation_id: i64,
-    seq: i64,
-    version: i64,
-    sender_id: i64,
-    client_msg_id: Option<String>,
-    created_at: i64,
-    content: Vec<u8>,
-}
-
-impl From<MessageRow> for v1::Message {
-    fn from(r: MessageRow) -> Self {
-        v1::Message {
-            id: r.id as u64,
-            conversation_id: r.conversation_id as u64,
-            seq: r.seq as u64,
-            version: r.version as u64,
-            sender_id: r.sender_id as u64,
-            client_msg_id: r.client_msg_id.unwrap_or_default(),
-            created_at: r.created_at,
-            content: v1::Content::decode(&r.content[..]).ok(),
-        }
-    }
-}
-
-fn messages_of(rows: Vec<MessageRow>) -> Vec<v1::Message> {
-    rows.into_iter().map(Into::into).collect()
-}
-
-fn insert_conversation(
-    c: &mut SqliteConnection,
-    new: &NewConversation,
-    key: Option<&str>,
-    members_in: &[(UserId, v1::Role)],
-) -> Result<ConversationRecord> {
-    let now = new.created_at;
-    let id: i64 = diesel::insert_into(conversations::table)
+) -> QueryResult<usize> {
+    diesel::insert_or_ignore_into(members::table)
         .values((
-            conversations::kind.eq(new.kind as i32),
-            conversations::title.eq(&new.title),
-            conversations::ephemeral.eq(new.ephemeral),
-            conversations::created_by.eq(new.created_by as i64),
-            conversations::created_at.eq(now),
-            conversations::member_count.eq(members_in.len() as i32),
-            conversations::direct_key.eq(key),
+            members::conversation_id.eq(conversation),
+            members::user_id.eq(user),
+            members::role.eq(role),
+            members::joined_at.eq(joined_at),
         ))
-        .returning(conversations::id)
-        .get_result(c)?;
-    for &(user, role) in members_in {
-        diesel::insert_into(members::table)
-            .values((
-                members::conversation_id.eq(id),
-                members::user_id.eq(user as i64),
-                members::role.eq(role as i32),
-                members::joined_at.eq(now),
-            ))
-            .execute(c)?;
-    }
-    Ok(conversations::table
-        .find(id)
-        .select(ConvRow::as_select())
-        .first(c)?
-        .into())
+        .execute(c)
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn create_user(&self, user: NewUser) -> Result<UserRecord> {
-        self.write(move |c| {
-            let row = diesel::insert_into(users::table)
-                .values((
-                    users::username.eq(&user.username),
-                    users::username_lower.eq(user.username.to_lowercase()),
-                    users::display_name.eq(&user.display_name),
-                    users::display_lower.eq(user.display_name.to_lowercase()),
-                    users::password_hash.eq(&user.password_hash),
-                    users::created_at.eq(user.created_at),
-                ))
-                .returning(UserRow::as_returning())
-                .get_result(c)
-                .map_err(|e| match Error::from(e) {
-                    Error::Conflict(_) => Error::Conflict(format!("user name {:?} is taken", user.username)),
-                    other => other,
-                })?;
-            Ok(row.into())
-        })
-        .await
-    }
-
-    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
-        let lower = username.to_lowercase();
-        self.read(move |c| {
-            Ok(users::table
-                .filter(users::username_lower.eq(lower))
-                .select(UserRow::as_select())
-                .first(c)
-                .optional()?
-                .map(Into::into))
-        })
-        .await
-    }
-
-    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<UserRecord>> {
-        let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-        self.read(move |c| {
-            let mut out = Vec::with_capacity(ids.len());
-            for chunk in ids.chunks(500) {
-                let rows: Vec<UserRow> = users::table
-                    .filter(users::id.eq_any(chunk))
-                    .select(UserRow::as_select())
-                    .load(c)?;
-                out.extend(rows.into_iter().map(UserRecord::from));
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<UserRecord>> {
-        let escaped: String = prefix
-            .to_lowercase()
-            .chars()
-            .flat_map(|ch| match ch {
-                '%' | '_' | '\\' => vec!['\\', ch],
-                _ => vec![ch],
-            })
-            .collect();
-        let pattern = format!("{escaped}%");
-        self.read(move |c| {
-            let rows: Vec<UserRow> = users::table
-                .filter(
-                    users::username_lower
-                        .like(&pattern)
-                        .escape('\\')
-                        .or(users::display_lower.like(&pattern).escape('\\')),
-                )
-                .order(users::username_lower.asc())
-                .limit(limit as i64)
-                .select(UserRow::as_select())
-                .load(c)?;
-            Ok(rows.into_iter().map(Into::into).collect())
-        })
-        .await
-    }
-
-    async fn update_profile(
-        &self,
-        user: UserId,
-        display_name: Option<String>,
-        avatar_url: Option<String>,
-    ) -> Result<UserRecord> {
-        self.write(move |c| {
-            let target = users::table.find(user as i64);
-            if let Some(d) = &display_name {
-                diesel::update(target)
-                    .set((
-                        users::display_name.eq(d),
-                        users::display_lower.eq(d.to_lowercase()),
-                    ))
-                    .execute(c)?;
-            }
-            if let Some(a) = &avatar_url {
-                diesel::update(target).set(users::avatar_url.eq(a)).execute(c)?;
-            }
-            target
-                .select(UserRow::as_select())
-                .first(c)
-                .optional()?
-                .map(Into::into)
-                .ok_or_else(|| Error::NotFound(format!("user {user}")))
-        })
-        .await
-    }
-
-    async fn set_last_seen(&self, user: UserId, at: i64) -> Result<()> {
-        self.write(move |c| {
-            diesel::update(users::table.find(user as i64))
-                .set(users::last_seen.eq(at))
-                .execute(c)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn insert_token(&self, token_hash: &str, user: UserId, expires_at: i64) -> Result<()> {
-        let hash = token_hash.to_owned();
-        self.write(move |c| {
-            diesel::insert_into(tokens::table)
-                .values((
-                    tokens::token_hash.eq(hash),
-                    tokens::user_id.eq(user as i64),
-                    tokens::expires_at.eq(expires_at),
-                ))
-                .execute(c)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn token(&self, token_hash: &str) -> Result<Option<(UserId, i64)>> {
-        let hash = token_hash.to_owned();
-        self.read(move |c| {
-            Ok(tokens::table
-                .find(hash)
-                .select((tokens::user_id, tokens::expires_at))
-                .first::<(i64, i64)>(c)
-                .optional()?
-                .map(|(u, e)| (u as u64, e)))
-        })
-        .await
-    }
-
-    async fn delete_token(&self, token_hash: &str) -> Result<()> {
-        let hash = token_hash.to_owned();
-        self.write(move |c| {
-            diesel::delete(tokens::table.find(hash)).execute(c)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn create_conversation(&self, new: NewConversation) -> Result<ConversationRecord> {
-        self.write(move |c| {
-            let mut list = vec![(new.created_by, v1::Role::Owner)];
-            for &m in &new.members {
-                if !list.iter().any(|&(u, _)| u == m) {
-                    list.push((m, v1::Role::Member));
-                }
-            }
-            insert_conversation(c, &new, None, &list)
-        })
-        .await
-    }
-
-    async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> Result<ConversationRecord> {
-        let key = direct_key(a, b);
-        self.write(move |c| {
-            let existing: Option<ConvRow> = conversations::table
-                .filter(conversations::direct_key.eq(&key))
-                .select(ConvRow::as_select())
-                .first(c)
-                .optional()?;
-            if let Some(row) = existing {
-                return Ok(row.into());
-            }
-            let list: Vec<_> = if a == b {
-                vec![(a, v1::Role::Member)]
-            } else {
-                vec![(a, v1::Role::Member), (b, v1::Role::Member)]
-            };
-            insert_conversation(c, &direct_new(a, now), Some(&key), &list)
-        })
-        .await
-    }
-
-    async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationRecord>> {
-        self.read(move |c| {
-            Ok(conversations::table
-                .find(id as i64)
-                .select(ConvRow::as_select())
-                .first(c)
-                .optional()?
-                .map(Into::into))
-        })
-        .await
-    }
-
-    async fn delete_conversation(&self, id: ConversationId) -> Result<()> {
-        self.write(move |c| {
-            let id = id as i64;
-            diesel::delete(messages::table.filter(messages::conversation_id.eq(id))).execute(c)?;
-            diesel::delete(members::table.filter(members::conversation_id.eq(id))).execute(c)?;
-            diesel::delete(conversations::table.find(id)).execute(c)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn rename_conversation(&self, id: ConversationId, title: &str) -> Result<()> {
-        let title = title.to_owned();
-        self.write(move |c| {
-            let n = diesel::update(conversations::table.find(id as i64))
-                .set(conversations::title.eq(title))
-                .execute(c)?;
-            if n == 0 {
-                return Err(Error::NotFound(format!("conversation {id}")));
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn list_rooms(&self, limit: u32) -> Result<Vec<ConversationRecord>> {
-        self.read(move |c| {
-            let rows: Vec<ConvRow> = conversations::table
-                .filter(conversations::kind.eq(v1::ConversationKind::Room as i32))
-                .order((conversations::member_count.desc(), conversations::id.asc()))
-                .limit(limit as i64)
-                .select(ConvRow::as_select())
-                .load(c)?;
-            Ok(rows.into_iter().map(Into::into).collect())
-        })
-        .await
-    }
-
-    async fn member(&self, conversation: ConversationId, user: UserId) -> Result<Option<MemberRecord>> {
-        self.read(move |c| {
-            Ok(members::table
-                .find((conversation as i64, user as i64))
-                .select(MemberRow::as_select())
-                .first(c)
-                .optional()?
-                .map(Into::into))
-        })
-        .await
-    }
-
-    async fn members(&self, conversation: ConversationId) -> Result<Vec<MemberRecord>> {
-        self.read(move |c| {
-            let rows: Vec<MemberRow> = members::table
-                .filter(members::conversation_id.eq(conversation as i64))
-                .order(members::user_id.asc())
-                .select(MemberRow::as_select())
-                .load(c)?;
-            Ok(rows.into_iter().map(Into::into).collect())
-        })
-        .await
-    }
-
-    async fn user_conversations(&self, user: UserId) -> Result<Vec<(ConversationRecord, MemberRecord)>> {
-        self.read(move |c| {
-            let rows: Vec<(ConvRow, MemberRow)> = conversations::table
-                .inner_join(members::table.on(members::conversation_id.eq(conversations::id)))
-                .filter(members::user_id.eq(user as i64))
-                .order(conversations::id.asc())
-                .select((ConvRow::as_select(), MemberRow::as_select()))
-                .load(c)?;
-            Ok(rows.into_iter().map(|(a, b)| (a.into(), b.into())).collect())
-        })
-        .await
-    }
-
-    async fn append_message(&self, new: NewMessage) -> Result<Appended> {
-        self.write(move |c| {
-            let conv_id = new.conversation_id as i64;
-            if let Some(cid) = &new.client_msg_id {
-                let existing: Option<MessageRow> = messages::table
-                    .filter(messages::sender_id.eq(new.sender_id as i64))
-                    .filter(messages::client_msg_id.eq(cid))
-                    .select(MessageRow::as_select())
-                    .first(c)
-                    .optional()?;
-                if let Some(row) = existing {
-                    let member_count: i32 = conversations::table
-                        .find(row.conversation_id)
-                        .select(conversations::member_count)
-                        .first(c)
-                        .optional()?
-                        .unwrap_or(0);
-                    return Ok(Appended {
-                        message: row.into(),
-                        duplicate: true,
-                        member_count: member_count as u32,
-                    });
-                }
-            }
-            let exists: Option<i64> = conversations::table
-                .find(conv_id)
-                .select(conversations::id)
-                .first(c)
-                .optional()?;
-            if exists.is_none() {
-                return Err(Error::NotFound(format!("conversation {conv_id}")));
-            }
-            match &new.membership {
-                Some(Membership::Add(list)) => {
-                    for &(user, role) in list {
-                        diesel::insert_or_ignore_into(members::table)
-                            .values((
-                                members::conversation_id.eq(conv_id),
-                                members::user_id.eq(user as i64),
-                                members::role.eq(role as i32),
-                                members::joined_at.eq(new.created_at),
-                            ))
-                            .execute(c)?;
-                    }
-                }
-                Some(Membership::Remove(user)) => {
-                    diesel::delete(members::table.find((conv_id, *user as i64))).execute(c)?;
-                }
-                None => {}
-            }
-            let member_count: i64 = members::table
-                .filter(members::conversation_id.eq(conv_id))
-                .count()
-                .get_result(c)?;
-            let (seq, version): (i64, i64) = diesel::update(conversations::table.find(conv_id))
-                .set((
-                    conversations::last_seq.eq(conversations::last_seq + 1),
-                    conversations::last_version.eq(conversations::last_version + 1),
-                    conversations::member_count.eq(member_count as i32),
-                ))
-                .returning((conversations::last_seq, conversations::last_version))
-                .get_result(c)?;
-            let content = new.content.encode_to_vec();
-            let id: i64 = diesel::insert_into(messages::table)
-                .values((
-                    messages::conversation_id.eq(conv_id),
-                    messages::seq.eq(seq),
-                    messages::version.eq(version),
-                    messages::sender_id.eq(new.sender_id as i64),
-                    messages::client_msg_id.eq(&new.client_msg_id),
-                    messages::created_at.eq(new.created_at),
-                    messages::content.eq(&content),
-                ))
-                .returning(messages::id)
-                .get_result(c)?;
-            Ok(Appended {
-                message: v1::Message {
-                    id: id as u64,
-                    conversation_id: new.conversation_id,
-                    seq: seq as u64,
-                    version: version as u64,
-                    sender_id: new.sender_id,
-                    client_msg_id: new.client_msg_id.unwrap_or_default(),
-                    created_at: new.created_at,
-                    content: Some(new.content),
-                },
-                duplicate: false,
-                member_count: member_count as u32,
-            })
-        })
-        .await
-    }
-
-    async fn history(
-        &self,
-        conversation: ConversationId,
-        page: Page,
-        limit: u32,
-    ) -> Result<Vec<v1::Message>> {
-        self.read(move |c| {
-            let base = messages::table
-                .filter(messages::conversation_id.eq(conversation as i64))
-                .select(MessageRow::as_select())
-                .limit(limit as i64);
-            Ok(match page {
-                Page::Before(before) => {
-                    let before = if before == 0 { i64::MAX } else { before as i64 };
-                    let mut rows = messages_of(
-                        base.filter(messages::seq.lt(before))
-                            .order(messages::seq.desc())
-                            .load(c)?,
-                    );
-                    rows.reverse();
-                    rows
-                }
-                Page::After(after) => messages_of(
-                    base.filter(messages::seq.gt(after as i64))
-                        .order(messages::seq.asc())
-                        .load(c)?,
-                ),
-            })
-        })
-        .await
-    }
-
-    async fn changes(
-        &self,
-        conversation: ConversationId,
-        after_version: u64,
-        limit: u32,
-    ) -> Result<Vec<v1::Message>> {
-        self.read(move |c| {
-            Ok(messages_of(
-                messages::table
-                    .filter(messages::conversation_id.eq(conversation as i64))
-                    .filter(messages::version.gt(after_version as i64))
-                    .order(messages::version.asc())
-                    .limit(limit as i64)
-                    .select(MessageRow::as_select())
-                    .load(c)?,
-            ))
-        })
-        .await
-    }
-
-    async fn unread_count(&self, conversation: ConversationId, user: UserId, after_seq: u64) -> Result<u64> {
-        self.read(move |c| {
-            let n: i64 = messages::table
-                .filter(messages::conversation_id.eq(conversation as i64))
-                .filter(messages::seq.gt(after_seq as i64))
-                .filter(messages::sender_id.ne(user as i64))
-                .count()
-                .get_result(c)?;
-            Ok(n as u64)
-        })
-        .await
-    }
-
-    async fn advance_cursors(
-        &self,
-        conversation: ConversationId,
-        user: UserId,
-        read: Option<u64>,
-        delivered: Option<u64>,
-    ) -> Result<MemberRecord> {
-        self.write(move |c| {
-            let key = (conversation as i64, user as i64);
-            let current: MemberRow = members::table
-                .find(key)
-                .select(MemberRow::as_select())
-                .first(c)
-                .optional()?
-                .ok_or_else(|| Error::NotFound(format!("user {user} is not a member of {conversation}")))?;
-            let last: i64 = conversations::table
-                .find(conversation as i64)
-                .select(conversations::last_seq)
-                .first(c)?;
-            let read_seq = read.map_or(current.read_seq, |r| current.read_seq.max((r as i64).min(last)));
-            let delivered_seq = delivered
-                .map_or(current.delivered_seq, |d| {
-                    current.delivered_seq.max((d as i64).min(last))
-                })
-                .max(read_seq);
-            let row = diesel::update(members::table.find(key))
-                .set((
-                    members::read_seq.eq(read_seq),
-                    members::delivered_seq.eq(delivered_seq),
-                ))
-                .returning(MemberRow::as_returning())
-                .get_result(c)?;
-            Ok(row.into())
-        })
-        .await
-    }
-
-    async fn close(&self) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        if self.writer.send(WriterMsg::Close(tx)).is_err() {
-            return Ok(());
-        }
-        rx.await.unwrap_or(Ok(()))
-    }
-}
+diesel_store_impl!(SqliteStore, SqliteConnection);

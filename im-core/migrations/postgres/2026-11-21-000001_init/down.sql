@@ -1,0 +1,5 @@
+DROP TABLE messages;
+DROP TABLE members;
+DROP TABLE conversations;
+DROP TABLE tokens;
+DROP TABLE users;

@@ -1,0 +1,192 @@
+//! `PostgresStore`: the production store (diesel, libpq), for one or many
+//! server nodes sharing one database.
+//!
+//! The queries and the group-commit writer are shared with SQLite (see
+//! `sql.rs`). Sequence numbers are assigned by `UPDATE conversations SET
+//! last_seq = last_seq + 1 ... RETURNING` inside the transaction that stores
+//! the message: the row lock serializes writers of one conversation across
+//! processes, so seqs stay gap-free and unique with several nodes.
+//! Migrations from `migrations/postgres` are embedded and run at open.
+
+use super::sql::*;
+use super::{direct_key, direct_new};
+use crate::error::{Error, Result};
+use crate::model::*;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, Pool};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use im_protocol::v1;
+use std::time::Duration;
+
+/// The PostgreSQL migrations, embedded in the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Settings of a [`PostgresStore`].
+#[derive(Debug, Clone)]
+pub struct PostgresStoreConfig {
+    /// A libpq URL, e.g. `postgres://user@127.0.0.1:5432/im`.
+    pub url: String,
+    /// Read connections in the pool (default 8).
+    pub pool_size: u32,
+    /// How long a read waits for a connection before `Unavailable` (default 5 s).
+    pub connect_timeout: Duration,
+    /// Most writes committed in one transaction (default 512).
+    pub max_batch: usize,
+    /// Longest a write waits for others to join its batch (default 1 ms).
+    pub max_wait: Duration,
+}
+
+impl PostgresStoreConfig {
+    /// Defaults for a database URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(5),
+            max_batch: 512,
+            max_wait: Duration::from_millis(1),
+        }
+    }
+}
+
+/// The PostgreSQL [`Store`](super::Store).
+///
+/// ```no_run
+/// # async fn demo() -> im_core::Result<()> {
+/// use im_core::store::{PostgresStore, PostgresStoreConfig};
+/// let store = PostgresStore::open(PostgresStoreConfig::new("postgres://postgres@127.0.0.1/im")).await?;
+/// # Ok(()) }
+/// ```
+pub struct PostgresStore {
+    /// Reader pool and group-commit writer.
+    core: DieselCore<PgConnection>,
+}
+
+/// `url` with a libpq `connect_timeout` (whole seconds, at least 1) unless it has one.
+fn with_connect_timeout(url: &str, timeout: Duration) -> String {
+    if url.contains("connect_timeout=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}connect_timeout={}", timeout.as_secs().max(1))
+}
+
+impl PostgresStore {
+    /// Connects, migrates, and starts the pool and the writer.
+    pub async fn open(config: PostgresStoreConfig) -> Result<Self> {
+        tokio::task::spawn_blocking(move || Self::open_blocking(config))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    fn open_blocking(config: PostgresStoreConfig) -> Result<Self> {
+        let url = with_connect_timeout(&config.url, config.connect_timeout);
+        let mut writer = PgConnection::establish(&url).map_err(unavailable)?;
+        writer
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| Error::Internal(format!("postgres migrations: {e}")))?;
+        let readers = Pool::builder()
+            .max_size(config.pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(config.connect_timeout)
+            .build_unchecked(ConnectionManager::new(url.clone()));
+        let core = DieselCore::start(
+            readers,
+            writer,
+            Box::new(move || PgConnection::establish(&url).map_err(unavailable)),
+            BatchConfig {
+                max_batch: config.max_batch,
+                max_wait: config.max_wait,
+            },
+            |_| Ok(()),
+        )?;
+        Ok(Self { core })
+    }
+}
+
+fn insert_member_if_absent(
+    c: &mut PgConnection,
+    conversation: i64,
+    user: i64,
+    role: i32,
+    joined_at: i64,
+) -> QueryResult<usize> {
+    diesel::insert_into(members::table)
+        .values((
+            members::conversation_id.eq(conversation),
+            members::user_id.eq(user),
+            members::role.eq(role),
+            members::joined_at.eq(joined_at),
+        ))
+        .on_conflict_do_nothing()
+        .execute(c)
+}
+
+diesel_store_impl!(PostgresStore, PgConnection);
+
+/// Test support: a throw-away schema in a shared database, so tests on one
+/// database do not see each other's data.
+#[doc(hidden)]
+pub mod testing {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+
+    /// The database used by tests: `IM_TEST_POSTGRES_URL`, or the local default.
+    pub fn base_url() -> String {
+        std::env::var("IM_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    }
+
+    /// A fresh schema, dropped with this value.
+    pub struct TempSchema {
+        base: String,
+        name: String,
+    }
+
+    impl TempSchema {
+        /// Creates a schema; panics (never skips) when PostgreSQL is unreachable.
+        pub fn create() -> Self {
+            Self::create_on(&base_url())
+        }
+
+        /// Creates a schema in the database at `base`.
+        pub fn create_on(base: &str) -> Self {
+            let mut conn = PgConnection::establish(base).unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is required for this test and is not reachable at {base}: {e}. \
+                     Start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+                     or set IM_TEST_POSTGRES_URL."
+                )
+            });
+            let mut raw = [0u8; 8];
+            rand::Rng::fill(&mut rand::rng(), &mut raw);
+            let name = format!("t_{}", hex::encode(raw));
+            conn.batch_execute(&format!("CREATE SCHEMA {name}"))
+                .expect("create test schema");
+            Self {
+                base: base.to_owned(),
+                name,
+            }
+        }
+
+        /// A URL whose connections use only this schema.
+        pub fn url(&self) -> String {
+            self.url_via(&self.base)
+        }
+
+        /// Like [`TempSchema::url`] but through another base URL (e.g. a proxy).
+        pub fn url_via(&self, base: &str) -> String {
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}options=-csearch_path%3D{}", self.name)
+        }
+    }
+
+    impl Drop for TempSchema {
+        fn drop(&mut self) {
+            if let Ok(mut conn) = PgConnection::establish(&self.base) {
+                let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+            }
+        }
+    }
+}
