@@ -1,688 +1,115 @@
-//! End-to-end tests: a real server on 127.0.0.1:0 with a real SQLite file,
-//! driven by the Rust SDK and by raw WebSocket and HTTP clients.
+//! End-to-end tests: a real server on 127.0.0.1:0 driven by the Rust SDK and
+//! by raw WebSocket and HTTP clients, on every store backend: a real SQLite
+//! file, and a fresh schema in a real PostgreSQL database.
 
 mod support;
 
-use im_client_sdk::{Client, Credentials, Error as SdkError, Event, v1};
-use std::time::Duration;
-use support::*;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn direct_chat_both_ways_and_a_second_device_sees_both_sides() {
-    let server = TestServer::start().await;
-    let (alice, mut alice_ev) = server.register("alice").await;
-    let (bob, mut bob_ev) = server.register("bob").await;
-    let (alice2, mut alice2_ev) = server.login("alice").await;
-    assert_eq!(alice2.user().id, alice.user().id);
-
-    let ack = alice.send_direct(bob.user().id, "hi bob").await.unwrap();
-    assert_eq!(ack.seq, 1);
-    let conv = ack.conversation_id;
-    let got = messages(&mut bob_ev, conv, 1).await;
-    assert_eq!(text_of(&got[0]), "hi bob");
-    bob.send_text(conv, "hi alice").await.unwrap();
-
-    // Each side sees both messages, once, in order; bob already saw the first.
-    for events in [&mut alice_ev, &mut alice2_ev] {
-        let got = messages(events, conv, 2).await;
-        assert_eq!(
-            got.iter().map(text_of).collect::<Vec<_>>(),
-            vec!["hi bob", "hi alice"]
-        );
-    }
-    let got = messages(&mut bob_ev, conv, 1).await;
-    assert_eq!(text_of(&got[0]), "hi alice");
-    // Every device ends with both messages exactly once, in order.
-    let mut all = Vec::new();
-    for client in [&alice, &alice2, &bob] {
-        let h = client.history(conv, 0, 50).await.unwrap();
-        all.push(h.messages.iter().map(text_of).collect::<Vec<_>>());
-    }
-    assert!(all.iter().all(|h| h == &["hi bob", "hi alice"]));
-    assert_no_more_messages(&mut alice2_ev, conv).await;
-    server.stop().await;
+mod sqlite {
+    const BACKEND: crate::support::Backend = crate::support::Backend::Sqlite;
+    include!("support/cases.rs");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_of_three_each_member_gets_each_message_once_outsider_nothing() {
-    let server = TestServer::start().await;
-    let (a, mut a_ev) = server.register("anna").await;
-    let (b, mut b_ev) = server.register("ben").await;
-    let (c, mut c_ev) = server.register("cleo").await;
-    let (d, mut d_ev) = server.register("dora").await;
-    let group = a.create_group("trio", &[b.user().id, c.user().id]).await.unwrap();
-    assert_eq!(group.member_count, 3);
-    for (i, client) in [&a, &b, &c].into_iter().enumerate() {
-        client.send_text(group.id, &format!("from {i}")).await.unwrap();
-    }
-    for events in [&mut a_ev, &mut b_ev, &mut c_ev] {
-        let got = messages(events, group.id, 4).await;
-        assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
-        assert!(matches!(
-            got[0].content.as_ref().unwrap().kind,
-            Some(v1::content::Kind::System(_))
-        ));
-        assert_no_more_messages(events, group.id).await;
-    }
-    assert_no_more_messages(&mut d_ev, group.id).await;
-    let refused = d.send_text(group.id, "let me in").await.unwrap_err();
-    assert_eq!(refused.code(), Some(v1::ErrorCode::PermissionDenied));
-    assert_eq!(
-        d.history(group.id, 0, 10).await.unwrap_err().code(),
-        Some(v1::ErrorCode::PermissionDenied)
-    );
-    assert_eq!(a.history(group.id, 0, 10).await.unwrap().messages.len(), 4);
-    server.stop().await;
+mod postgres {
+    const BACKEND: crate::support::Backend = crate::support::Backend::Postgres;
+    include!("support/cases.rs");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn offline_user_gets_all_100_messages_in_order_after_login() {
-    let server = TestServer::start().await;
-    let (a, _a_ev) = server.register("sender").await;
-    let (b, _) = server.register("sleeper").await;
-    let b_id = b.user().id;
-    b.close();
-    let mut conv = 0;
-    for i in 1..=100 {
-        conv = a
-            .send_direct(b_id, &format!("m{i}"))
-            .await
-            .unwrap()
-            .conversation_id;
-    }
-    let (b, mut b_ev) = server.login("sleeper").await;
-    let got = messages(&mut b_ev, conv, 100).await;
-    assert_eq!(
-        got.iter().map(|m| m.seq).collect::<Vec<_>>(),
-        (1..=100).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        got.iter().map(text_of).collect::<Vec<_>>(),
-        (1..=100).map(|i| format!("m{i}")).collect::<Vec<_>>()
-    );
-    assert_no_more_messages(&mut b_ev, conv).await;
-    let list = b.conversations().await.unwrap();
-    assert_eq!(list[0].unread_count, 100);
-    server.stop().await;
-}
+mod postgres_outage {
+    use crate::support::*;
+    use im_client_sdk::v1;
+    use im_core::store::postgres::testing::{TempSchema, base_url};
+    use std::collections::BTreeSet;
+    use std::time::{Duration, Instant};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_cut_repeatedly_while_1000_messages_arrive_ends_exact() {
-    let server = TestServer::start().await;
-    let (sender, _s_ev) = server.register("firehose").await;
-    let proxy = Proxy::start(server.addr).await;
-    let (receiver, mut r_ev) = server
-        .connect_via(
-            &proxy.url(),
-            Credentials::Register {
-                username: "flaky".into(),
-                password: PASSWORD.into(),
-                display_name: String::new(),
-            },
-        )
-        .await;
-    let conv = sender
-        .send_direct(receiver.user().id, "first")
-        .await
-        .unwrap()
-        .conversation_id;
-
-    // The sender fires 999 more while the receiver's connection is cut again and again.
-    let send_task = {
-        let sender = sender.clone();
-        tokio::spawn(async move {
-            let acks: Vec<_> = (2..=1000)
-                .map(|i| sender.send_text(conv, &format!("s{i}")))
-                .collect();
-            let mut seqs = Vec::new();
-            for ack in acks {
-                seqs.push(ack.await.unwrap().seq);
-            }
-            seqs
-        })
-    };
-    // The receiver sends its own messages through the outbox, across cuts.
-    let mut own = Vec::new();
-    for round in 0..10 {
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        own.push(receiver.send_with_id(
-            v1::send_message::Target::ConversationId(conv),
-            v1::Content::text(format!("own {round}")),
-            format!("own-{round}"),
-        ));
-        proxy.cut();
-    }
-    let seqs = tokio::time::timeout(Duration::from_secs(60), send_task)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(seqs.len(), 999);
-    for ack in own {
-        tokio::time::timeout(Duration::from_secs(30), ack)
-            .await
-            .unwrap()
-            .unwrap();
-    }
-    assert!(
-        proxy.connections() > 1,
-        "the connection was cut and re-established"
-    );
-
-    let got = messages(&mut r_ev, conv, 1010).await;
-    assert_eq!(
-        got.iter().map(|m| m.seq).collect::<Vec<_>>(),
-        (1..=1010).collect::<Vec<_>>(),
-        "every message once, in order"
-    );
-    let texts: Vec<_> = got.iter().map(text_of).collect();
-    for i in 2..=1000 {
-        assert_eq!(texts.iter().filter(|t| **t == format!("s{i}")).count(), 1);
-    }
-    for round in 0..10 {
-        let n = got
-            .iter()
-            .filter(|m| m.client_msg_id == format!("own-{round}"))
-            .count();
-        assert_eq!(n, 1, "outbox message own-{round} stored exactly once");
-    }
-    assert_no_more_messages(&mut r_ev, conv).await;
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_senders_get_gap_free_sequence_numbers() {
-    let server = TestServer::start().await;
-    let mut clients = Vec::new();
-    for i in 0..5 {
-        clients.push(server.register(&format!("writer{i}")).await);
-    }
-    let ids: Vec<u64> = clients.iter().map(|(c, _)| c.user().id).collect();
-    let group = clients[0].0.create_group("race", &ids).await.unwrap();
-    let mut tasks = Vec::new();
-    for (client, _) in &clients {
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            // Raw requests, all in flight at once.
-            let mut calls = Vec::new();
-            for i in 0..40 {
-                let c = client.clone();
-                calls.push(tokio::spawn(async move {
-                    match c
-                        .request(v1::client_frame::Body::Send(v1::SendMessage {
-                            target: Some(v1::send_message::Target::ConversationId(group.id)),
-                            client_msg_id: format!("{}-{i}", c.user().id),
-                            content: Some(v1::Content::text("x")),
-                        }))
-                        .await
-                        .unwrap()
-                    {
-                        v1::response::Result::Ack(a) => a.seq,
-                        other => panic!("{other:?}"),
-                    }
-                }));
-            }
-            let mut seqs = Vec::new();
-            for c in calls {
-                seqs.push(c.await.unwrap());
-            }
-            seqs
-        }));
-    }
-    let mut seqs = Vec::new();
-    for t in tasks {
-        seqs.extend(t.await.unwrap());
-    }
-    seqs.sort_unstable();
-    assert_eq!(
-        seqs,
-        (2..=201).collect::<Vec<_>>(),
-        "seq 1 is the creation notice"
-    );
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = clients[1].0.history_after(group.id, after, 200).await.unwrap();
-        all.extend(page.messages.iter().map(|m| m.seq));
-        after = *all.last().unwrap();
-        if !page.has_more {
-            break;
+    async fn send(client: &im_client_sdk::Client, conv: u64, id: &str) -> Result<v1::SendAck, im_client_sdk::Error> {
+        match client
+            .request(v1::client_frame::Body::Send(v1::SendMessage {
+                target: Some(v1::send_message::Target::ConversationId(conv)),
+                client_msg_id: id.into(),
+                content: Some(v1::Content::text(id)),
+            }))
+            .await?
+        {
+            v1::response::Result::Ack(a) => Ok(a),
+            other => panic!("{other:?}"),
         }
     }
-    assert_eq!(all, (1..=201).collect::<Vec<_>>());
-    server.stop().await;
-}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retried_send_returns_first_ack_and_stores_once() {
-    let server = TestServer::start().await;
-    let (a, _) = server.register("retrier").await;
-    let (b, _) = server.register("target").await;
-    let target = v1::send_message::Target::ToUserId(b.user().id);
-    let first = a
-        .send_with_id(target, v1::Content::text("once"), "retry-1".into())
-        .await
-        .unwrap();
-    let again = a
-        .send_with_id(target, v1::Content::text("once"), "retry-1".into())
-        .await
-        .unwrap();
-    assert!(!first.duplicate);
-    assert!(again.duplicate);
-    assert_eq!(
-        (again.message_id, again.seq, again.server_time),
-        (first.message_id, first.seq, first.server_time)
-    );
-    let h = b.history(first.conversation_id, 0, 10).await.unwrap();
-    assert_eq!(h.messages.len(), 1);
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_gets_typed_errors_and_never_disturbs_others() {
-    let server = TestServer::start().await;
-    let (a, mut a_ev) = server.register("steady").await;
-    let (b, mut b_ev) = server.register("calm").await;
-    let conv = a
-        .send_direct(b.user().id, "before")
-        .await
-        .unwrap()
-        .conversation_id;
-    messages(&mut b_ev, conv, 1).await;
-
-    let mut raw = RawWs::connect(server.addr, None).await;
-    // A request before Hello.
-    raw.send_json(r#"{"requestId":"1","listRooms":{}}"#).await;
-    assert_eq!(raw.error_code().await, ("1".into(), "UNAUTHENTICATED".into()));
-    // Garbage bytes.
-    raw.send_binary(vec![0xff, 0xfe, 0x00, 0x13, 0x37]).await;
-    assert_eq!(raw.error_code().await.1, "INVALID_ARGUMENT");
-    // Invalid JSON.
-    raw.send_json("{not json").await;
-    assert_eq!(raw.error_code().await.1, "INVALID_ARGUMENT");
-    // An oversize frame: a typed error, the connection stays.
-    raw.send_binary(vec![0u8; server.max_frame + 1]).await;
-    assert_eq!(raw.error_code().await.1, "TOO_LARGE");
-    // Hello, then a request before authentication.
-    raw.send_json(r#"{"requestId":"2","hello":{"protocolVersion":1}}"#)
+    /// The server's connections to PostgreSQL are cut and refused for a
+    /// while (through a proxy, so the shared database keeps running).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn database_outage_gives_unavailable_never_a_wrong_ack_and_recovers() {
+        let pg: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+        let proxy = Proxy::start(pg).await;
+        let schema = TempSchema::create();
+        let via_proxy = base_url().replace("127.0.0.1:5432", &proxy.addr.to_string());
+        assert_ne!(via_proxy, base_url(), "the test database URL must point at 127.0.0.1:5432");
+        let server = TestServer::start_with(Backend::Sqlite, |c| {
+            c.store.url = schema.url_via(&via_proxy);
+            c.store.connect_timeout_secs = 1;
+        })
         .await;
-    let hello = raw.next_json().await;
-    assert_eq!(hello["response"]["hello"]["protocolVersion"], 1);
-    raw.send_json(r#"{"requestId":"3","listConversations":{}}"#).await;
-    assert_eq!(raw.error_code().await, ("3".into(), "UNAUTHENTICATED".into()));
-    // An unknown request.
-    raw.send_json(r#"{"requestId":"4","teleport":{"to":"mars"}}"#)
-        .await;
-    assert_eq!(raw.error_code().await, ("4".into(), "INVALID_ARGUMENT".into()));
-    // A wrong token.
-    let mut raw2 = RawWs::connect(server.addr, Some("not-a-token")).await;
-    raw2.send_json(r#"{"requestId":"1","hello":{"protocolVersion":1}}"#)
-        .await;
-    assert_eq!(raw2.error_code().await.1, "UNAUTHENTICATED");
-    // A wrong protocol version closes cleanly.
-    let mut raw3 = RawWs::connect(server.addr, None).await;
-    raw3.send_json(r#"{"requestId":"1","hello":{"protocolVersion":99}}"#)
-        .await;
-    assert_eq!(raw3.error_code().await.1, "INVALID_ARGUMENT");
-    assert!(raw3.closed().await.is_some());
-    // A frame far beyond the limit: a clean close with 1009.
-    raw.send_binary(vec![0u8; server.max_frame * 8]).await;
-    assert_eq!(raw.closed().await, Some(1009));
+        let (a, _) = server.register("steadfast").await;
+        let group = a.create_group("outage", &[]).await.unwrap();
 
-    // Others chat on, undisturbed.
-    b.send_text(conv, "after").await.unwrap();
-    let got = messages(&mut a_ev, conv, 2).await;
-    assert_eq!(
-        got.iter().map(text_of).collect::<Vec<_>>(),
-        vec!["before", "after"]
-    );
-    // Bad message content through the SDK: typed errors.
-    let too_big = "x".repeat(20_000);
-    assert_eq!(
-        a.send_text(conv, &too_big).await.unwrap_err().code(),
-        Some(v1::ErrorCode::TooLarge)
-    );
-    assert_eq!(
-        a.send_text(9_999_999, "x").await.unwrap_err().code(),
-        Some(v1::ErrorCode::NotFound)
-    );
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_auth_endpoints_answer_json_with_status_codes() {
-    let server = TestServer::start().await;
-    let (status, body) = http(
-        server.addr,
-        "POST",
-        "/v1/auth/register",
-        r#"{"username":"webby","password":"password123"}"#,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(v["token"].as_str().unwrap().len() >= 32);
-    assert!(v["user_id"].as_u64().unwrap() > 0);
-    assert!(v["expires_at"].as_i64().unwrap() > 0);
-    let (status, body) = http(
-        server.addr,
-        "POST",
-        "/v1/auth/register",
-        r#"{"username":"WEBBY","password":"password123"}"#,
-    )
-    .await;
-    assert_eq!(status, 409);
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["code"],
-        "CONFLICT"
-    );
-    let (status, body) = http(
-        server.addr,
-        "POST",
-        "/v1/auth/login",
-        r#"{"username":"webby","password":"wrong-password"}"#,
-    )
-    .await;
-    assert_eq!(status, 401);
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["code"],
-        "UNAUTHENTICATED"
-    );
-    let (status, body) = http(
-        server.addr,
-        "POST",
-        "/v1/auth/login",
-        r#"{"username":"webby","password":"password123"}"#,
-    )
-    .await;
-    assert_eq!(status, 200);
-    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(http(server.addr, "POST", "/v1/auth/login", "{oops").await.0, 400);
-    assert_eq!(http(server.addr, "GET", "/healthz", "").await.0, 200);
-    assert_eq!(http(server.addr, "GET", "/readyz", "").await.0, 200);
-    assert_eq!(http(server.addr, "GET", "/nope", "").await.0, 404);
-    assert_eq!(
-        http(server.addr, "GET", "/v1/ws", "").await.0,
-        400,
-        "not an upgrade"
-    );
-    // The token from HTTP works on the WebSocket, in the Authorization header.
-    let mut raw = RawWs::connect(server.addr, Some(&token)).await;
-    raw.send_json(r#"{"requestId":"1","hello":{"protocolVersion":1}}"#)
-        .await;
-    assert_eq!(
-        raw.next_json().await["response"]["hello"]["user"]["username"],
-        "webby"
-    );
-    // And with the SDK.
-    let (client, _) = server.connect(Credentials::Token(token)).await;
-    assert_eq!(client.user().username, "webby");
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rooms_typing_receipts_and_presence() {
-    let server = TestServer::start().await;
-    let (a, mut a_ev) = server.register("host").await;
-    let (b, mut b_ev) = server.register("guest").await;
-    let room = a.create_room("lobby", false).await.unwrap();
-    let pop = a.create_room("popup", true).await.unwrap();
-    let rooms = b.list_rooms(10).await.unwrap();
-    assert_eq!(rooms.len(), 2);
-    b.join(room.id).await.unwrap();
-    let rooms = b.list_rooms(10).await.unwrap();
-    assert_eq!(
-        (rooms[0].conversation.as_ref().unwrap().id, rooms[0].member_count),
-        (room.id, 2)
-    );
-    // The owner sees the join as a system message.
-    let got = messages(&mut a_ev, room.id, 2).await;
-    assert!(matches!(&got[1].content.as_ref().unwrap().kind,
-        Some(v1::content::Kind::System(s)) if s.kind == v1::SystemKind::Joined as i32 && s.user_ids == vec![b.user().id]));
-    // Typing reaches the other member only.
-    b.typing(room.id, true).await.unwrap();
-    let t = wait_for(&mut a_ev, |e| matches!(e, Event::Typing(_))).await;
-    assert!(matches!(t, Event::Typing(t) if t.user_id == b.user().id && t.typing));
-    // Read receipts.
-    let ack = a.send_text(room.id, "welcome").await.unwrap();
-    messages(&mut b_ev, room.id, 3).await;
-    let cur = b.mark_read(room.id, ack.seq).await.unwrap();
-    assert_eq!(cur.read_seq, ack.seq);
-    let r = wait_for(&mut a_ev, |e| matches!(e, Event::Receipt(_))).await;
-    assert!(matches!(r, Event::Receipt(r) if r.user_id == b.user().id && r.read_seq == ack.seq));
-    // Presence: a group makes them contacts; b going away is seen by a.
-    a.create_group("pair", &[b.user().id]).await.unwrap();
-    let p = a.presence(&[b.user().id]).await.unwrap();
-    assert!(p[0].online);
-    b.close();
-    let e = wait_for(&mut a_ev, |e| matches!(e, Event::Presence(p) if !p.online)).await;
-    let Event::Presence(offline) = e else {
-        unreachable!()
-    };
-    assert_eq!(offline.user_id, b.user().id);
-    assert!(offline.last_seen > 0 && offline.generation > p[0].generation);
-    // Leaving; the ephemeral room vanishes with its last member.
-    a.leave(pop.id).await.unwrap();
-    let rooms = a.list_rooms(10).await.unwrap();
-    assert_eq!(rooms.len(), 1);
-    // Search and profiles.
-    let found = a.search_users("gue", 10).await.unwrap();
-    assert_eq!(
-        found.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(),
-        vec!["guest"]
-    );
-    let me = a
-        .update_profile(
-            Some("The Host".into()),
-            Some("https://example.invalid/a.png".into()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(me.display_name, "The Host");
-    assert_eq!(
-        a.users(&[a.user().id]).await.unwrap()[0].avatar_url,
-        "https://example.invalid/a.png"
-    );
-    drop(b_ev);
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restart_on_the_same_sqlite_file_keeps_history_conversations_and_cursors() {
-    let server = TestServer::start().await;
-    let (a, _) = server.register("keeper").await;
-    let (b, mut b_ev) = server.register("reader").await;
-    let group = a.create_group("persist", &[b.user().id]).await.unwrap();
-    let dm = a.send_direct(b.user().id, "dm").await.unwrap();
-    for i in 0..5 {
-        a.send_text(group.id, &format!("g{i}")).await.unwrap();
-    }
-    messages(&mut b_ev, group.id, 6).await;
-    b.mark_read(group.id, 4).await.unwrap();
-    let b_token = b.token();
-    let before = b.conversations().await.unwrap();
-    a.close();
-    b.close();
-
-    let server = server.restart().await;
-    let (b, mut b_ev) = server.connect(Credentials::Token(b_token)).await;
-    let after = b.conversations().await.unwrap();
-    assert_eq!(after.len(), 2);
-    let strip = |c: &Vec<v1::Conversation>| {
-        let mut v: Vec<_> = c
-            .iter()
-            .map(|c| (c.id, c.last_seq, c.read_seq, c.unread_count, c.title.clone()))
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(strip(&before), strip(&after));
-    let g = after.iter().find(|c| c.id == group.id).unwrap();
-    assert_eq!((g.read_seq, g.unread_count, g.last_seq), (4, 2, 6));
-    let h = b.history(group.id, 0, 50).await.unwrap();
-    assert_eq!(
-        h.messages.iter().skip(1).map(text_of).collect::<Vec<_>>(),
-        vec!["g0", "g1", "g2", "g3", "g4"]
-    );
-    assert_eq!(
-        b.history(dm.conversation_id, 0, 50).await.unwrap().messages.len(),
-        1
-    );
-    // The new session resyncs everything once.
-    assert_eq!(messages(&mut b_ev, group.id, 6).await.len(), 6);
-    let (a, _) = server.login("keeper").await;
-    assert_eq!(a.send_text(group.id, "after restart").await.unwrap().seq, 7);
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_tells_clients_and_loses_no_acked_message() {
-    let server = TestServer::start().await;
-    let (a, mut a_ev) = server.register("talker").await;
-    let (b, mut b_ev) = server.register("listener").await;
-    let conv = a.send_direct(b.user().id, "start").await.unwrap().conversation_id;
-    // Keep sending while the server shuts down.
-    let sender = {
-        let a = a.clone();
-        tokio::spawn(async move {
-            let mut acked = Vec::new();
-            for i in 0..300 {
-                let fut = a.send_text(conv, &format!("n{i}"));
-                match tokio::time::timeout(Duration::from_secs(20), fut).await {
-                    Ok(Ok(ack)) => acked.push(ack.seq),
-                    _ => break,
+        let mut acked = BTreeSet::new();
+        let mut unavailable = 0;
+        for i in 0..20 {
+            let id = format!("before-{i}");
+            send(&a, group.id, &id).await.unwrap();
+            acked.insert(id);
+        }
+        proxy.refuse(true);
+        proxy.cut();
+        for i in 0..20 {
+            let id = format!("during-{i}");
+            match send(&a, group.id, &id).await {
+                Ok(_) => {
+                    acked.insert(id);
+                }
+                Err(e) => {
+                    assert_eq!(e.code(), Some(v1::ErrorCode::Unavailable), "{e}");
+                    unavailable += 1;
                 }
             }
-            acked
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let server = server.stop_and_keep().await;
-    let mut b_seen = Vec::new();
-    for (i, events) in [&mut a_ev, &mut b_ev].into_iter().enumerate() {
-        let seen = events_until(events, |e| matches!(e, Event::Disconnected { .. })).await;
-        assert!(
-            seen.contains(&Event::Closing {
-                reason: "server shutting down".into()
-            }),
-            "{seen:?}"
-        );
-        if i == 1 {
-            b_seen = seen;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        assert!(unavailable > 0, "sends during the outage must be refused");
+        proxy.refuse(false);
+        // The server recovers by itself.
+        let started = Instant::now();
+        let mut i = 0;
+        let mut recovered = 0;
+        while recovered < 20 {
+            assert!(started.elapsed() < Duration::from_secs(30), "server did not recover");
+            let id = format!("after-{i}");
+            i += 1;
+            match send(&a, group.id, &id).await {
+                Ok(_) => {
+                    acked.insert(id);
+                    recovered += 1;
+                }
+                Err(e) => {
+                    assert_eq!(e.code(), Some(v1::ErrorCode::Unavailable), "{e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        // Every acked message is stored, once; seqs have no gap.
+        let mut stored = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = a.history_after(group.id, after, 200).await.unwrap();
+            stored.extend(page.messages.iter().map(|m| (m.seq, m.client_msg_id.clone())));
+            after = stored.last().map_or(0, |s| s.0);
+            if !page.has_more {
+                break;
+            }
+        }
+        let seqs: Vec<u64> = stored.iter().map(|s| s.0).collect();
+        assert_eq!(seqs, (1..=stored.len() as u64).collect::<Vec<_>>());
+        let ids: BTreeSet<String> = stored.iter().map(|s| s.1.clone()).filter(|s| !s.is_empty()).collect();
+        assert!(acked.is_subset(&ids), "acked but missing: {:?}", acked.difference(&ids).collect::<Vec<_>>());
+        server.stop().await;
     }
-    // Restart on the same address: the clients reconnect, resync and flush their outbox.
-    let server = server.start_again().await;
-    let acked = tokio::time::timeout(Duration::from_secs(60), sender)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        acked.len(),
-        300,
-        "every queued message was acked, before or after the restart"
-    );
-    let mut got: Vec<v1::Message> = b_seen
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Message(m) if m.conversation_id == conv => Some(m),
-            _ => None,
-        })
-        .collect();
-    let before = got.len();
-    got.extend(messages(&mut b_ev, conv, 301 - before).await);
-    assert_eq!(
-        got.iter().map(|m| m.seq).collect::<Vec<_>>(),
-        (1..=301).collect::<Vec<_>>()
-    );
-    let mut texts: Vec<_> = got.iter().skip(1).map(text_of).collect();
-    texts.dedup();
-    assert_eq!(texts.len(), 300);
-    assert_eq!(
-        b.history(conv, 0, 10).await.unwrap().messages.last().unwrap().seq,
-        301
-    );
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn limits_rate_connections_and_idle_timeout() {
-    let server = TestServer::start_with(|c| {
-        c.limits.requests_per_second = 1.0;
-        c.limits.request_burst = 3.0;
-        c.server.max_connections = 2;
-        c.server.heartbeat_interval_secs = 1;
-        c.server.idle_timeout_secs = 2;
-    })
-    .await;
-    let silent = SilentWs::connect(server.addr).await;
-    let mut raw = RawWs::connect(server.addr, None).await;
-    let mut codes = Vec::new();
-    for i in 1..=6 {
-        raw.send_json(&format!(
-            r#"{{"requestId":"{i}","hello":{{"protocolVersion":1}}}}"#
-        ))
-        .await;
-        let v = raw.next_json().await;
-        codes.push(v["response"]["error"]["code"].as_str().unwrap_or("OK").to_owned());
-    }
-    assert_eq!(codes[0], "OK");
-    assert!(codes.contains(&"RATE_LIMITED".to_owned()), "{codes:?}");
-    // The connection limit refuses a third WebSocket with 503.
-    assert_eq!(RawWs::try_connect(server.addr).await, Err(503));
-    // A connection that never answers pings is closed after the idle time-out.
-    assert_eq!(silent.close_reason().await, "idle timeout");
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_errors_are_typed() {
-    let server = TestServer::start().await;
-    server.register("taken").await;
-    let err = Client::connect(
-        server.client_config(),
-        Credentials::Register {
-            username: "taken".into(),
-            password: PASSWORD.into(),
-            display_name: String::new(),
-        },
-    )
-    .await
-    .err()
-    .unwrap();
-    assert_eq!(err.code(), Some(v1::ErrorCode::Conflict));
-    let err = Client::connect(
-        server.client_config(),
-        Credentials::Login {
-            username: "taken".into(),
-            password: "wrong password".into(),
-        },
-    )
-    .await
-    .err()
-    .unwrap();
-    assert_eq!(err.code(), Some(v1::ErrorCode::Unauthenticated));
-    let err = Client::connect(server.client_config(), Credentials::Token("bogus".into()))
-        .await
-        .err()
-        .unwrap();
-    assert_eq!(err.code(), Some(v1::ErrorCode::Unauthenticated));
-    let (c, _) = server.login("taken").await;
-    let token = c.token();
-    c.logout().await.unwrap();
-    let err = Client::connect(server.client_config(), Credentials::Token(token))
-        .await
-        .err()
-        .unwrap();
-    assert_eq!(
-        err.code(),
-        Some(v1::ErrorCode::Unauthenticated),
-        "a logged-out token is refused"
-    );
-    let (c, _) = server.login("taken").await;
-    c.close();
-    assert_eq!(c.send_text(1, "x").await.unwrap_err(), SdkError::Closed);
-    server.stop().await;
 }

@@ -4,6 +4,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use im_client_sdk::{Client, ClientConfig, Credentials, Event, Events, v1};
+use im_core::store::postgres::testing::TempSchema;
 use im_server::{Server, ServerConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,11 +19,26 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 pub const PASSWORD: &str = "password123";
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Where a test server keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh schema in the PostgreSQL test database.
+    Postgres,
+}
+
+/// Keeps a test server's data alive across restarts; removes it at the end.
+pub struct Data {
+    _dir: tempfile::TempDir,
+    _schema: Option<TempSchema>,
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub max_frame: usize,
     config: ServerConfig,
-    dir: Arc<tempfile::TempDir>,
+    dir: Arc<Data>,
     stop_tx: oneshot::Sender<()>,
     handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -30,35 +46,45 @@ pub struct TestServer {
 /// A stopped server whose data directory is kept for a restart.
 pub struct StoppedServer {
     config: ServerConfig,
-    dir: Arc<tempfile::TempDir>,
+    dir: Arc<Data>,
 }
 
-fn test_config(dir: &tempfile::TempDir) -> ServerConfig {
+/// A server configuration for tests on `backend`, and the data it uses.
+pub fn test_config(backend: Backend) -> (ServerConfig, Data) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut schema = None;
     let mut c = ServerConfig::default();
     c.server.listen = "127.0.0.1:0".into();
     c.server.shutdown_timeout_secs = 5;
-    c.store.url = format!("sqlite://{}", dir.path().join("im.sqlite3").display());
+    c.store.url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("im.sqlite3").display()),
+        Backend::Postgres => {
+            let s = TempSchema::create();
+            let url = s.url();
+            schema = Some(s);
+            url
+        }
+    };
     // Cheap hashes keep tests fast; production uses the defaults.
     c.auth.argon2_m_cost = 256;
     c.auth.argon2_t_cost = 1;
     c.limits.requests_per_second = 100_000.0;
     c.limits.request_burst = 100_000.0;
-    c
+    (c, Data { _dir: dir, _schema: schema })
 }
 
 impl TestServer {
-    pub async fn start() -> Self {
-        Self::start_with(|_| {}).await
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
     }
 
-    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        let mut config = test_config(&dir);
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let (mut config, data) = test_config(backend);
         adjust(&mut config);
-        Self::launch(config, dir).await
+        Self::launch(config, Arc::new(data)).await
     }
 
-    async fn launch(config: ServerConfig, dir: Arc<tempfile::TempDir>) -> Self {
+    async fn launch(config: ServerConfig, dir: Arc<Data>) -> Self {
         let server = Server::bind(config.clone()).await.unwrap();
         let addr = server.local_addr();
         assert!(addr.ip().is_loopback());
@@ -232,6 +258,7 @@ pub struct Proxy {
     pub addr: SocketAddr,
     live: Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>>,
     accepted: Arc<AtomicUsize>,
+    refusing: Arc<std::sync::atomic::AtomicBool>,
     accept_task: JoinHandle<()>,
 }
 
@@ -241,9 +268,14 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let live = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let accepted = Arc::new(AtomicUsize::new(0));
-        let (l, a) = (live.clone(), accepted.clone());
+        let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l, a, r) = (live.clone(), accepted.clone(), refusing.clone());
         let accept_task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                if r.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
                 a.fetch_add(1, Ordering::SeqCst);
                 let task = tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(upstream).await {
@@ -257,8 +289,14 @@ impl Proxy {
             addr,
             live,
             accepted,
+            refusing,
             accept_task,
         }
+    }
+
+    /// While set, new connections are dropped as soon as they arrive.
+    pub fn refuse(&self, refusing: bool) {
+        self.refusing.store(refusing, Ordering::SeqCst);
     }
 
     pub fn url(&self) -> String {
