@@ -30,7 +30,8 @@ mod sqlite_store {
         let path = dir.path().join("old.sqlite3");
         {
             let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-            conn.run_next_migration(im_core::store::sqlite::MIGRATIONS).unwrap();
+            conn.run_next_migration(im_core::store::sqlite::MIGRATIONS)
+                .unwrap();
             diesel::sql_query(
                 "INSERT INTO users (username, username_lower, display_name, display_lower, password_hash, created_at) \
                  VALUES ('Old', 'old', 'Old', 'old', 'h', 1)",
@@ -41,7 +42,11 @@ mod sqlite_store {
         let store = SqliteStore::open(SqliteStoreConfig::new(&path)).await.unwrap();
         assert_eq!(store.user_by_name("old").await.unwrap().unwrap().username, "Old");
         let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-        assert!(!conn.has_pending_migration(im_core::store::sqlite::MIGRATIONS).unwrap());
+        assert!(
+            !conn
+                .has_pending_migration(im_core::store::sqlite::MIGRATIONS)
+                .unwrap()
+        );
     }
 
     #[tokio::test]
@@ -72,10 +77,64 @@ mod postgres_store {
 
     async fn make() -> (Arc<dyn Store>, TempSchema) {
         let schema = TempSchema::create();
-        let store = PostgresStore::open(PostgresStoreConfig::new(schema.url())).await.unwrap();
+        let store = PostgresStore::open(PostgresStoreConfig::new(schema.url()))
+            .await
+            .unwrap();
         (Arc::new(store) as Arc<dyn Store>, schema)
     }
     im_core::store_conformance_tests!(make());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_are_group_committed_within_configured_bounds() {
+        let schema = TempSchema::create();
+        let mut config = PostgresStoreConfig::new(schema.url());
+        config.max_batch = 16;
+        config.max_wait = std::time::Duration::from_millis(20);
+        let store = Arc::new(PostgresStore::open(config).await.unwrap());
+        let before = store.write_stats();
+        let conv = store
+            .create_conversation(im_core::model::NewConversation {
+                kind: im_core::im_protocol::v1::ConversationKind::Room,
+                title: "batch".into(),
+                ephemeral: false,
+                created_by: 1,
+                created_at: 1,
+                members: vec![],
+            })
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .append_message(im_core::model::NewMessage {
+                            conversation_id: conv.id,
+                            sender_id: 1,
+                            client_msg_id: Some(format!("b{i}")),
+                            content: im_core::im_protocol::v1::Content::text("x"),
+                            created_at: 1,
+                            membership: None,
+                        })
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let stats = store.write_stats();
+        let (batches, writes) = (stats.batches - before.batches, stats.writes - before.writes);
+        assert_eq!(writes, 201);
+        assert!(
+            batches < 100,
+            "concurrent writes share commits: {batches} batches for {writes} writes"
+        );
+        assert!(stats.largest_batch <= 16, "max_batch is respected: {stats:?}");
+        // Every write was committed before its caller got the result.
+        assert_eq!(store.conversation(conv.id).await.unwrap().unwrap().last_seq, 200);
+    }
 
     #[tokio::test]
     async fn an_older_schema_is_upgraded_in_place() {
@@ -85,7 +144,8 @@ mod postgres_store {
         {
             // The database as the first release left it: only the first migration.
             let mut conn = PgConnection::establish(&schema.url()).unwrap();
-            conn.run_next_migration(im_core::store::postgres::MIGRATIONS).unwrap();
+            conn.run_next_migration(im_core::store::postgres::MIGRATIONS)
+                .unwrap();
             diesel::sql_query(
                 "INSERT INTO users (username, username_lower, display_name, display_lower, password_hash, created_at) \
                  VALUES ('Old', 'old', 'Old', 'old', 'h', 1)",
@@ -93,10 +153,16 @@ mod postgres_store {
             .execute(&mut conn)
             .unwrap();
         }
-        let store = PostgresStore::open(PostgresStoreConfig::new(schema.url())).await.unwrap();
+        let store = PostgresStore::open(PostgresStoreConfig::new(schema.url()))
+            .await
+            .unwrap();
         assert_eq!(store.user_by_name("old").await.unwrap().unwrap().username, "Old");
         let mut conn = PgConnection::establish(&schema.url()).unwrap();
-        assert!(!conn.has_pending_migration(im_core::store::postgres::MIGRATIONS).unwrap());
+        assert!(
+            !conn
+                .has_pending_migration(im_core::store::postgres::MIGRATIONS)
+                .unwrap()
+        );
     }
 
     #[tokio::test]

@@ -67,6 +67,130 @@ fn check_config_accepts_the_example_and_rejects_bad_values() {
     );
 }
 
+/// A running `im-server` process, killed when dropped.
+struct Process {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Process {
+    fn spawn(store_url: &str) -> Self {
+        let port = free_port();
+        let child = bin()
+            .env("IM__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("IM__STORE__URL", store_url)
+            .env("IM__AUTH__ARGON2_M_COST", "256")
+            .env("IM__AUTH__ARGON2_T_COST", "1")
+            .env("IM__LIMITS__REQUESTS_PER_SECOND", "100000")
+            .env("IM__LIMITS__REQUEST_BURST", "100000")
+            .env("IM__LOG__LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while get(port, "/readyz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/v1/ws", self.port)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two server processes on one PostgreSQL database; clients on each send 500
+/// messages into one group at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_postgres_database_keep_sequences_gap_free() {
+    use im_client_sdk::{Client, ClientConfig, Credentials, v1};
+    let schema = im_core::store::postgres::testing::TempSchema::create();
+    let (one, two) = (Process::spawn(&schema.url()), Process::spawn(&schema.url()));
+    let register = |url: String, name: &'static str| async move {
+        Client::connect(
+            ClientConfig::new(url),
+            Credentials::Register {
+                username: name.into(),
+                password: "password123".into(),
+                display_name: String::new(),
+            },
+        )
+        .await
+        .unwrap()
+        .0
+    };
+    let a = register(one.url(), "node-one-user").await;
+    let b = register(two.url(), "node-two-user").await;
+    let group = a.create_group("shared", &[b.user().id]).await.unwrap();
+    let sender = |client: Client, tag: &'static str| {
+        tokio::spawn(async move {
+            // 500 sends, 25 in flight at a time.
+            let mut seqs = Vec::new();
+            for chunk in 0..20 {
+                let calls: Vec<_> = (0..25)
+                    .map(|i| {
+                        let c = client.clone();
+                        tokio::spawn(async move {
+                            let id = format!("{tag}-{}", chunk * 25 + i);
+                            match c
+                                .request(v1::client_frame::Body::Send(v1::SendMessage {
+                                    target: Some(v1::send_message::Target::ConversationId(group.id)),
+                                    client_msg_id: id.clone(),
+                                    content: Some(v1::Content::text(id)),
+                                }))
+                                .await
+                                .unwrap()
+                            {
+                                v1::response::Result::Ack(ack) => ack.seq,
+                                other => panic!("{other:?}"),
+                            }
+                        })
+                    })
+                    .collect();
+                for call in calls {
+                    seqs.push(call.await.unwrap());
+                }
+            }
+            seqs
+        })
+    };
+    let (sa, sb) = (sender(a.clone(), "a"), sender(b.clone(), "b"));
+    let mut seqs = sa.await.unwrap();
+    seqs.extend(sb.await.unwrap());
+    seqs.sort_unstable();
+    // Seq 1 is the group's creation notice; the 1,000 messages are 2..=1001.
+    assert_eq!(seqs, (2..=1001).collect::<Vec<u64>>());
+    for client in [&a, &b] {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = client.history_after(group.id, after, 200).await.unwrap();
+            all.extend(page.messages.iter().map(|m| m.seq));
+            after = *all.last().unwrap();
+            if !page.has_more {
+                break;
+            }
+        }
+        assert_eq!(
+            all,
+            (1..=1001).collect::<Vec<u64>>(),
+            "every member sees 1..=1001, no gap, no repeat"
+        );
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -21,7 +21,11 @@ mod postgres_outage {
     use std::collections::BTreeSet;
     use std::time::{Duration, Instant};
 
-    async fn send(client: &im_client_sdk::Client, conv: u64, id: &str) -> Result<v1::SendAck, im_client_sdk::Error> {
+    async fn send(
+        client: &im_client_sdk::Client,
+        conv: u64,
+        id: &str,
+    ) -> Result<v1::SendAck, im_client_sdk::Error> {
         match client
             .request(v1::client_frame::Body::Send(v1::SendMessage {
                 target: Some(v1::send_message::Target::ConversationId(conv)),
@@ -43,7 +47,11 @@ mod postgres_outage {
         let proxy = Proxy::start(pg).await;
         let schema = TempSchema::create();
         let via_proxy = base_url().replace("127.0.0.1:5432", &proxy.addr.to_string());
-        assert_ne!(via_proxy, base_url(), "the test database URL must point at 127.0.0.1:5432");
+        assert_ne!(
+            via_proxy,
+            base_url(),
+            "the test database URL must point at 127.0.0.1:5432"
+        );
         let server = TestServer::start_with(Backend::Sqlite, |c| {
             c.store.url = schema.url_via(&via_proxy);
             c.store.connect_timeout_secs = 1;
@@ -81,7 +89,10 @@ mod postgres_outage {
         let mut i = 0;
         let mut recovered = 0;
         while recovered < 20 {
-            assert!(started.elapsed() < Duration::from_secs(30), "server did not recover");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "server did not recover"
+            );
             let id = format!("after-{i}");
             i += 1;
             match send(&a, group.id, &id).await {
@@ -108,8 +119,16 @@ mod postgres_outage {
         }
         let seqs: Vec<u64> = stored.iter().map(|s| s.0).collect();
         assert_eq!(seqs, (1..=stored.len() as u64).collect::<Vec<_>>());
-        let ids: BTreeSet<String> = stored.iter().map(|s| s.1.clone()).filter(|s| !s.is_empty()).collect();
-        assert!(acked.is_subset(&ids), "acked but missing: {:?}", acked.difference(&ids).collect::<Vec<_>>());
+        let ids: BTreeSet<String> = stored
+            .iter()
+            .map(|s| s.1.clone())
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert!(
+            acked.is_subset(&ids),
+            "acked but missing: {:?}",
+            acked.difference(&ids).collect::<Vec<_>>()
+        );
         server.stop().await;
     }
 }

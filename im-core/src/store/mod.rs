@@ -31,6 +31,8 @@ pub mod sqlite;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, PostgresStoreConfig};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::WriteStats;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteStoreConfig};
 

@@ -12,6 +12,7 @@ use super::sql::*;
 use super::{direct_key, direct_new};
 use crate::error::{Error, Result};
 use crate::model::*;
+use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool};
@@ -83,9 +84,18 @@ impl PostgresStore {
     fn open_blocking(config: PostgresStoreConfig) -> Result<Self> {
         let url = with_connect_timeout(&config.url, config.connect_timeout);
         let mut writer = PgConnection::establish(&url).map_err(unavailable)?;
+        // Several nodes may start at once: one migrates, the others wait.
         writer
+            .batch_execute("SELECT pg_advisory_lock(7426001)")
+            .map_err(unavailable)?;
+        let migrated = writer
             .run_pending_migrations(MIGRATIONS)
-            .map_err(|e| Error::Internal(format!("postgres migrations: {e}")))?;
+            .map(|_| ())
+            .map_err(|e| Error::Internal(format!("postgres migrations: {e}")));
+        writer
+            .batch_execute("SELECT pg_advisory_unlock(7426001)")
+            .map_err(unavailable)?;
+        migrated?;
         let readers = Pool::builder()
             .max_size(config.pool_size.max(1))
             .min_idle(Some(1))
@@ -102,6 +112,11 @@ impl PostgresStore {
             |_| Ok(()),
         )?;
         Ok(Self { core })
+    }
+
+    /// What the group-commit writer committed so far.
+    pub fn write_stats(&self) -> WriteStats {
+        self.core.stats()
     }
 }
 

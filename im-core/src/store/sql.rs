@@ -18,7 +18,8 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool, R2D2Connection};
 use im_protocol::v1;
 use prost::Message as _;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -108,10 +109,29 @@ pub(crate) struct BatchConfig {
 /// Opens a writing connection (again, after a failure).
 pub(crate) type Connect<C> = Box<dyn FnMut() -> Result<C> + Send>;
 
+/// Counts of the group-commit writer, for operators and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Transactions committed.
+    pub batches: u64,
+    /// Writes committed in them.
+    pub writes: u64,
+    /// Largest batch committed.
+    pub largest_batch: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    writes: AtomicU64,
+    largest: AtomicU64,
+}
+
 /// The reader pool and the writer queue of a diesel store.
 pub(crate) struct DieselCore<C: R2D2Connection + 'static> {
     readers: Pool<ConnectionManager<C>>,
     writer: mpsc::Sender<WriterMsg<C>>,
+    counters: Arc<Counters>,
 }
 
 impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
@@ -125,11 +145,26 @@ impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
         on_close: fn(&mut C) -> Result<()>,
     ) -> Result<Self> {
         let (tx, rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(Some(conn), connect, rx, batch, on_close))
+            .spawn(move || writer_loop(Some(conn), connect, rx, batch, on_close, &c))
             .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(Self { readers, writer: tx })
+        Ok(Self {
+            readers,
+            writer: tx,
+            counters,
+        })
+    }
+
+    /// What the writer committed so far.
+    pub(crate) fn stats(&self) -> WriteStats {
+        WriteStats {
+            batches: self.counters.batches.load(Ordering::Relaxed),
+            writes: self.counters.writes.load(Ordering::Relaxed),
+            largest_batch: self.counters.largest.load(Ordering::Relaxed),
+        }
     }
 
     /// Runs `f` in the next batch transaction; resolves after the commit.
@@ -193,6 +228,7 @@ fn writer_loop<C: Connection + Send + 'static>(
     rx: mpsc::Receiver<WriterMsg<C>>,
     batch_config: BatchConfig,
     on_close: fn(&mut C) -> Result<()>,
+    counters: &Counters,
 ) {
     let max_batch = batch_config.max_batch.max(1);
     let mut batch: Vec<Job<C>> = Vec::with_capacity(max_batch);
@@ -242,7 +278,9 @@ fn writer_loop<C: Connection + Send + 'static>(
                     let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
                     let outcome = c.transaction::<(), diesel::result::Error, _>(|c| {
                         for job in batch.drain(..) {
-                            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Some(&mut *c)))) {
+                            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                job(Some(&mut *c))
+                            })) {
                                 Ok(done) => completions.push(done),
                                 Err(_) => tracing::error!("a store write panicked; its caller gets an error"),
                             }
@@ -250,7 +288,15 @@ fn writer_loop<C: Connection + Send + 'static>(
                         Ok(())
                     });
                     batch.clear();
-                    let error = outcome.err().map(|e| Error::Unavailable(format!("commit failed: {e}")));
+                    let error = outcome
+                        .err()
+                        .map(|e| Error::Unavailable(format!("commit failed: {e}")));
+                    if error.is_none() {
+                        let n = completions.len() as u64;
+                        counters.batches.fetch_add(1, Ordering::Relaxed);
+                        counters.writes.fetch_add(n, Ordering::Relaxed);
+                        counters.largest.fetch_max(n, Ordering::Relaxed);
+                    }
                     if error.is_some() && c.batch_execute("SELECT 1").is_err() {
                         tracing::warn!("store writer lost its connection");
                         conn = None;
@@ -427,54 +473,59 @@ macro_rules! diesel_store_impl {
         #[async_trait::async_trait]
         impl crate::store::Store for $store {
             async fn create_user(&self, user: NewUser) -> Result<UserRecord> {
-                self.core.write(move |c| {
-                    let row = diesel::insert_into(users::table)
-                        .values((
-                            users::username.eq(&user.username),
-                            users::username_lower.eq(user.username.to_lowercase()),
-                            users::display_name.eq(&user.display_name),
-                            users::display_lower.eq(user.display_name.to_lowercase()),
-                            users::password_hash.eq(&user.password_hash),
-                            users::created_at.eq(user.created_at),
-                        ))
-                        .returning(UserRow::as_returning())
-                        .get_result(c)
-                        .map_err(|e| match Error::from(e) {
-                            Error::Conflict(_) => Error::Conflict(format!("user name {:?} is taken", user.username)),
-                            other => other,
-                        })?;
-                    Ok(row.into())
-                })
-                .await
+                self.core
+                    .write(move |c| {
+                        let row = diesel::insert_into(users::table)
+                            .values((
+                                users::username.eq(&user.username),
+                                users::username_lower.eq(user.username.to_lowercase()),
+                                users::display_name.eq(&user.display_name),
+                                users::display_lower.eq(user.display_name.to_lowercase()),
+                                users::password_hash.eq(&user.password_hash),
+                                users::created_at.eq(user.created_at),
+                            ))
+                            .returning(UserRow::as_returning())
+                            .get_result(c)
+                            .map_err(|e| match Error::from(e) {
+                                Error::Conflict(_) => {
+                                    Error::Conflict(format!("user name {:?} is taken", user.username))
+                                }
+                                other => other,
+                            })?;
+                        Ok(row.into())
+                    })
+                    .await
             }
 
             async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
                 let lower = username.to_lowercase();
-                self.core.read(move |c| {
-                    Ok(users::table
-                        .filter(users::username_lower.eq(lower))
-                        .select(UserRow::as_select())
-                        .first(c)
-                        .optional()?
-                        .map(Into::into))
-                })
-                .await
+                self.core
+                    .read(move |c| {
+                        Ok(users::table
+                            .filter(users::username_lower.eq(lower))
+                            .select(UserRow::as_select())
+                            .first(c)
+                            .optional()?
+                            .map(Into::into))
+                    })
+                    .await
             }
 
             async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<UserRecord>> {
                 let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-                self.core.read(move |c| {
-                    let mut out = Vec::with_capacity(ids.len());
-                    for chunk in ids.chunks(500) {
-                        let rows: Vec<UserRow> = users::table
-                            .filter(users::id.eq_any(chunk))
-                            .select(UserRow::as_select())
-                            .load(c)?;
-                        out.extend(rows.into_iter().map(UserRecord::from));
-                    }
-                    Ok(out)
-                })
-                .await
+                self.core
+                    .read(move |c| {
+                        let mut out = Vec::with_capacity(ids.len());
+                        for chunk in ids.chunks(500) {
+                            let rows: Vec<UserRow> = users::table
+                                .filter(users::id.eq_any(chunk))
+                                .select(UserRow::as_select())
+                                .load(c)?;
+                            out.extend(rows.into_iter().map(UserRecord::from));
+                        }
+                        Ok(out)
+                    })
+                    .await
             }
 
             async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<UserRecord>> {
@@ -487,21 +538,22 @@ macro_rules! diesel_store_impl {
                     })
                     .collect();
                 let pattern = format!("{escaped}%");
-                self.core.read(move |c| {
-                    let rows: Vec<UserRow> = users::table
-                        .filter(
-                            users::username_lower
-                                .like(&pattern)
-                                .escape('\\')
-                                .or(users::display_lower.like(&pattern).escape('\\')),
-                        )
-                        .order(users::username_lower.asc())
-                        .limit(limit as i64)
-                        .select(UserRow::as_select())
-                        .load(c)?;
-                    Ok(rows.into_iter().map(Into::into).collect())
-                })
-                .await
+                self.core
+                    .read(move |c| {
+                        let rows: Vec<UserRow> = users::table
+                            .filter(
+                                users::username_lower
+                                    .like(&pattern)
+                                    .escape('\\')
+                                    .or(users::display_lower.like(&pattern).escape('\\')),
+                            )
+                            .order(users::username_lower.asc())
+                            .limit(limit as i64)
+                            .select(UserRow::as_select())
+                            .load(c)?;
+                        Ok(rows.into_iter().map(Into::into).collect())
+                    })
+                    .await
             }
 
             async fn update_profile(
@@ -510,281 +562,320 @@ macro_rules! diesel_store_impl {
                 display_name: Option<String>,
                 avatar_url: Option<String>,
             ) -> Result<UserRecord> {
-                self.core.write(move |c| {
-                    let target = users::table.find(user as i64);
-                    if let Some(d) = &display_name {
-                        diesel::update(target)
-                            .set((
-                                users::display_name.eq(d),
-                                users::display_lower.eq(d.to_lowercase()),
-                            ))
-                            .execute(c)?;
-                    }
-                    if let Some(a) = &avatar_url {
-                        diesel::update(target).set(users::avatar_url.eq(a)).execute(c)?;
-                    }
-                    target
-                        .select(UserRow::as_select())
-                        .first(c)
-                        .optional()?
-                        .map(Into::into)
-                        .ok_or_else(|| Error::NotFound(format!("user {user}")))
-                })
-                .await
+                self.core
+                    .write(move |c| {
+                        let target = users::table.find(user as i64);
+                        if let Some(d) = &display_name {
+                            diesel::update(target)
+                                .set((
+                                    users::display_name.eq(d),
+                                    users::display_lower.eq(d.to_lowercase()),
+                                ))
+                                .execute(c)?;
+                        }
+                        if let Some(a) = &avatar_url {
+                            diesel::update(target)
+                                .set(users::avatar_url.eq(a))
+                                .execute(c)?;
+                        }
+                        target
+                            .select(UserRow::as_select())
+                            .first(c)
+                            .optional()?
+                            .map(Into::into)
+                            .ok_or_else(|| Error::NotFound(format!("user {user}")))
+                    })
+                    .await
             }
 
             async fn set_last_seen(&self, user: UserId, at: i64) -> Result<()> {
-                self.core.write(move |c| {
-                    diesel::update(users::table.find(user as i64))
-                        .set(users::last_seen.eq(at))
-                        .execute(c)?;
-                    Ok(())
-                })
-                .await
+                self.core
+                    .write(move |c| {
+                        diesel::update(users::table.find(user as i64))
+                            .set(users::last_seen.eq(at))
+                            .execute(c)?;
+                        Ok(())
+                    })
+                    .await
             }
 
             async fn insert_token(&self, token_hash: &str, user: UserId, expires_at: i64) -> Result<()> {
                 let hash = token_hash.to_owned();
-                self.core.write(move |c| {
-                    diesel::insert_into(tokens::table)
-                        .values((
-                            tokens::token_hash.eq(hash),
-                            tokens::user_id.eq(user as i64),
-                            tokens::expires_at.eq(expires_at),
-                        ))
-                        .execute(c)?;
-                    Ok(())
-                })
-                .await
+                self.core
+                    .write(move |c| {
+                        diesel::insert_into(tokens::table)
+                            .values((
+                                tokens::token_hash.eq(hash),
+                                tokens::user_id.eq(user as i64),
+                                tokens::expires_at.eq(expires_at),
+                            ))
+                            .execute(c)?;
+                        Ok(())
+                    })
+                    .await
             }
 
             async fn token(&self, token_hash: &str) -> Result<Option<(UserId, i64)>> {
                 let hash = token_hash.to_owned();
-                self.core.read(move |c| {
-                    Ok(tokens::table
-                        .find(hash)
-                        .select((tokens::user_id, tokens::expires_at))
-                        .first::<(i64, i64)>(c)
-                        .optional()?
-                        .map(|(u, e)| (u as u64, e)))
-                })
-                .await
+                self.core
+                    .read(move |c| {
+                        Ok(tokens::table
+                            .find(hash)
+                            .select((tokens::user_id, tokens::expires_at))
+                            .first::<(i64, i64)>(c)
+                            .optional()?
+                            .map(|(u, e)| (u as u64, e)))
+                    })
+                    .await
             }
 
             async fn delete_token(&self, token_hash: &str) -> Result<()> {
                 let hash = token_hash.to_owned();
-                self.core.write(move |c| {
-                    diesel::delete(tokens::table.find(hash)).execute(c)?;
-                    Ok(())
-                })
-                .await
+                self.core
+                    .write(move |c| {
+                        diesel::delete(tokens::table.find(hash)).execute(c)?;
+                        Ok(())
+                    })
+                    .await
             }
 
             async fn create_conversation(&self, new: NewConversation) -> Result<ConversationRecord> {
-                self.core.write(move |c| {
-                    let mut list = vec![(new.created_by, v1::Role::Owner)];
-                    for &m in &new.members {
-                        if !list.iter().any(|&(u, _)| u == m) {
-                            list.push((m, v1::Role::Member));
+                self.core
+                    .write(move |c| {
+                        let mut list = vec![(new.created_by, v1::Role::Owner)];
+                        for &m in &new.members {
+                            if !list.iter().any(|&(u, _)| u == m) {
+                                list.push((m, v1::Role::Member));
+                            }
                         }
-                    }
-                    insert_conversation(c, &new, None, &list)
-                })
-                .await
+                        insert_conversation(c, &new, None, &list)
+                    })
+                    .await
             }
 
-            async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> Result<ConversationRecord> {
+            async fn direct_conversation(
+                &self,
+                a: UserId,
+                b: UserId,
+                now: i64,
+            ) -> Result<ConversationRecord> {
                 let key = direct_key(a, b);
-                self.core.write(move |c| {
-                    let existing: Option<ConvRow> = conversations::table
-                        .filter(conversations::direct_key.eq(&key))
-                        .select(ConvRow::as_select())
-                        .first(c)
-                        .optional()?;
-                    if let Some(row) = existing {
-                        return Ok(row.into());
-                    }
-                    let list: Vec<_> = if a == b {
-                        vec![(a, v1::Role::Member)]
-                    } else {
-                        vec![(a, v1::Role::Member), (b, v1::Role::Member)]
-                    };
-                    insert_conversation(c, &direct_new(a, now), Some(&key), &list)
-                })
-                .await
+                self.core
+                    .write(move |c| {
+                        let existing: Option<ConvRow> = conversations::table
+                            .filter(conversations::direct_key.eq(&key))
+                            .select(ConvRow::as_select())
+                            .first(c)
+                            .optional()?;
+                        if let Some(row) = existing {
+                            return Ok(row.into());
+                        }
+                        let list: Vec<_> = if a == b {
+                            vec![(a, v1::Role::Member)]
+                        } else {
+                            vec![(a, v1::Role::Member), (b, v1::Role::Member)]
+                        };
+                        insert_conversation(c, &direct_new(a, now), Some(&key), &list)
+                    })
+                    .await
             }
 
             async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationRecord>> {
-                self.core.read(move |c| {
-                    Ok(conversations::table
-                        .find(id as i64)
-                        .select(ConvRow::as_select())
-                        .first(c)
-                        .optional()?
-                        .map(Into::into))
-                })
-                .await
+                self.core
+                    .read(move |c| {
+                        Ok(conversations::table
+                            .find(id as i64)
+                            .select(ConvRow::as_select())
+                            .first(c)
+                            .optional()?
+                            .map(Into::into))
+                    })
+                    .await
             }
 
             async fn delete_conversation(&self, id: ConversationId) -> Result<()> {
-                self.core.write(move |c| {
-                    let id = id as i64;
-                    diesel::delete(messages::table.filter(messages::conversation_id.eq(id))).execute(c)?;
-                    diesel::delete(members::table.filter(members::conversation_id.eq(id))).execute(c)?;
-                    diesel::delete(conversations::table.find(id)).execute(c)?;
-                    Ok(())
-                })
-                .await
+                self.core
+                    .write(move |c| {
+                        let id = id as i64;
+                        diesel::delete(messages::table.filter(messages::conversation_id.eq(id)))
+                            .execute(c)?;
+                        diesel::delete(members::table.filter(members::conversation_id.eq(id))).execute(c)?;
+                        diesel::delete(conversations::table.find(id)).execute(c)?;
+                        Ok(())
+                    })
+                    .await
             }
 
             async fn rename_conversation(&self, id: ConversationId, title: &str) -> Result<()> {
                 let title = title.to_owned();
-                self.core.write(move |c| {
-                    let n = diesel::update(conversations::table.find(id as i64))
-                        .set(conversations::title.eq(title))
-                        .execute(c)?;
-                    if n == 0 {
-                        return Err(Error::NotFound(format!("conversation {id}")));
-                    }
-                    Ok(())
-                })
-                .await
+                self.core
+                    .write(move |c| {
+                        let n = diesel::update(conversations::table.find(id as i64))
+                            .set(conversations::title.eq(title))
+                            .execute(c)?;
+                        if n == 0 {
+                            return Err(Error::NotFound(format!("conversation {id}")));
+                        }
+                        Ok(())
+                    })
+                    .await
             }
 
             async fn list_rooms(&self, limit: u32) -> Result<Vec<ConversationRecord>> {
-                self.core.read(move |c| {
-                    let rows: Vec<ConvRow> = conversations::table
-                        .filter(conversations::kind.eq(v1::ConversationKind::Room as i32))
-                        .order((conversations::member_count.desc(), conversations::id.asc()))
-                        .limit(limit as i64)
-                        .select(ConvRow::as_select())
-                        .load(c)?;
-                    Ok(rows.into_iter().map(Into::into).collect())
-                })
-                .await
+                self.core
+                    .read(move |c| {
+                        let rows: Vec<ConvRow> = conversations::table
+                            .filter(conversations::kind.eq(v1::ConversationKind::Room as i32))
+                            .order((conversations::member_count.desc(), conversations::id.asc()))
+                            .limit(limit as i64)
+                            .select(ConvRow::as_select())
+                            .load(c)?;
+                        Ok(rows.into_iter().map(Into::into).collect())
+                    })
+                    .await
             }
 
-            async fn member(&self, conversation: ConversationId, user: UserId) -> Result<Option<MemberRecord>> {
-                self.core.read(move |c| {
-                    Ok(members::table
-                        .find((conversation as i64, user as i64))
-                        .select(MemberRow::as_select())
-                        .first(c)
-                        .optional()?
-                        .map(Into::into))
-                })
-                .await
+            async fn member(
+                &self,
+                conversation: ConversationId,
+                user: UserId,
+            ) -> Result<Option<MemberRecord>> {
+                self.core
+                    .read(move |c| {
+                        Ok(members::table
+                            .find((conversation as i64, user as i64))
+                            .select(MemberRow::as_select())
+                            .first(c)
+                            .optional()?
+                            .map(Into::into))
+                    })
+                    .await
             }
 
             async fn members(&self, conversation: ConversationId) -> Result<Vec<MemberRecord>> {
-                self.core.read(move |c| {
-                    let rows: Vec<MemberRow> = members::table
-                        .filter(members::conversation_id.eq(conversation as i64))
-                        .order(members::user_id.asc())
-                        .select(MemberRow::as_select())
-                        .load(c)?;
-                    Ok(rows.into_iter().map(Into::into).collect())
-                })
-                .await
+                self.core
+                    .read(move |c| {
+                        let rows: Vec<MemberRow> = members::table
+                            .filter(members::conversation_id.eq(conversation as i64))
+                            .order(members::user_id.asc())
+                            .select(MemberRow::as_select())
+                            .load(c)?;
+                        Ok(rows.into_iter().map(Into::into).collect())
+                    })
+                    .await
             }
 
-            async fn user_conversations(&self, user: UserId) -> Result<Vec<(ConversationRecord, MemberRecord)>> {
-                self.core.read(move |c| {
-                    let rows: Vec<(ConvRow, MemberRow)> = conversations::table
-                        .inner_join(members::table.on(members::conversation_id.eq(conversations::id)))
-                        .filter(members::user_id.eq(user as i64))
-                        .order(conversations::id.asc())
-                        .select((ConvRow::as_select(), MemberRow::as_select()))
-                        .load(c)?;
-                    Ok(rows.into_iter().map(|(a, b)| (a.into(), b.into())).collect())
-                })
-                .await
+            async fn user_conversations(
+                &self,
+                user: UserId,
+            ) -> Result<Vec<(ConversationRecord, MemberRecord)>> {
+                self.core
+                    .read(move |c| {
+                        let rows: Vec<(ConvRow, MemberRow)> = conversations::table
+                            .inner_join(members::table.on(members::conversation_id.eq(conversations::id)))
+                            .filter(members::user_id.eq(user as i64))
+                            .order(conversations::id.asc())
+                            .select((ConvRow::as_select(), MemberRow::as_select()))
+                            .load(c)?;
+                        Ok(rows
+                            .into_iter()
+                            .map(|(a, b)| (a.into(), b.into()))
+                            .collect())
+                    })
+                    .await
             }
 
             async fn append_message(&self, new: NewMessage) -> Result<Appended> {
-                self.core.write(move |c| {
-                    let conv_id = new.conversation_id as i64;
-                    if let Some(cid) = &new.client_msg_id {
-                        let existing: Option<MessageRow> = messages::table
-                            .filter(messages::sender_id.eq(new.sender_id as i64))
-                            .filter(messages::client_msg_id.eq(cid))
-                            .select(MessageRow::as_select())
-                            .first(c)
-                            .optional()?;
-                        if let Some(row) = existing {
-                            let member_count: i32 = conversations::table
-                                .find(row.conversation_id)
-                                .select(conversations::member_count)
+                self.core
+                    .write(move |c| {
+                        let conv_id = new.conversation_id as i64;
+                        if let Some(cid) = &new.client_msg_id {
+                            let existing: Option<MessageRow> = messages::table
+                                .filter(messages::sender_id.eq(new.sender_id as i64))
+                                .filter(messages::client_msg_id.eq(cid))
+                                .select(MessageRow::as_select())
                                 .first(c)
-                                .optional()?
-                                .unwrap_or(0);
-                            return Ok(Appended {
-                                message: row.into(),
-                                duplicate: true,
-                                member_count: member_count as u32,
-                            });
-                        }
-                    }
-                    let exists: Option<i64> = conversations::table
-                        .find(conv_id)
-                        .select(conversations::id)
-                        .first(c)
-                        .optional()?;
-                    if exists.is_none() {
-                        return Err(Error::NotFound(format!("conversation {conv_id}")));
-                    }
-                    match &new.membership {
-                        Some(Membership::Add(list)) => {
-                            for &(user, role) in list {
-                                insert_member_if_absent(c, conv_id, user as i64, role as i32, new.created_at)?;
+                                .optional()?;
+                            if let Some(row) = existing {
+                                let member_count: i32 = conversations::table
+                                    .find(row.conversation_id)
+                                    .select(conversations::member_count)
+                                    .first(c)
+                                    .optional()?
+                                    .unwrap_or(0);
+                                return Ok(Appended {
+                                    message: row.into(),
+                                    duplicate: true,
+                                    member_count: member_count as u32,
+                                });
                             }
                         }
-                        Some(Membership::Remove(user)) => {
-                            diesel::delete(members::table.find((conv_id, *user as i64))).execute(c)?;
+                        let exists: Option<i64> = conversations::table
+                            .find(conv_id)
+                            .select(conversations::id)
+                            .first(c)
+                            .optional()?;
+                        if exists.is_none() {
+                            return Err(Error::NotFound(format!("conversation {conv_id}")));
                         }
-                        None => {}
-                    }
-                    let member_count: i64 = members::table
-                        .filter(members::conversation_id.eq(conv_id))
-                        .count()
-                        .get_result(c)?;
-                    let (seq, version): (i64, i64) = diesel::update(conversations::table.find(conv_id))
-                        .set((
-                            conversations::last_seq.eq(conversations::last_seq + 1),
-                            conversations::last_version.eq(conversations::last_version + 1),
-                            conversations::member_count.eq(member_count as i32),
-                        ))
-                        .returning((conversations::last_seq, conversations::last_version))
-                        .get_result(c)?;
-                    let content = prost::Message::encode_to_vec(&new.content);
-                    let id: i64 = diesel::insert_into(messages::table)
-                        .values((
-                            messages::conversation_id.eq(conv_id),
-                            messages::seq.eq(seq),
-                            messages::version.eq(version),
-                            messages::sender_id.eq(new.sender_id as i64),
-                            messages::client_msg_id.eq(&new.client_msg_id),
-                            messages::created_at.eq(new.created_at),
-                            messages::content.eq(&content),
-                        ))
-                        .returning(messages::id)
-                        .get_result(c)?;
-                    Ok(Appended {
-                        message: v1::Message {
-                            id: id as u64,
-                            conversation_id: new.conversation_id,
-                            seq: seq as u64,
-                            version: version as u64,
-                            sender_id: new.sender_id,
-                            client_msg_id: new.client_msg_id.unwrap_or_default(),
-                            created_at: new.created_at,
-                            content: Some(new.content),
-                        },
-                        duplicate: false,
-                        member_count: member_count as u32,
+                        match &new.membership {
+                            Some(Membership::Add(list)) => {
+                                for &(user, role) in list {
+                                    insert_member_if_absent(
+                                        c,
+                                        conv_id,
+                                        user as i64,
+                                        role as i32,
+                                        new.created_at,
+                                    )?;
+                                }
+                            }
+                            Some(Membership::Remove(user)) => {
+                                diesel::delete(members::table.find((conv_id, *user as i64))).execute(c)?;
+                            }
+                            None => {}
+                        }
+                        let member_count: i64 = members::table
+                            .filter(members::conversation_id.eq(conv_id))
+                            .count()
+                            .get_result(c)?;
+                        let (seq, version): (i64, i64) = diesel::update(conversations::table.find(conv_id))
+                            .set((
+                                conversations::last_seq.eq(conversations::last_seq + 1),
+                                conversations::last_version.eq(conversations::last_version + 1),
+                                conversations::member_count.eq(member_count as i32),
+                            ))
+                            .returning((conversations::last_seq, conversations::last_version))
+                            .get_result(c)?;
+                        let content = prost::Message::encode_to_vec(&new.content);
+                        let id: i64 = diesel::insert_into(messages::table)
+                            .values((
+                                messages::conversation_id.eq(conv_id),
+                                messages::seq.eq(seq),
+                                messages::version.eq(version),
+                                messages::sender_id.eq(new.sender_id as i64),
+                                messages::client_msg_id.eq(&new.client_msg_id),
+                                messages::created_at.eq(new.created_at),
+                                messages::content.eq(&content),
+                            ))
+                            .returning(messages::id)
+                            .get_result(c)?;
+                        Ok(Appended {
+                            message: v1::Message {
+                                id: id as u64,
+                                conversation_id: new.conversation_id,
+                                seq: seq as u64,
+                                version: version as u64,
+                                sender_id: new.sender_id,
+                                client_msg_id: new.client_msg_id.unwrap_or_default(),
+                                created_at: new.created_at,
+                                content: Some(new.content),
+                            },
+                            duplicate: false,
+                            member_count: member_count as u32,
+                        })
                     })
-                })
-                .await
+                    .await
             }
 
             async fn history(
@@ -793,30 +884,31 @@ macro_rules! diesel_store_impl {
                 page: Page,
                 limit: u32,
             ) -> Result<Vec<v1::Message>> {
-                self.core.read(move |c| {
-                    let base = messages::table
-                        .filter(messages::conversation_id.eq(conversation as i64))
-                        .select(MessageRow::as_select())
-                        .limit(limit as i64);
-                    Ok(match page {
-                        Page::Before(before) => {
-                            let before = if before == 0 { i64::MAX } else { before as i64 };
-                            let mut rows = messages_of(
-                                base.filter(messages::seq.lt(before))
-                                    .order(messages::seq.desc())
+                self.core
+                    .read(move |c| {
+                        let base = messages::table
+                            .filter(messages::conversation_id.eq(conversation as i64))
+                            .select(MessageRow::as_select())
+                            .limit(limit as i64);
+                        Ok(match page {
+                            Page::Before(before) => {
+                                let before = if before == 0 { i64::MAX } else { before as i64 };
+                                let mut rows = messages_of(
+                                    base.filter(messages::seq.lt(before))
+                                        .order(messages::seq.desc())
+                                        .load(c)?,
+                                );
+                                rows.reverse();
+                                rows
+                            }
+                            Page::After(after) => messages_of(
+                                base.filter(messages::seq.gt(after as i64))
+                                    .order(messages::seq.asc())
                                     .load(c)?,
-                            );
-                            rows.reverse();
-                            rows
-                        }
-                        Page::After(after) => messages_of(
-                            base.filter(messages::seq.gt(after as i64))
-                                .order(messages::seq.asc())
-                                .load(c)?,
-                        ),
+                            ),
+                        })
                     })
-                })
-                .await
+                    .await
             }
 
             async fn changes(
@@ -825,31 +917,38 @@ macro_rules! diesel_store_impl {
                 after_version: u64,
                 limit: u32,
             ) -> Result<Vec<v1::Message>> {
-                self.core.read(move |c| {
-                    Ok(messages_of(
-                        messages::table
-                            .filter(messages::conversation_id.eq(conversation as i64))
-                            .filter(messages::version.gt(after_version as i64))
-                            .order(messages::version.asc())
-                            .limit(limit as i64)
-                            .select(MessageRow::as_select())
-                            .load(c)?,
-                    ))
-                })
-                .await
+                self.core
+                    .read(move |c| {
+                        Ok(messages_of(
+                            messages::table
+                                .filter(messages::conversation_id.eq(conversation as i64))
+                                .filter(messages::version.gt(after_version as i64))
+                                .order(messages::version.asc())
+                                .limit(limit as i64)
+                                .select(MessageRow::as_select())
+                                .load(c)?,
+                        ))
+                    })
+                    .await
             }
 
-            async fn unread_count(&self, conversation: ConversationId, user: UserId, after_seq: u64) -> Result<u64> {
-                self.core.read(move |c| {
-                    let n: i64 = messages::table
-                        .filter(messages::conversation_id.eq(conversation as i64))
-                        .filter(messages::seq.gt(after_seq as i64))
-                        .filter(messages::sender_id.ne(user as i64))
-                        .count()
-                        .get_result(c)?;
-                    Ok(n as u64)
-                })
-                .await
+            async fn unread_count(
+                &self,
+                conversation: ConversationId,
+                user: UserId,
+                after_seq: u64,
+            ) -> Result<u64> {
+                self.core
+                    .read(move |c| {
+                        let n: i64 = messages::table
+                            .filter(messages::conversation_id.eq(conversation as i64))
+                            .filter(messages::seq.gt(after_seq as i64))
+                            .filter(messages::sender_id.ne(user as i64))
+                            .count()
+                            .get_result(c)?;
+                        Ok(n as u64)
+                    })
+                    .await
             }
 
             async fn advance_cursors(
@@ -859,34 +958,39 @@ macro_rules! diesel_store_impl {
                 read: Option<u64>,
                 delivered: Option<u64>,
             ) -> Result<MemberRecord> {
-                self.core.write(move |c| {
-                    let key = (conversation as i64, user as i64);
-                    let current: MemberRow = members::table
-                        .find(key)
-                        .select(MemberRow::as_select())
-                        .first(c)
-                        .optional()?
-                        .ok_or_else(|| Error::NotFound(format!("user {user} is not a member of {conversation}")))?;
-                    let last: i64 = conversations::table
-                        .find(conversation as i64)
-                        .select(conversations::last_seq)
-                        .first(c)?;
-                    let read_seq = read.map_or(current.read_seq, |r| current.read_seq.max((r as i64).min(last)));
-                    let delivered_seq = delivered
-                        .map_or(current.delivered_seq, |d| {
-                            current.delivered_seq.max((d as i64).min(last))
-                        })
-                        .max(read_seq);
-                    let row = diesel::update(members::table.find(key))
-                        .set((
-                            members::read_seq.eq(read_seq),
-                            members::delivered_seq.eq(delivered_seq),
-                        ))
-                        .returning(MemberRow::as_returning())
-                        .get_result(c)?;
-                    Ok(row.into())
-                })
-                .await
+                self.core
+                    .write(move |c| {
+                        let key = (conversation as i64, user as i64);
+                        let current: MemberRow = members::table
+                            .find(key)
+                            .select(MemberRow::as_select())
+                            .first(c)
+                            .optional()?
+                            .ok_or_else(|| {
+                                Error::NotFound(format!("user {user} is not a member of {conversation}"))
+                            })?;
+                        let last: i64 = conversations::table
+                            .find(conversation as i64)
+                            .select(conversations::last_seq)
+                            .first(c)?;
+                        let read_seq = read.map_or(current.read_seq, |r| {
+                            current.read_seq.max((r as i64).min(last))
+                        });
+                        let delivered_seq = delivered
+                            .map_or(current.delivered_seq, |d| {
+                                current.delivered_seq.max((d as i64).min(last))
+                            })
+                            .max(read_seq);
+                        let row = diesel::update(members::table.find(key))
+                            .set((
+                                members::read_seq.eq(read_seq),
+                                members::delivered_seq.eq(delivered_seq),
+                            ))
+                            .returning(MemberRow::as_returning())
+                            .get_result(c)?;
+                        Ok(row.into())
+                    })
+                    .await
             }
 
             async fn close(&self) -> Result<()> {

@@ -86,7 +86,8 @@ fn open_writer(url: &str, synchronous_full: bool) -> Result<SqliteConnection> {
 }
 
 fn checkpoint(conn: &mut SqliteConnection) -> Result<()> {
-    conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE);").map_err(unavailable)
+    conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE);")
+        .map_err(unavailable)
 }
 
 impl SqliteStore {
@@ -123,6 +124,11 @@ impl SqliteStore {
             checkpoint,
         )?;
         Ok(Self { core })
+    }
+
+    /// What the group-commit writer committed so far.
+    pub fn write_stats(&self) -> WriteStats {
+        self.core.stats()
     }
 }
 

@@ -70,7 +70,13 @@ pub fn test_config(backend: Backend) -> (ServerConfig, Data) {
     c.auth.argon2_t_cost = 1;
     c.limits.requests_per_second = 100_000.0;
     c.limits.request_burst = 100_000.0;
-    (c, Data { _dir: dir, _schema: schema })
+    (
+        c,
+        Data {
+            _dir: dir,
+            _schema: schema,
+        },
+    )
 }
 
 impl TestServer {
