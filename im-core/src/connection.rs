@@ -101,6 +101,19 @@ pub struct Outcome {
     pub close: Option<String>,
 }
 
+impl Outcome {
+    /// True when the reply refuses the client's protocol version.
+    pub fn reply_is_version_error(&self) -> bool {
+        matches!(
+            &self.reply.body,
+            Some(v1::server_frame::Body::Response(v1::Response {
+                result: Some(Reply::Error(e)),
+                ..
+            })) if e.code == v1::ErrorCode::UnsupportedVersion as i32
+        )
+    }
+}
+
 /// One client connection's protocol state.
 pub struct Connection {
     engine: Engine,
@@ -206,7 +219,7 @@ impl Connection {
         if hello.protocol_version != im_protocol::PROTOCOL_VERSION {
             outcome.close = Some("unsupported protocol version".into());
             self.state = State::Closed;
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::UnsupportedVersion(format!(
                 "protocol version {} is not supported; this server speaks {}",
                 hello.protocol_version,
                 im_protocol::PROTOCOL_VERSION

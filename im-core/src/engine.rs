@@ -937,14 +937,22 @@ impl Engine {
         Ok(())
     }
 
-    /// Presence of users (online on this node, or offline with last seen).
-    pub async fn presence(&self, ids: &[UserId]) -> Result<Vec<v1::Presence>> {
+    /// Presence of users the caller shares a direct conversation or a
+    /// (not large) group with, or of the caller; others are left out.
+    pub async fn presence(&self, caller: Caller, ids: &[UserId]) -> Result<Vec<v1::Presence>> {
         if ids.len() > self.inner.config.max_page_size as usize {
             return Err(Error::TooLarge(format!(
                 "at most {} ids",
                 self.inner.config.max_page_size
             )));
         }
+        let contacts: BTreeSet<UserId> = self.contacts(caller.user_id).await?.into_iter().collect();
+        let ids: Vec<UserId> = ids
+            .iter()
+            .copied()
+            .filter(|id| *id == caller.user_id || contacts.contains(id))
+            .collect();
+        let ids = &ids[..];
         let stored: HashMap<UserId, i64> = self
             .inner
             .store
@@ -1026,7 +1034,7 @@ impl Engine {
                 Reply::Ok(v1::Empty {})
             }
             Body::GetPresence(r) => Reply::Presence(v1::PresenceList {
-                presence: self.presence(&r.user_ids).await?,
+                presence: self.presence(caller, &r.user_ids).await?,
             }),
             Body::Ping(_) => Reply::Pong(v1::Pong {
                 server_time: now_ms(),

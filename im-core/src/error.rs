@@ -34,6 +34,9 @@ pub enum Error {
     /// An unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The client speaks a protocol version this server does not.
+    #[error("unsupported protocol version: {0}")]
+    UnsupportedVersion(String),
 }
 
 /// Result alias of this crate.
@@ -52,6 +55,7 @@ impl Error {
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
+            Error::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
         }
     }
 
@@ -66,7 +70,8 @@ impl Error {
             | Error::RateLimited(m)
             | Error::Conflict(m)
             | Error::Unavailable(m)
-            | Error::Internal(m) => m,
+            | Error::Internal(m)
+            | Error::UnsupportedVersion(m) => m,
         }
     }
 

@@ -17,7 +17,8 @@ use tokio::sync::mpsc;
 pub enum Outbound {
     /// An event to send.
     Event(Arc<SharedEvent>),
-    /// Close the connection with this reason (e.g. the session fell behind).
+    /// Close the connection with this reason (sent by embedders through
+    /// their own session handling; the engine itself does not).
     Close(String),
 }
 
@@ -169,15 +170,6 @@ impl Sessions {
     /// True if no session is connected.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Asks every session of a user to close (e.g. the account was logged out everywhere).
-    pub fn close_user(&self, user_id: UserId, reason: &str) {
-        if let Some(user) = self.by_user.get(&user_id) {
-            for e in &user.entries {
-                let _ = e.tx.try_send(Outbound::Close(reason.to_owned()));
-            }
-        }
     }
 }
 

@@ -533,8 +533,13 @@ mod engine {
         assert!(
             matches!(next(&mut a_events.rx), Some(v1::event::Kind::Presence(p)) if p.user_id == b.user_id && p.online)
         );
-        let p = e.presence(&[a.user_id, b.user_id, 999]).await.unwrap();
+        let p = e.presence(a, &[a.user_id, b.user_id, 999]).await.unwrap();
         assert_eq!(p.len(), 2);
+        let stranger = user(&e, "stranger").await;
+        assert!(
+            e.presence(stranger, &[a.user_id]).await.unwrap().is_empty(),
+            "presence only for contacts"
+        );
         assert!(p.iter().all(|p| p.online));
 
         e.send_message(a, text(g.id, "hi", "1")).await.unwrap();
@@ -567,7 +572,7 @@ mod engine {
             other => panic!("expected presence, got {other:?}"),
         };
         assert!(!e.is_online(b.user_id));
-        let p = e.presence(&[b.user_id]).await.unwrap();
+        let p = e.presence(a, &[b.user_id]).await.unwrap();
         assert_eq!(p[0].generation, gen_online);
         assert!(!p[0].online && p[0].last_seen > 0);
     }

@@ -174,6 +174,7 @@ where
                     }
                 };
                 let outcome = conn.handle(frame).await;
+                let version_error = outcome.reply_is_version_error();
                 if let Some(session) = outcome.session {
                     events = Some(session);
                 }
@@ -181,7 +182,8 @@ where
                     break None;
                 }
                 if let Some(reason) = outcome.close {
-                    break Some((CloseCode::Normal, reason));
+                    let code = if version_error { CloseCode::Protocol } else { CloseCode::Normal };
+                    break Some((code, reason));
                 }
             }
             out = next_event(&mut events) => {

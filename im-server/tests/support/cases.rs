@@ -320,8 +320,8 @@ async fn bad_input_gets_typed_errors_and_never_disturbs_others() {
     let mut raw3 = RawWs::connect(server.addr, None).await;
     raw3.send_json(r#"{"requestId":"1","hello":{"protocolVersion":99}}"#)
         .await;
-    assert_eq!(raw3.error_code().await.1, "INVALID_ARGUMENT");
-    assert!(raw3.closed().await.is_some());
+    assert_eq!(raw3.error_code().await.1, "UNSUPPORTED_VERSION");
+    assert_eq!(raw3.closed().await, Some(1002));
     // A frame far beyond the limit: a clean close with 1009.
     raw.send_binary(vec![0u8; server.max_frame * 8]).await;
     assert_eq!(raw.closed().await, Some(1009));
