@@ -52,6 +52,11 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Run => {
             init_logging(&config);
+            // Every connection is a file: use all the process may have.
+            match rlimit::increase_nofile_limit(u64::MAX) {
+                Ok(limit) => tracing::info!(limit, "open file limit"),
+                Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -1,0 +1,272 @@
+//! `im-load`: the load generator. Speaks the real protocol over real
+//! WebSocket connections, measures, and verifies exactly-once delivery.
+//!
+//! ```text
+//! im-load --addr 127.0.0.1:8080 --server-pid $(pgrep -x im-server) connect -n 20000 --workers 2
+//! im-load --addr 127.0.0.1:8080 dm --pairs 50 --duration 10
+//! im-load --addr 127.0.0.1:8080 group --members 100 --senders 4 --duration 10
+//! im-load --addr 127.0.0.1:8080 mixed --idle 2000 --pairs 20 --groups 4 --group-size 50 --churn 20
+//! ```
+//! Prints one JSON report per run on stdout; exits 1 if verification failed.
+
+use clap::{Parser, Subcommand};
+use im_benches::scenario::{self, Load, Report, Target};
+use std::io::{BufRead, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "im-load", about = "Load generator for the im chat server")]
+struct Cli {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Server process id, to report its memory and CPU time.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Loopback source addresses to spread connections over, e.g. 127.0.0.2,127.0.0.3.
+    #[arg(long, value_delimiter = ',')]
+    sources: Vec<IpAddr>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(clap::Args, Clone, Copy)]
+struct LoadArgs {
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Messages per second per sender (omit: flat out).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Requests in flight per sender when flat out.
+    #[arg(long, default_value_t = 8)]
+    window: usize,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+}
+
+impl From<LoadArgs> for Load {
+    fn from(a: LoadArgs) -> Self {
+        Load {
+            duration: Duration::from_secs_f64(a.duration),
+            rate: a.rate,
+            window: a.window,
+            size: a.size,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Open N authenticated connections and hold them idle.
+    Connect {
+        /// Connections in all.
+        #[arg(short, default_value_t = 1000)]
+        n: usize,
+        /// Seconds to hold them before measuring memory.
+        #[arg(long, default_value_t = 2.0)]
+        hold: f64,
+        /// Worker processes (each holds n / workers connections; a process may hold 20,000 files here).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Internal: run as a worker that reports when it holds its connections.
+        #[arg(long, hide = true)]
+        worker: bool,
+    },
+    /// P pairs exchanging messages.
+    Dm {
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// A group of M members, K of them sending.
+    Group {
+        #[arg(long, default_value_t = 100)]
+        members: usize,
+        #[arg(long, default_value_t = 2)]
+        senders: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Idle connections, chatting pairs, groups and reconnect churn together.
+    Mixed {
+        #[arg(long, default_value_t = 1000)]
+        idle: usize,
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+        #[arg(long, default_value_t = 2)]
+        groups: usize,
+        #[arg(long, default_value_t = 20)]
+        group_size: usize,
+        /// Idle connections closed and reopened per second.
+        #[arg(long, default_value_t = 10)]
+        churn: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let target = Target {
+        addr: cli.addr,
+        server_pid: cli.server_pid,
+        sources: cli.sources.clone(),
+    };
+    let report = match cli.scenario {
+        Scenario::Connect {
+            n,
+            hold,
+            workers,
+            worker,
+        } if worker => {
+            // Worker: register, wait for "go", open, report, hold until stdin closes.
+            runtime.block_on(async {
+                let tokens = scenario::register_users(target.addr, n.div_ceil(10).max(1)).await?;
+                println!("{}", serde_json::json!({"registered": tokens.len()}));
+                std::io::stdout().flush()?;
+                let go = tokio::task::spawn_blocking(|| {
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line).map(|_| line)
+                })
+                .await??;
+                anyhow::ensure!(go.trim() == "go", "worker expected go");
+                let started = std::time::Instant::now();
+                let (conns, failures) = scenario::open_connections(&target, &tokens, n, 256).await;
+                let wall = started.elapsed().as_secs_f64();
+                println!(
+                    "{}",
+                    serde_json::json!({"held": conns.len(), "failures": failures, "wall": wall})
+                );
+                std::io::stdout().flush()?;
+                let _ = tokio::task::spawn_blocking(|| std::io::stdin().lock().lines().next()).await;
+                drop(conns);
+                anyhow::Ok(())
+            })?;
+            let _ = (hold, workers);
+            return Ok(());
+        }
+        Scenario::Connect { n, hold, workers, .. } if workers > 1 => {
+            connect_with_workers(&cli, &target, n, hold, workers)?
+        }
+        Scenario::Connect { n, hold, .. } => {
+            runtime.block_on(scenario::connect(&target, n, Duration::from_secs_f64(hold)))?
+        }
+        Scenario::Dm { pairs, load } => runtime.block_on(scenario::dm(&target, pairs, load.into()))?,
+        Scenario::Group {
+            members,
+            senders,
+            load,
+        } => runtime.block_on(scenario::group(&target, members, senders, load.into()))?,
+        Scenario::Mixed {
+            idle,
+            pairs,
+            groups,
+            group_size,
+            churn,
+            load,
+        } => runtime.block_on(scenario::mixed(
+            &target,
+            idle,
+            pairs,
+            groups,
+            group_size,
+            churn,
+            load.into(),
+        ))?,
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if !report.verified() {
+        eprintln!(
+            "VERIFICATION FAILED: lost {}, duplicates {}, connect failures {}, errors {}",
+            report.lost, report.duplicates, report.connect_failures, report.errors
+        );
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Spreads `n` connections over worker processes (each its own file limit),
+/// measures the server's memory once all of them hold their share.
+fn connect_with_workers(
+    cli: &Cli,
+    target: &Target,
+    n: usize,
+    hold: f64,
+    workers: usize,
+) -> anyhow::Result<Report> {
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for w in 0..workers {
+        let share = n / workers + usize::from(w < n % workers);
+        let mut cmd = Command::new(&exe);
+        cmd.arg("--addr").arg(cli.addr.to_string());
+        // Each worker gets its own source address (127.0.0.2, 127.0.0.3, ...) unless given.
+        let source = cli
+            .sources
+            .get(w % cli.sources.len().max(1))
+            .copied()
+            .unwrap_or_else(|| IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2 + w as u8)));
+        cmd.arg("--sources").arg(source.to_string());
+        cmd.args(["connect", "-n", &share.to_string(), "--worker"]);
+        children.push(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?);
+    }
+    let mut readers = Vec::new();
+    for child in &mut children {
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("worker stdout"))?;
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        anyhow::ensure!(
+            line.contains("registered"),
+            "worker failed to register users: {line}"
+        );
+        readers.push(reader);
+    }
+    // Every worker registered its users: the baseline excludes that work.
+    std::thread::sleep(Duration::from_millis(300));
+    let rss_before = target.server_pid.and_then(im_benches::stats::rss_kib);
+    for child in &mut children {
+        let stdin = child
+            .stdin
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("worker stdin"))?;
+        stdin.write_all(b"go\n")?;
+        stdin.flush()?;
+    }
+    let (mut held, mut failures, mut wall) = (0usize, 0usize, 0f64);
+    for reader in &mut readers {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let v: serde_json::Value = serde_json::from_str(line.trim())?;
+        held += v["held"].as_u64().unwrap_or(0) as usize;
+        failures += v["failures"].as_u64().unwrap_or(0) as usize;
+        wall = wall.max(v["wall"].as_f64().unwrap_or(0.0));
+    }
+    std::thread::sleep(Duration::from_secs_f64(hold));
+    let rss_after = target.server_pid.and_then(im_benches::stats::rss_kib);
+    for mut child in children {
+        drop(child.stdin.take());
+        let _ = child.wait();
+    }
+    Ok(Report {
+        scenario: "connect".into(),
+        connections: held,
+        connect_failures: failures,
+        connects_per_sec: held as f64 / wall.max(1e-9),
+        server_bytes_per_connection: rss_before
+            .zip(rss_after)
+            .filter(|_| held > 0)
+            .map(|(b, a)| (a.saturating_sub(b) * 1024) as f64 / held as f64),
+        wall_secs: wall,
+        ..Default::default()
+    })
+}

@@ -1,0 +1,185 @@
+//! A lean protocol client for load: one task per connection, binary frames,
+//! requests pipelined, events handed to a callback.
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
+use im_protocol::{Format, codec};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+type Waiters = Mutex<HashMap<u64, oneshot::Sender<Result<Reply, v1::Error>>>>;
+
+/// One authenticated connection.
+pub struct Conn {
+    out: mpsc::UnboundedSender<Message>,
+    waiters: Arc<Waiters>,
+    next: AtomicU64,
+    /// The user this connection is signed in as.
+    pub user_id: u64,
+}
+
+/// Registers a user over HTTP; returns (user id, token).
+pub async fn register(
+    http_addr: SocketAddr,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<(u64, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = serde_json::json!({"username": username, "password": password}).to_string();
+    let mut stream = tokio::net::TcpStream::connect(http_addr).await?;
+    let req = format!(
+        "POST /v1/auth/register HTTP/1.1\r\nHost: {http_addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").context("bad HTTP response")?;
+    if !head.starts_with("HTTP/1.1 201") {
+        bail!("register {username}: {head} {body}");
+    }
+    let v: serde_json::Value = serde_json::from_str(body)?;
+    Ok((
+        v["user_id"].as_u64().context("user_id")?,
+        v["token"].as_str().context("token")?.to_owned(),
+    ))
+}
+
+impl Conn {
+    /// Connects from `source` (a loopback address, to spread source ports),
+    /// authenticates with `token`, and calls `on_event` for every event.
+    pub async fn connect(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        token: &str,
+        on_event: impl Fn(v1::event::Kind) + Send + 'static,
+    ) -> anyhow::Result<Conn> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        if let Some(ip) = source {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config(format!("ws://{addr}/v1/ws"), stream, Some(config))
+                .await
+                .context("websocket handshake")?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+        let waiters: Arc<Waiters> = Arc::new(Mutex::new(HashMap::new()));
+        let w = waiters.clone();
+        tokio::spawn(async move {
+            let (mut sink, mut stream) = ws.split();
+            loop {
+                tokio::select! {
+                    out = rx.recv() => {
+                        let Some(msg) = out else { break };
+                        if sink.feed(msg).await.is_err() { break; }
+                        while let Ok(more) = rx.try_recv() {
+                            if sink.feed(more).await.is_err() { return; }
+                        }
+                        if sink.flush().await.is_err() { break; }
+                    }
+                    incoming = stream.next() => {
+                        let data = match incoming {
+                            Some(Ok(Message::Binary(b))) => b,
+                            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                            Some(Ok(_)) => continue,
+                        };
+                        let Ok(frame) = codec::decode::<v1::ServerFrame>(&data, Format::Binary, usize::MAX) else { continue };
+                        match frame.body {
+                            Some(v1::server_frame::Body::Response(r)) => {
+                                if let Some(waiter) = w.lock().remove(&r.request_id) {
+                                    let _ = waiter.send(match r.result {
+                                        Some(Reply::Error(e)) => Err(e),
+                                        Some(ok) => Ok(ok),
+                                        None => Err(v1::Error::default()),
+                                    });
+                                }
+                            }
+                            Some(v1::server_frame::Body::Event(v1::Event { kind: Some(kind) })) => on_event(kind),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            w.lock().clear();
+        });
+        let mut conn = Conn {
+            out: tx,
+            waiters,
+            next: AtomicU64::new(1),
+            user_id: 0,
+        };
+        match conn
+            .call(Body::Hello(v1::Hello {
+                protocol_version: im_protocol::PROTOCOL_VERSION,
+                token: token.to_owned(),
+                device_id: String::new(),
+            }))
+            .await?
+        {
+            Reply::Hello(ok) => conn.user_id = ok.user.context("hello without user")?.id,
+            other => bail!("unexpected hello reply {other:?}"),
+        }
+        Ok(conn)
+    }
+
+    /// Sends a request and waits for its reply.
+    pub async fn call(&self, body: Body) -> anyhow::Result<Reply> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().insert(id, tx);
+        let frame = v1::ClientFrame {
+            request_id: id,
+            body: Some(body),
+        };
+        self.out
+            .send(Message::Binary(codec::encode(&frame, Format::Binary)))
+            .map_err(|_| anyhow::anyhow!("connection closed"))?;
+        match rx.await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => bail!("server error {}: {}", e.code, e.message),
+            Err(_) => bail!("connection closed before the reply"),
+        }
+    }
+
+    /// Sends a text message; returns the ack.
+    pub async fn send(
+        &self,
+        target: v1::send_message::Target,
+        client_msg_id: String,
+        text: String,
+    ) -> anyhow::Result<v1::SendAck> {
+        match self
+            .call(Body::Send(v1::SendMessage {
+                target: Some(target),
+                client_msg_id,
+                content: Some(v1::Content::text(text)),
+            }))
+            .await?
+        {
+            Reply::Ack(ack) => Ok(ack),
+            other => bail!("unexpected send reply {other:?}"),
+        }
+    }
+
+    /// Closes the connection.
+    pub fn close(&self) {
+        let _ = self.out.send(Message::Close(None));
+    }
+}
