@@ -156,7 +156,7 @@ fn fanout_benches(c: &mut Criterion) {
                 };
                 sessions.deliver(&delivery);
                 for r in &mut receivers {
-                    if let Ok(im_core::session::Outbound::Event(ev)) = r.rx.try_recv() {
+                    if let Some(im_core::session::Outbound::Event(ev)) = r.try_recv() {
                         // Every recipient writes the shared bytes: encoded once.
                         std::hint::black_box(ev.encoded(Format::Binary));
                     }

@@ -7,7 +7,7 @@
 
 use crate::engine::{Caller, Engine};
 use crate::error::Error;
-use crate::model::UserRecord;
+use crate::model::{UserId, UserRecord};
 use crate::session::SessionEvents;
 use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
 use tokio::time::Instant;
@@ -82,8 +82,9 @@ impl TokenBucket {
 enum State {
     AwaitingHello,
     Anonymous,
+    /// Only the id is kept: an idle connection should cost little.
     Authenticated {
-        user: UserRecord,
+        user_id: UserId,
         token: String,
         session: u64,
     },
@@ -138,9 +139,9 @@ impl Connection {
     }
 
     /// The authenticated user, if any.
-    pub fn user(&self) -> Option<&UserRecord> {
+    pub fn user_id(&self) -> Option<UserId> {
         match &self.state {
-            State::Authenticated { user, .. } => Some(user),
+            State::Authenticated { user_id, .. } => Some(*user_id),
             _ => None,
         }
     }
@@ -205,9 +206,9 @@ impl Connection {
                 outcome.close = Some("logged out".into());
                 Ok(Reply::Ok(v1::Empty {}))
             }
-            (State::Authenticated { user, session, .. }, body) => {
+            (State::Authenticated { user_id, session, .. }, body) => {
                 let caller = Caller {
-                    user_id: user.id,
+                    user_id: *user_id,
                     session_id: *session,
                 };
                 self.engine.handle(caller, body).await
@@ -263,7 +264,7 @@ impl Connection {
         }
         let events = self.engine.connect(user.id).await;
         self.state = State::Authenticated {
-            user,
+            user_id: user.id,
             token,
             session: events.id,
         };
@@ -272,9 +273,10 @@ impl Connection {
     }
 
     async fn detach(&mut self) {
-        if let State::Authenticated { user, session, .. } = std::mem::replace(&mut self.state, State::Closed)
+        if let State::Authenticated { user_id, session, .. } =
+            std::mem::replace(&mut self.state, State::Closed)
         {
-            self.engine.disconnect(user.id, session).await;
+            self.engine.disconnect(user_id, session).await;
         }
     }
 
@@ -287,11 +289,12 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         // A transport that forgot `close` (or panicked) still unregisters.
-        if let State::Authenticated { user, session, .. } = std::mem::replace(&mut self.state, State::Closed)
+        if let State::Authenticated { user_id, session, .. } =
+            std::mem::replace(&mut self.state, State::Closed)
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
             let engine = self.engine.clone();
-            handle.spawn(async move { engine.disconnect(user.id, session).await });
+            handle.spawn(async move { engine.disconnect(user_id, session).await });
         }
     }
 }

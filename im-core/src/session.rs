@@ -8,9 +8,11 @@ use crate::event::SharedEvent;
 use crate::fanout::{Delivery, FanOutHandler};
 use crate::model::{SessionId, UserId, now_ms};
 use dashmap::DashMap;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 /// What the engine hands a session's connection to write.
 #[derive(Debug, Clone)]
@@ -22,12 +24,44 @@ pub enum Outbound {
     Close(String),
 }
 
-struct Entry {
-    id: SessionId,
-    tx: mpsc::Sender<Outbound>,
+/// A session's event queue. Costs about 100 bytes while empty (no buffer is
+/// kept for an idle session), grows with the backlog up to `capacity`.
+struct Queue {
+    items: Mutex<VecDeque<Outbound>>,
+    ready: Notify,
+    capacity: usize,
     /// Set when an event could not be queued; the connection must then close
     /// so that its client resyncs.
-    overflowed: Arc<AtomicBool>,
+    overflowed: AtomicBool,
+}
+
+impl Queue {
+    fn push(&self, item: Outbound) {
+        {
+            let mut items = self.items.lock();
+            if items.len() >= self.capacity {
+                self.overflowed.store(true, Ordering::Relaxed);
+                return;
+            }
+            items.push_back(item);
+        }
+        self.ready.notify_one();
+    }
+
+    fn pop(&self) -> Option<Outbound> {
+        let mut items = self.items.lock();
+        let item = items.pop_front();
+        if items.is_empty() && items.capacity() > 16 {
+            // Give the memory of a burst back once it is written.
+            *items = VecDeque::new();
+        }
+        item
+    }
+}
+
+struct Entry {
+    id: SessionId,
+    queue: Arc<Queue>,
 }
 
 #[derive(Default)]
@@ -59,22 +93,43 @@ pub struct Sessions {
 }
 
 /// The receiving side of a session, owned by its connection.
-#[derive(Debug)]
 pub struct SessionEvents {
     /// This session's id.
     pub id: SessionId,
     /// The authenticated user.
     pub user_id: UserId,
-    /// Events to write.
-    pub rx: mpsc::Receiver<Outbound>,
-    overflowed: Arc<AtomicBool>,
+    queue: Arc<Queue>,
+}
+
+impl std::fmt::Debug for SessionEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionEvents")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionEvents {
+    /// The next event to write, waiting for one.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        loop {
+            if let Some(item) = self.queue.pop() {
+                return Some(item);
+            }
+            self.queue.ready.notified().await;
+        }
+    }
+
+    /// The next event if one is queued.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        self.queue.pop()
+    }
+
     /// True if events were dropped because the queue was full: the connection
     /// should close so that its client resyncs.
     pub fn overflowed(&self) -> bool {
-        self.overflowed.load(Ordering::Relaxed)
+        self.queue.overflowed.load(Ordering::Relaxed)
     }
 }
 
@@ -101,8 +156,12 @@ impl Sessions {
     /// Adds a session; returns it and the presence change if the user just came online.
     pub fn register(&self, user_id: UserId) -> (SessionEvents, Option<PresenceChange>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(self.queue_capacity);
-        let overflowed = Arc::new(AtomicBool::new(false));
+        let queue = Arc::new(Queue {
+            items: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            capacity: self.queue_capacity,
+            overflowed: AtomicBool::new(false),
+        });
         let mut user = self.by_user.entry(user_id).or_default();
         let change = user.entries.is_empty().then(|| {
             user.generation = next_generation(user.generation);
@@ -115,18 +174,9 @@ impl Sessions {
         });
         user.entries.push(Entry {
             id,
-            tx,
-            overflowed: overflowed.clone(),
+            queue: queue.clone(),
         });
-        (
-            SessionEvents {
-                id,
-                user_id,
-                rx,
-                overflowed,
-            },
-            change,
-        )
+        (SessionEvents { id, user_id, queue }, change)
     }
 
     /// Removes a session; returns the presence change if it was the user's last.
@@ -183,9 +233,7 @@ impl FanOutHandler for Sessions {
                 continue;
             };
             for e in &user.entries {
-                if e.tx.try_send(Outbound::Event(delivery.event.clone())).is_err() {
-                    e.overflowed.store(true, Ordering::Relaxed);
-                }
+                e.queue.push(Outbound::Event(delivery.event.clone()));
             }
         }
     }

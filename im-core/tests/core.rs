@@ -525,13 +525,13 @@ mod engine {
         let g = e.create_group(a, "g", &[b.user_id]).await.unwrap();
         let mut a_events = e.connect(a.user_id).await;
         let mut b_events = e.connect(b.user_id).await;
-        let next = |rx: &mut tokio::sync::mpsc::Receiver<Outbound>| match rx.try_recv() {
-            Ok(Outbound::Event(ev)) => ev.kind().cloned(),
+        let next = |rx: &mut im_core::session::SessionEvents| match rx.try_recv() {
+            Some(Outbound::Event(ev)) => ev.kind().cloned(),
             _ => None,
         };
         // Alice sees Bob come online.
         assert!(
-            matches!(next(&mut a_events.rx), Some(v1::event::Kind::Presence(p)) if p.user_id == b.user_id && p.online)
+            matches!(next(&mut a_events), Some(v1::event::Kind::Presence(p)) if p.user_id == b.user_id && p.online)
         );
         let p = e.presence(a, &[a.user_id, b.user_id, 999]).await.unwrap();
         assert_eq!(p.len(), 2);
@@ -543,27 +543,27 @@ mod engine {
         assert!(p.iter().all(|p| p.online));
 
         e.send_message(a, text(g.id, "hi", "1")).await.unwrap();
-        assert!(matches!(next(&mut b_events.rx), Some(v1::event::Kind::Message(m)) if m.seq == 2));
-        assert!(matches!(next(&mut a_events.rx), Some(v1::event::Kind::Message(m)) if m.seq == 2));
+        assert!(matches!(next(&mut b_events), Some(v1::event::Kind::Message(m)) if m.seq == 2));
+        assert!(matches!(next(&mut a_events), Some(v1::event::Kind::Message(m)) if m.seq == 2));
 
         e.typing(b, g.id, true).await.unwrap();
         assert!(
-            matches!(next(&mut a_events.rx), Some(v1::event::Kind::Typing(t)) if t.user_id == b.user_id && t.typing)
+            matches!(next(&mut a_events), Some(v1::event::Kind::Typing(t)) if t.user_id == b.user_id && t.typing)
         );
         assert!(
-            next(&mut b_events.rx).is_none(),
+            next(&mut b_events).is_none(),
             "the typist does not get their own typing"
         );
 
         let cur = e.mark(b, g.id, Some(2), None).await.unwrap();
         assert_eq!((cur.read_seq, cur.delivered_seq), (2, 2));
         assert!(
-            matches!(next(&mut a_events.rx), Some(v1::event::Kind::Receipt(r)) if r.read_seq == 2 && r.user_id == b.user_id)
+            matches!(next(&mut a_events), Some(v1::event::Kind::Receipt(r)) if r.read_seq == 2 && r.user_id == b.user_id)
         );
         assert_eq!(e.list_conversations(b).await.unwrap()[0].unread_count, 0);
 
         e.disconnect(b.user_id, b_events.id).await;
-        let gen_online = match next(&mut a_events.rx) {
+        let gen_online = match next(&mut a_events) {
             Some(v1::event::Kind::Presence(p)) => {
                 assert!(!p.online);
                 assert!(p.last_seen > 0);

@@ -58,6 +58,22 @@ pub struct Server {
     shared: Arc<Shared>,
 }
 
+/// Pending connections the kernel queues before `accept` (the kernel caps it
+/// at `net.core.somaxconn`). A short queue drops SYNs under a connection
+/// burst, and each dropped SYN costs the client a one-second retransmit.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Opens the store named by the configuration.
 pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match config.store_url()? {
@@ -96,9 +112,8 @@ pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>>
 impl Server {
     /// Opens the store and binds the configured address.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.listen_addr()?)
-            .await
-            .with_context(|| format!("binding {}", config.server.listen))?;
+        let addr = config.listen_addr()?;
+        let listener = listen(addr).with_context(|| format!("binding {}", config.server.listen))?;
         Self::with_listener(config, listener).await
     }
 

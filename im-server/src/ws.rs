@@ -65,7 +65,7 @@ pub(crate) fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respon
                 let limit = task_shared.config.limits.max_frame_bytes;
                 let ws_config = WebSocketConfig::default()
                     // Small buffers: an idle connection should cost little.
-                    .read_buffer_size(4096)
+                    .read_buffer_size(512)
                     .write_buffer_size(0)
                     .max_write_buffer_size(limit * 64)
                     // Frames somewhat over the limit get a typed TOO_LARGE error;
@@ -112,9 +112,55 @@ fn close_message(code: CloseCode, reason: &str) -> Message {
     }))
 }
 
+type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
+
+/// Decodes and answers one frame. `Ok(Some(close))` asks to close the
+/// connection, `Err(())` means the socket failed.
+async fn on_frame<S>(
+    conn: &mut Connection,
+    sink: &mut Sink<S>,
+    events: &mut Option<SessionEvents>,
+    data: Bytes,
+    format: Format,
+    limit: usize,
+) -> Result<Option<(CloseCode, String)>, ()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let frame: v1::ClientFrame = match codec::decode(&data, format, limit) {
+        Ok(f) => f,
+        Err(e) => {
+            let err = match e {
+                CodecError::TooLarge { .. } => Error::TooLarge(e.to_string()),
+                _ => Error::InvalidArgument(e.to_string()),
+            };
+            let reply = v1::ServerFrame::error(0, err.code(), err.message());
+            return sink
+                .send(encode(&reply, format))
+                .await
+                .map(|_| None)
+                .map_err(|_| ());
+        }
+    };
+    let outcome = conn.handle(frame).await;
+    let version_error = outcome.reply_is_version_error();
+    if let Some(session) = outcome.session {
+        *events = Some(session);
+    }
+    sink.send(encode(&outcome.reply, format)).await.map_err(|_| ())?;
+    Ok(outcome.close.map(|reason| {
+        let code = if version_error {
+            CloseCode::Protocol
+        } else {
+            CloseCode::Normal
+        };
+        (code, reason)
+    }))
+}
+
 async fn next_event(events: &mut Option<SessionEvents>) -> Option<Outbound> {
     match events {
-        Some(e) => e.rx.recv().await,
+        Some(e) => e.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -159,31 +205,12 @@ where
                     Some(Ok(_)) => continue, // ping, pong: answered by tungstenite
                 };
                 format = fmt;
-                let frame: v1::ClientFrame = match codec::decode(&data, fmt, limit) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        let err = match e {
-                            CodecError::TooLarge { .. } => Error::TooLarge(e.to_string()),
-                            _ => Error::InvalidArgument(e.to_string()),
-                        };
-                        let reply = v1::ServerFrame::error(0, err.code(), err.message());
-                        if sink.send(encode(&reply, format)).await.is_err() {
-                            break None;
-                        }
-                        continue;
-                    }
-                };
-                let outcome = conn.handle(frame).await;
-                let version_error = outcome.reply_is_version_error();
-                if let Some(session) = outcome.session {
-                    events = Some(session);
-                }
-                if sink.send(encode(&outcome.reply, format)).await.is_err() {
-                    break None;
-                }
-                if let Some(reason) = outcome.close {
-                    let code = if version_error { CloseCode::Protocol } else { CloseCode::Normal };
-                    break Some((code, reason));
+                // Boxed: handling a request needs far more space than waiting,
+                // and an idle connection should not carry it.
+                match Box::pin(on_frame(&mut conn, &mut sink, &mut events, data, fmt, limit)).await {
+                    Ok(None) => {}
+                    Ok(Some(close)) => break Some(close),
+                    Err(()) => break None,
                 }
             }
             out = next_event(&mut events) => {
@@ -205,7 +232,7 @@ where
                     }
                     n += 1;
                     if n < MAX_BATCH {
-                        pending = events.as_mut().and_then(|e| e.rx.try_recv().ok());
+                        pending = events.as_mut().and_then(|e| e.try_recv());
                     }
                 }
                 if let Some(close) = close {
@@ -229,6 +256,21 @@ where
         }
     };
 
+    // Boxed: closing runs once, its futures need not live in every idle connection.
+    Box::pin(finish(conn, sink, stream, format, close)).await;
+}
+
+/// Sends the close reason, waits briefly for the client's close reply, and
+/// ends the session.
+async fn finish<S>(
+    conn: Connection,
+    mut sink: Sink<S>,
+    mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
+    format: Format,
+    close: Option<(CloseCode, String)>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     if let Some((code, reason)) = close {
         if code == CloseCode::Away {
             let closing = v1::ServerFrame::event(v1::event::Kind::Closing(v1::Closing {
