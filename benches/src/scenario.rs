@@ -172,12 +172,15 @@ async fn connect_one(
     clock: Clock,
 ) -> anyhow::Result<Conn> {
     let source = (!target.sources.is_empty()).then(|| target.sources[i % target.sources.len()]);
-    Conn::connect(target.addr, source, token, move |kind| {
+    let connect = Conn::connect(target.addr, source, token, move |kind| {
         if let v1::event::Kind::Message(m) = kind {
             inbox.record(clock, &m);
         }
-    })
-    .await
+    });
+    // A connection the server never accepts is a failure, not a hang.
+    tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .map_err(|_| anyhow::anyhow!("connect timed out"))?
 }
 
 /// Opens `count` connections with these tokens (round robin), `concurrency`

@@ -280,7 +280,12 @@ impl Engine {
             .await;
     }
 
-    async fn publish(&self, recipients: Vec<UserId>, exclude_user: Option<UserId>, kind: v1::event::Kind) {
+    async fn publish(
+        &self,
+        recipients: impl Into<Arc<[UserId]>>,
+        exclude_user: Option<UserId>,
+        kind: v1::event::Kind,
+    ) {
         let delivery = Delivery {
             recipients: recipients.into(),
             exclude_user,
@@ -544,7 +549,7 @@ impl Engine {
             return Ok(());
         }
         // The leaver's other devices learn it too.
-        let mut recipients = self.member_ids(id).await?;
+        let mut recipients = appended.members.to_vec();
         recipients.push(caller.user_id);
         self.publish(recipients, None, v1::event::Kind::Message(appended.message))
             .await;
@@ -639,9 +644,12 @@ impl Engine {
                 membership,
             })
             .await?;
-        let members = self.member_ids(id).await?;
-        self.publish(members, None, v1::event::Kind::Message(appended.message.clone()))
-            .await;
+        self.publish(
+            appended.members,
+            None,
+            v1::event::Kind::Message(appended.message.clone()),
+        )
+        .await;
         Ok(appended.message)
     }
 
@@ -751,10 +759,9 @@ impl Engine {
             )));
         }
         let conversation_id = match req.target {
-            Some(v1::send_message::Target::ConversationId(id)) => {
-                self.require_member(caller, id).await?;
-                id
-            }
+            // Existence and membership are checked by the store, in the
+            // transaction that appends: one round trip for a send.
+            Some(v1::send_message::Target::ConversationId(id)) => id,
             Some(v1::send_message::Target::ToUserId(to)) => {
                 self.user(to).await?;
                 self.inner
@@ -791,8 +798,7 @@ impl Engine {
             duplicate: appended.duplicate,
         };
         if !appended.duplicate {
-            let members = self.member_ids(m.conversation_id).await?;
-            self.publish(members, None, v1::event::Kind::Message(appended.message))
+            self.publish(appended.members, None, v1::event::Kind::Message(appended.message))
                 .await;
         }
         Ok(ack)

@@ -190,6 +190,9 @@ pub struct Appended {
     pub duplicate: bool,
     /// Member count after the membership change.
     pub member_count: u32,
+    /// The members after the change, ascending: the recipients of the
+    /// message. Empty for a duplicate (nothing new to deliver).
+    pub members: std::sync::Arc<[UserId]>,
 }
 
 /// Direction of a history page.

@@ -53,8 +53,28 @@ fn main() -> anyhow::Result<()> {
         Command::Run => {
             init_logging(&config);
             // Every connection is a file: use all the process may have.
+            let mut config = config;
             match rlimit::increase_nofile_limit(u64::MAX) {
-                Ok(limit) => tracing::info!(limit, "open file limit"),
+                Ok(limit) => {
+                    // Keep files for the store, logs and refusing excess connections politely.
+                    let usable = usize::try_from(limit)
+                        .unwrap_or(usize::MAX)
+                        .saturating_sub(64)
+                        .max(1);
+                    if config.server.max_connections > usable {
+                        tracing::warn!(
+                            configured = config.server.max_connections,
+                            usable,
+                            "server.max_connections lowered to fit the open file limit"
+                        );
+                        config.server.max_connections = usable;
+                    }
+                    tracing::info!(
+                        limit,
+                        max_connections = config.server.max_connections,
+                        "open file limit"
+                    );
+                }
                 Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -15,9 +15,13 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use im_core::connection::Outcome;
 use im_core::im_protocol::{CodecError, Format, codec, v1};
 use im_core::session::{Outbound, SessionEvents};
 use im_core::{Connection, Error};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -28,6 +32,9 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// Events written per flush at most.
 const MAX_BATCH: usize = 64;
+
+/// Frames read ahead while a request is in flight; then reading pauses.
+const MAX_PIPELINE: usize = 32;
 
 pub(crate) fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
     let headers = req.headers();
@@ -114,50 +121,6 @@ fn close_message(code: CloseCode, reason: &str) -> Message {
 
 type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
 
-/// Decodes and answers one frame. `Ok(Some(close))` asks to close the
-/// connection, `Err(())` means the socket failed.
-async fn on_frame<S>(
-    conn: &mut Connection,
-    sink: &mut Sink<S>,
-    events: &mut Option<SessionEvents>,
-    data: Bytes,
-    format: Format,
-    limit: usize,
-) -> Result<Option<(CloseCode, String)>, ()>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let frame: v1::ClientFrame = match codec::decode(&data, format, limit) {
-        Ok(f) => f,
-        Err(e) => {
-            let err = match e {
-                CodecError::TooLarge { .. } => Error::TooLarge(e.to_string()),
-                _ => Error::InvalidArgument(e.to_string()),
-            };
-            let reply = v1::ServerFrame::error(0, err.code(), err.message());
-            return sink
-                .send(encode(&reply, format))
-                .await
-                .map(|_| None)
-                .map_err(|_| ());
-        }
-    };
-    let outcome = conn.handle(frame).await;
-    let version_error = outcome.reply_is_version_error();
-    if let Some(session) = outcome.session {
-        *events = Some(session);
-    }
-    sink.send(encode(&outcome.reply, format)).await.map_err(|_| ())?;
-    Ok(outcome.close.map(|reason| {
-        let code = if version_error {
-            CloseCode::Protocol
-        } else {
-            CloseCode::Normal
-        };
-        (code, reason)
-    }))
-}
-
 async fn next_event(events: &mut Option<SessionEvents>) -> Option<Outbound> {
     match events {
         Some(e) => e.recv().await,
@@ -165,12 +128,47 @@ async fn next_event(events: &mut Option<SessionEvents>) -> Option<Outbound> {
     }
 }
 
+/// A request being handled: owns the connection state until it is done.
+type InFlight = Pin<Box<dyn Future<Output = (Connection, Outcome)> + Send>>;
+
+fn start(mut conn: Connection, frame: v1::ClientFrame) -> InFlight {
+    Box::pin(async move {
+        let outcome = conn.handle(frame).await;
+        (conn, outcome)
+    })
+}
+
+async fn in_flight_done(in_flight: &mut Option<InFlight>) -> (Connection, Outcome) {
+    match in_flight {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Decodes a frame into a typed error if it cannot be.
+fn decode(data: &[u8], format: Format, limit: usize) -> Result<v1::ClientFrame, Error> {
+    codec::decode(data, format, limit).map_err(|e| match e {
+        CodecError::TooLarge { .. } => Error::TooLarge(e.to_string()),
+        _ => Error::InvalidArgument(e.to_string()),
+    })
+}
+
+/// Serves one WebSocket. Requests of a connection are handled one at a time,
+/// in order; while one is in flight (e.g. waiting for its commit) the loop
+/// keeps writing events and reads ahead up to `MAX_PIPELINE` frames, after
+/// which it stops reading and TCP pushes back on the client.
 async fn serve<S>(shared: Arc<Shared>, ws: WebSocketStream<S>, token: Option<String>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut sink, mut stream) = ws.split();
-    let mut conn = Connection::new(shared.engine.clone(), shared.config.connection_config(), token);
+    let mut conn = Some(Connection::new(
+        shared.engine.clone(),
+        shared.config.connection_config(),
+        token,
+    ));
+    let mut in_flight: Option<InFlight> = None;
+    let mut backlog: VecDeque<(v1::ClientFrame, Format)> = VecDeque::new();
     let mut events: Option<SessionEvents> = None;
     let mut format = Format::Binary;
     let limit = shared.config.limits.max_frame_bytes;
@@ -182,12 +180,35 @@ where
     let mut last_heard = Instant::now();
 
     let close: Option<(CloseCode, String)> = loop {
+        // Start the next request once the previous one is answered.
+        if in_flight.is_none()
+            && let Some((frame, fmt)) = backlog.pop_front()
+            && let Some(c) = conn.take()
+        {
+            format = fmt;
+            in_flight = Some(start(c, frame));
+        }
         tokio::select! {
             biased;
             _ = shared.shutdown.cancelled() => {
                 break Some((CloseCode::Away, "server shutting down".into()));
             }
-            incoming = stream.next() => {
+            (c, outcome) = in_flight_done(&mut in_flight) => {
+                in_flight = None;
+                conn = Some(c);
+                let version_error = outcome.reply_is_version_error();
+                if let Some(session) = outcome.session {
+                    events = Some(session);
+                }
+                if sink.send(encode(&outcome.reply, format)).await.is_err() {
+                    break None;
+                }
+                if let Some(reason) = outcome.close {
+                    let code = if version_error { CloseCode::Protocol } else { CloseCode::Normal };
+                    break Some((code, reason));
+                }
+            }
+            incoming = stream.next(), if backlog.len() < MAX_PIPELINE => {
                 last_heard = Instant::now();
                 let (data, fmt) = match incoming {
                     None => break None,
@@ -204,13 +225,18 @@ where
                     Some(Ok(Message::Close(_))) => break None,
                     Some(Ok(_)) => continue, // ping, pong: answered by tungstenite
                 };
-                format = fmt;
-                // Boxed: handling a request needs far more space than waiting,
-                // and an idle connection should not carry it.
-                match Box::pin(on_frame(&mut conn, &mut sink, &mut events, data, fmt, limit)).await {
-                    Ok(None) => {}
-                    Ok(Some(close)) => break Some(close),
-                    Err(()) => break None,
+                match decode(&data, fmt, limit) {
+                    Ok(frame) => backlog.push_back((frame, fmt)),
+                    Err(err) => {
+                        // Not decodable, so no request id: answered with 0.
+                        let reply = v1::ServerFrame::error(0, err.code(), err.message());
+                        if sink.send(encode(&reply, fmt)).await.is_err() {
+                            break None;
+                        }
+                    }
+                }
+                if in_flight.is_none() && backlog.len() == 1 {
+                    format = fmt;
                 }
             }
             out = next_event(&mut events) => {
@@ -246,7 +272,7 @@ where
                 }
             }
             _ = heartbeat.tick() => {
-                if last_heard.elapsed() >= idle_timeout {
+                if last_heard.elapsed() >= idle_timeout && in_flight.is_none() {
                     break Some((CloseCode::Away, "idle timeout".into()));
                 }
                 if sink.send(Message::Ping(Bytes::new())).await.is_err() {
@@ -257,13 +283,15 @@ where
     };
 
     // Boxed: closing runs once, its futures need not live in every idle connection.
-    Box::pin(finish(conn, sink, stream, format, close)).await;
+    Box::pin(finish(conn, in_flight, backlog, sink, stream, format, close)).await;
 }
 
 /// Sends the close reason, waits briefly for the client's close reply, and
 /// ends the session.
 async fn finish<S>(
-    conn: Connection,
+    conn: Option<Connection>,
+    in_flight: Option<InFlight>,
+    backlog: VecDeque<(v1::ClientFrame, Format)>,
     mut sink: Sink<S>,
     mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
     format: Format,
@@ -271,6 +299,22 @@ async fn finish<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    // A request in flight finishes and is answered (its ack may already be
+    // committed); requests not started yet are refused as retryable.
+    let mut conn = conn;
+    if let Some(f) = in_flight {
+        let (c, outcome) = f.await;
+        conn = Some(c);
+        let _ = sink.feed(encode(&outcome.reply, format)).await;
+    }
+    for (frame, fmt) in backlog {
+        let refused = v1::ServerFrame::error(
+            frame.request_id,
+            v1::ErrorCode::Unavailable,
+            "the connection is closing; retry",
+        );
+        let _ = sink.feed(encode(&refused, fmt)).await;
+    }
     if let Some((code, reason)) = close {
         if code == CloseCode::Away {
             let closing = v1::ServerFrame::event(v1::event::Kind::Closing(v1::Closing {
@@ -289,6 +333,10 @@ async fn finish<S>(
             }
         })
         .await;
+    } else {
+        let _ = sink.flush().await;
     }
-    conn.close().await;
+    if let Some(conn) = conn {
+        conn.close().await;
+    }
 }

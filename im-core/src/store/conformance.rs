@@ -26,6 +26,7 @@ macro_rules! store_conformance_tests {
             concurrent_appends_are_gap_free, client_msg_id_deduplicates,
             membership_changes_are_atomic_with_message, rooms_listed_by_size,
             cursors_only_move_forward, unread_counts_skip_own_messages,
+            appends_are_authorized_and_return_recipients,
             delete_and_rename_conversation, unknown_conversation_is_not_found);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -443,4 +444,52 @@ pub async fn unknown_conversation_is_not_found(store: Arc<dyn Store>) {
         store.rename_conversation(987_654, "t").await,
         Err(Error::NotFound(_))
     ));
+}
+
+pub async fn appends_are_authorized_and_return_recipients(store: Arc<dyn Store>) {
+    let a = user(&store, "a").await;
+    let b = user(&store, "b").await;
+    let c = user(&store, "c").await;
+    let g = group(&store, a.id, vec![b.id]).await;
+    let first = store.append_message(text(g.id, a.id, "x", None)).await.unwrap();
+    assert_eq!(&first.members[..], &[a.id, b.id]);
+    // A non-member's message is refused and uses no sequence number.
+    assert!(matches!(
+        store
+            .append_message(text(g.id, c.id, "let me in", Some("c-1")))
+            .await,
+        Err(Error::PermissionDenied(_))
+    ));
+    let mut add = text(g.id, 0, "added", None);
+    add.membership = Some(Membership::Add(vec![(c.id, v1::Role::Member)]));
+    let added = store.append_message(add).await.unwrap();
+    assert_eq!(added.message.seq, 2, "the refused message took no seq");
+    assert_eq!(&added.members[..], &[a.id, b.id, c.id]);
+    // The same client id may be used now that c is a member: nothing was stored before.
+    let now = store
+        .append_message(text(g.id, c.id, "hello", Some("c-1")))
+        .await
+        .unwrap();
+    assert!(!now.duplicate);
+    assert_eq!(&now.members[..], &[a.id, b.id, c.id]);
+    let mut remove = text(g.id, 0, "left", None);
+    remove.membership = Some(Membership::Remove(b.id));
+    let removed = store.append_message(remove).await.unwrap();
+    assert_eq!(
+        &removed.members[..],
+        &[a.id, c.id],
+        "recipients follow membership changes"
+    );
+    assert!(matches!(
+        store.append_message(text(g.id, b.id, "still here?", None)).await,
+        Err(Error::PermissionDenied(_))
+    ));
+    let dup = store
+        .append_message(text(g.id, c.id, "hello", Some("c-1")))
+        .await
+        .unwrap();
+    assert!(
+        dup.duplicate && dup.members.is_empty(),
+        "a duplicate delivers nothing new"
+    );
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use im_protocol::v1;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// An in-memory [`Store`]. Data is lost when it is dropped.
 ///
@@ -311,7 +312,22 @@ impl Store for MemoryStore {
                 message: conv.messages[(seq - 1) as usize].clone(),
                 duplicate: true,
                 member_count: conv.record.member_count,
+                members: Arc::from(Vec::new()),
             });
+        }
+        let conv = inner.conv(new.conversation_id)?;
+        if new.sender_id != 0 {
+            let member_after = match &new.membership {
+                Some(Membership::Add(users)) if users.iter().any(|(u, _)| *u == new.sender_id) => true,
+                Some(Membership::Remove(u)) if *u == new.sender_id => false,
+                _ => conv.members.contains_key(&new.sender_id),
+            };
+            if !member_after {
+                return Err(Error::PermissionDenied(format!(
+                    "not a member of conversation {}",
+                    new.conversation_id
+                )));
+            }
         }
         inner.next_message += 1;
         let id = inner.next_message;
@@ -349,6 +365,7 @@ impl Store for MemoryStore {
         };
         conv.messages.push(message.clone());
         let member_count = conv.record.member_count;
+        let members: Arc<[UserId]> = conv.members.keys().copied().collect::<Vec<_>>().into();
         let seq = message.seq;
         if let Some(cid) = new.client_msg_id {
             inner
@@ -359,6 +376,7 @@ impl Store for MemoryStore {
             message,
             duplicate: false,
             member_count,
+            members,
         })
     }
 

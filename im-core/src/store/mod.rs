@@ -13,6 +13,11 @@
 //! * **Cursors** only move forward and never past `last_seq`.
 //! * **Atomic membership**: a [`Membership`](crate::model::Membership) change
 //!   is committed together with the system message announcing it.
+//! * **Authorized in the same transaction**: a message from a user
+//!   (`sender_id != 0`) is refused with `PermissionDenied`, consuming no
+//!   sequence number, unless the sender is a member after the message's
+//!   membership change; the append returns the members (the recipients), so
+//!   the sending path needs no other store round trip.
 
 use crate::error::Result;
 use crate::model::*;

@@ -60,6 +60,8 @@ impl PostgresStoreConfig {
 /// # Ok(()) }
 /// ```
 pub struct PostgresStore {
+    /// Member lists used by the sending path (see [`MemberCache`]).
+    members: MemberCache,
     /// Reader pool and group-commit writer.
     core: DieselCore<PgConnection>,
 }
@@ -111,7 +113,10 @@ impl PostgresStore {
             },
             |_| Ok(()),
         )?;
-        Ok(Self { core })
+        Ok(Self {
+            core,
+            members: MemberCache::default(),
+        })
     }
 
     /// What the group-commit writer committed so far.

@@ -56,6 +56,7 @@ pub(crate) mod schema {
             last_version -> BigInt,
             member_count -> Integer,
             direct_key -> Nullable<Text>,
+            member_version -> BigInt,
         }
     }
     diesel::table! {
@@ -428,12 +429,47 @@ pub(crate) fn messages_of(rows: Vec<MessageRow>) -> Vec<v1::Message> {
     rows.into_iter().map(Into::into).collect()
 }
 
+/// Member lists by conversation, tagged with the `member_version` they were
+/// read at. Every membership change bumps `member_version` in the database,
+/// so a list is used only while it is current, whichever node changed it.
+pub(crate) type MemberCache = Arc<parking_lot::Mutex<std::collections::HashMap<i64, (i64, Arc<[UserId]>)>>>;
+
+/// Most conversations whose member lists are cached; past it the cache starts over.
+pub(crate) const MEMBER_CACHE_ENTRIES: usize = 100_000;
+
 /// Implements [`Store`](crate::store::Store) for a diesel store type whose
-/// `core` field is a [`DieselCore`] over the connection type `$conn`. The
+/// `core` field is a [`DieselCore`] over the connection type `$conn` and whose
+/// `members` field is a [`MemberCache`]. The
 /// calling module provides `insert_member_if_absent` (the one query whose SQL
 /// differs between backends) and imports this module's items.
 macro_rules! diesel_store_impl {
     ($store:ty, $conn:ty) => {
+        /// The members of a conversation at `member_version`, from the cache or the database.
+        fn members_at(
+            c: &mut $conn,
+            cache: &MemberCache,
+            conversation: i64,
+            member_version: i64,
+        ) -> Result<std::sync::Arc<[UserId]>> {
+            if let Some((v, list)) = cache.lock().get(&conversation)
+                && *v == member_version
+            {
+                return Ok(list.clone());
+            }
+            let ids: Vec<i64> = members::table
+                .filter(members::conversation_id.eq(conversation))
+                .order(members::user_id.asc())
+                .select(members::user_id)
+                .load(c)?;
+            let list: std::sync::Arc<[UserId]> = ids.into_iter().map(|i| i as u64).collect::<Vec<_>>().into();
+            let mut cache = cache.lock();
+            if cache.len() >= MEMBER_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(conversation, (member_version, list.clone()));
+            Ok(list)
+        }
+
         fn insert_conversation(
             c: &mut $conn,
             new: &NewConversation,
@@ -786,7 +822,9 @@ macro_rules! diesel_store_impl {
             }
 
             async fn append_message(&self, new: NewMessage) -> Result<Appended> {
-                self.core
+                let cache = self.members.clone();
+                let result = self
+                    .core
                     .write(move |c| {
                         let conv_id = new.conversation_id as i64;
                         if let Some(cid) = &new.client_msg_id {
@@ -807,16 +845,9 @@ macro_rules! diesel_store_impl {
                                     message: row.into(),
                                     duplicate: true,
                                     member_count: member_count as u32,
+                                    members: std::sync::Arc::from(Vec::new()),
                                 });
                             }
-                        }
-                        let exists: Option<i64> = conversations::table
-                            .find(conv_id)
-                            .select(conversations::id)
-                            .first(c)
-                            .optional()?;
-                        if exists.is_none() {
-                            return Err(Error::NotFound(format!("conversation {conv_id}")));
                         }
                         match &new.membership {
                             Some(Membership::Add(list)) => {
@@ -835,18 +866,52 @@ macro_rules! diesel_store_impl {
                             }
                             None => {}
                         }
-                        let member_count: i64 = members::table
-                            .filter(members::conversation_id.eq(conv_id))
-                            .count()
-                            .get_result(c)?;
-                        let (seq, version): (i64, i64) = diesel::update(conversations::table.find(conv_id))
-                            .set((
-                                conversations::last_seq.eq(conversations::last_seq + 1),
-                                conversations::last_version.eq(conversations::last_version + 1),
-                                conversations::member_count.eq(member_count as i32),
-                            ))
-                            .returning((conversations::last_seq, conversations::last_version))
-                            .get_result(c)?;
+                        // Takes the row lock that orders every writer of this conversation.
+                        let bumped: Option<(i64, i64, i64, i32)> = if new.membership.is_some() {
+                            let member_count: i64 = members::table
+                                .filter(members::conversation_id.eq(conv_id))
+                                .count()
+                                .get_result(c)?;
+                            diesel::update(conversations::table.find(conv_id))
+                                .set((
+                                    conversations::last_seq.eq(conversations::last_seq + 1),
+                                    conversations::last_version.eq(conversations::last_version + 1),
+                                    conversations::member_count.eq(member_count as i32),
+                                    conversations::member_version.eq(conversations::member_version + 1),
+                                ))
+                                .returning((
+                                    conversations::last_seq,
+                                    conversations::last_version,
+                                    conversations::member_version,
+                                    conversations::member_count,
+                                ))
+                                .get_result(c)
+                                .optional()?
+                        } else {
+                            diesel::update(conversations::table.find(conv_id))
+                                .set((
+                                    conversations::last_seq.eq(conversations::last_seq + 1),
+                                    conversations::last_version.eq(conversations::last_version + 1),
+                                ))
+                                .returning((
+                                    conversations::last_seq,
+                                    conversations::last_version,
+                                    conversations::member_version,
+                                    conversations::member_count,
+                                ))
+                                .get_result(c)
+                                .optional()?
+                        };
+                        let Some((seq, version, member_version, member_count)) = bumped else {
+                            return Err(Error::NotFound(format!("conversation {conv_id}")));
+                        };
+                        let members = members_at(c, &cache, conv_id, member_version)?;
+                        if new.sender_id != 0 && members.binary_search(&new.sender_id).is_err() {
+                            // Rolls back to the savepoint: no sequence number is used.
+                            return Err(Error::PermissionDenied(format!(
+                                "not a member of conversation {conv_id}"
+                            )));
+                        }
                         let content = prost::Message::encode_to_vec(&new.content);
                         let id: i64 = diesel::insert_into(messages::table)
                             .values((
@@ -873,9 +938,15 @@ macro_rules! diesel_store_impl {
                             },
                             duplicate: false,
                             member_count: member_count as u32,
+                            members,
                         })
                     })
-                    .await
+                    .await;
+                if matches!(result, Err(Error::Unavailable(_))) {
+                    // The batch may not have committed: forget lists read inside it.
+                    self.members.lock().clear();
+                }
+                result
             }
 
             async fn history(

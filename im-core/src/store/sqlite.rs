@@ -61,6 +61,8 @@ impl SqliteStoreConfig {
 /// # Ok(()) }
 /// ```
 pub struct SqliteStore {
+    /// Member lists used by the sending path (see [`MemberCache`]).
+    members: MemberCache,
     /// Reader pool and group-commit writer.
     core: DieselCore<SqliteConnection>,
 }
@@ -109,6 +111,8 @@ impl SqliteStore {
             .map_err(|e| Error::Internal(format!("sqlite migrations: {e}")))?;
         let readers = Pool::builder()
             .max_size(config.read_connections.max(1))
+            // A local file connection does not go stale: skip the probe query.
+            .test_on_check_out(false)
             .connection_customizer(Box::new(ReaderSetup))
             .build(ConnectionManager::new(url.clone()))
             .map_err(unavailable)?;
@@ -123,7 +127,10 @@ impl SqliteStore {
             },
             checkpoint,
         )?;
-        Ok(Self { core })
+        Ok(Self {
+            core,
+            members: MemberCache::default(),
+        })
     }
 
     /// What the group-commit writer committed so far.
