@@ -213,23 +213,40 @@ pub async fn open_connections(
     (conns, failures)
 }
 
+/// Server memory per connection from two readings: the growth of the
+/// server's resident memory while the second half of the connections opened.
+/// (The first half absorbs memory the server freed earlier, e.g. after
+/// registrations, which a plain before/after difference would hide.)
+pub fn bytes_per_connection(
+    rss_half_kib: Option<u64>,
+    rss_full_kib: Option<u64>,
+    second_half: usize,
+) -> Option<f64> {
+    match (rss_half_kib, rss_full_kib) {
+        (Some(h), Some(f)) if second_half > 0 => {
+            Some((f.saturating_sub(h) * 1024) as f64 / second_half as f64)
+        }
+        _ => None,
+    }
+}
+
 /// `connect`: opens `n` authenticated connections and holds them; reports the
 /// rate and the server's memory per connection.
 pub async fn connect(target: &Target, n: usize, hold: Duration) -> anyhow::Result<Report> {
     let tokens = register_users(target.addr, n.div_ceil(10).max(1)).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_before = target.server_pid.and_then(rss_kib);
     let started = Instant::now();
-    let (conns, failures) = open_connections(target, &tokens, n, 256).await;
-    let wall = started.elapsed().as_secs_f64();
+    let (mut conns, mut failures) = open_connections(target, &tokens, n / 2, 256).await;
+    let mut wall = started.elapsed().as_secs_f64();
     tokio::time::sleep(hold).await;
-    let rss_after = target.server_pid.and_then(rss_kib);
-    let per_conn = match (rss_before, rss_after) {
-        (Some(b), Some(a)) if !conns.is_empty() => {
-            Some((a.saturating_sub(b) * 1024) as f64 / conns.len() as f64)
-        }
-        _ => None,
-    };
+    let rss_half = target.server_pid.and_then(rss_kib);
+    let started = Instant::now();
+    let (more, more_failures) = open_connections(target, &tokens, n - n / 2, 256).await;
+    wall += started.elapsed().as_secs_f64();
+    let second_half = more.len();
+    conns.extend(more);
+    failures += more_failures;
+    tokio::time::sleep(hold).await;
+    let per_conn = bytes_per_connection(rss_half, target.server_pid.and_then(rss_kib), second_half);
     let report = Report {
         scenario: "connect".into(),
         connections: conns.len(),

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::model::{UserId, UserRecord};
 use crate::session::SessionEvents;
 use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
+use std::sync::Arc;
 use tokio::time::Instant;
 
 /// Per-connection settings, reported to the client in `HelloOk`.
@@ -118,7 +119,7 @@ impl Outcome {
 /// One client connection's protocol state.
 pub struct Connection {
     engine: Engine,
-    config: ConnectionConfig,
+    config: Arc<ConnectionConfig>,
     state: State,
     header_token: Option<String>,
     bucket: TokenBucket,
@@ -127,7 +128,7 @@ pub struct Connection {
 impl Connection {
     /// A new connection; `header_token` is a bearer token from the transport
     /// (the HTTP `Authorization` header), used at `Hello`.
-    pub fn new(engine: Engine, config: ConnectionConfig, header_token: Option<String>) -> Self {
+    pub fn new(engine: Engine, config: Arc<ConnectionConfig>, header_token: Option<String>) -> Self {
         let bucket = TokenBucket::new(config.requests_per_second, config.request_burst);
         Self {
             engine,

@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub connections: Arc<Semaphore>,
     /// Cancelled when shutdown starts.
     pub shutdown: CancellationToken,
+    /// Per-connection settings, shared by every connection.
+    pub connection: Arc<im_core::ConnectionConfig>,
     /// Tracks every connection task, to drain them at shutdown.
     pub tasks: TaskTracker,
 }
@@ -131,6 +133,7 @@ impl Server {
             shared: Arc::new(Shared {
                 engine,
                 connections: Arc::new(Semaphore::new(config.server.max_connections)),
+                connection: Arc::new(config.connection_config()),
                 config,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),

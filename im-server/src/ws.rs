@@ -129,16 +129,17 @@ async fn next_event(events: &mut Option<SessionEvents>) -> Option<Outbound> {
 }
 
 /// A request being handled: owns the connection state until it is done.
-type InFlight = Pin<Box<dyn Future<Output = (Connection, Outcome)> + Send>>;
+/// Its output is boxed too, so the idle task holds no room for it.
+type InFlight = Pin<Box<dyn Future<Output = Box<(Connection, Outcome)>> + Send>>;
 
 fn start(mut conn: Connection, frame: v1::ClientFrame) -> InFlight {
     Box::pin(async move {
         let outcome = conn.handle(frame).await;
-        (conn, outcome)
+        Box::new((conn, outcome))
     })
 }
 
-async fn in_flight_done(in_flight: &mut Option<InFlight>) -> (Connection, Outcome) {
+async fn in_flight_done(in_flight: &mut Option<InFlight>) -> Box<(Connection, Outcome)> {
     match in_flight {
         Some(f) => f.await,
         None => std::future::pending().await,
@@ -164,7 +165,7 @@ where
     let (mut sink, mut stream) = ws.split();
     let mut conn = Some(Connection::new(
         shared.engine.clone(),
-        shared.config.connection_config(),
+        shared.connection.clone(),
         token,
     ));
     let mut in_flight: Option<InFlight> = None;
@@ -185,6 +186,10 @@ where
             && let Some((frame, fmt)) = backlog.pop_front()
             && let Some(c) = conn.take()
         {
+            if backlog.is_empty() {
+                // Give the read-ahead buffer back: idle connections keep none.
+                backlog = VecDeque::new();
+            }
             format = fmt;
             in_flight = Some(start(c, frame));
         }
@@ -193,19 +198,28 @@ where
             _ = shared.shutdown.cancelled() => {
                 break Some((CloseCode::Away, "server shutting down".into()));
             }
-            (c, outcome) = in_flight_done(&mut in_flight) => {
+            done = in_flight_done(&mut in_flight) => {
                 in_flight = None;
+                let (c, outcome) = *done;
                 conn = Some(c);
-                let version_error = outcome.reply_is_version_error();
-                if let Some(session) = outcome.session {
-                    events = Some(session);
-                }
-                if sink.send(encode(&outcome.reply, format)).await.is_err() {
+                // Only the encoded reply lives across the write: an idle
+                // connection's task should not reserve room for a frame.
+                let (reply, close) = {
+                    let outcome = outcome;
+                    let version_error = outcome.reply_is_version_error();
+                    if let Some(session) = outcome.session {
+                        events = Some(session);
+                    }
+                    let close = outcome.close.map(|reason| {
+                        (if version_error { CloseCode::Protocol } else { CloseCode::Normal }, reason)
+                    });
+                    (encode(&outcome.reply, format), close)
+                };
+                if sink.send(reply).await.is_err() {
                     break None;
                 }
-                if let Some(reason) = outcome.close {
-                    let code = if version_error { CloseCode::Protocol } else { CloseCode::Normal };
-                    break Some((code, reason));
+                if close.is_some() {
+                    break close;
                 }
             }
             incoming = stream.next(), if backlog.len() < MAX_PIPELINE => {
@@ -225,15 +239,18 @@ where
                     Some(Ok(Message::Close(_))) => break None,
                     Some(Ok(_)) => continue, // ping, pong: answered by tungstenite
                 };
-                match decode(&data, fmt, limit) {
-                    Ok(frame) => backlog.push_back((frame, fmt)),
-                    Err(err) => {
-                        // Not decodable, so no request id: answered with 0.
-                        let reply = v1::ServerFrame::error(0, err.code(), err.message());
-                        if sink.send(encode(&reply, fmt)).await.is_err() {
-                            break None;
-                        }
+                let refusal = match decode(&data, fmt, limit) {
+                    Ok(frame) => {
+                        backlog.push_back((frame, fmt));
+                        None
                     }
+                    // Not decodable, so no request id: answered with 0.
+                    Err(err) => Some(encode(&v1::ServerFrame::error(0, err.code(), err.message()), fmt)),
+                };
+                if let Some(reply) = refusal
+                    && sink.send(reply).await.is_err()
+                {
+                    break None;
                 }
                 if in_flight.is_none() && backlog.len() == 1 {
                     format = fmt;
@@ -303,7 +320,7 @@ async fn finish<S>(
     // committed); requests not started yet are refused as retryable.
     let mut conn = conn;
     if let Some(f) = in_flight {
-        let (c, outcome) = f.await;
+        let (c, outcome) = *f.await;
         conn = Some(c);
         let _ = sink.feed(encode(&outcome.reply, format)).await;
     }

@@ -135,15 +135,28 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await??;
                 anyhow::ensure!(go.trim() == "go", "worker expected go");
-                let started = std::time::Instant::now();
-                let (conns, failures) = scenario::open_connections(&target, &tokens, n, 256).await;
-                let wall = started.elapsed().as_secs_f64();
-                println!(
-                    "{}",
-                    serde_json::json!({"held": conns.len(), "failures": failures, "wall": wall})
-                );
-                std::io::stdout().flush()?;
-                let _ = tokio::task::spawn_blocking(|| std::io::stdin().lock().lines().next()).await;
+                // Two halves, each reported, so the parent can read the
+                // server's memory between them; then hold until stdin closes.
+                let mut conns = Vec::new();
+                for half in [n / 2, n - n / 2] {
+                    let started = std::time::Instant::now();
+                    let (opened, failures) = scenario::open_connections(&target, &tokens, half, 256).await;
+                    let wall = started.elapsed().as_secs_f64();
+                    println!(
+                        "{}",
+                        serde_json::json!({"held": opened.len(), "failures": failures, "wall": wall})
+                    );
+                    std::io::stdout().flush()?;
+                    conns.extend(opened);
+                    let next = tokio::task::spawn_blocking(|| {
+                        let mut line = String::new();
+                        std::io::stdin().lock().read_line(&mut line).map(|_| line)
+                    })
+                    .await??;
+                    if next.trim() != "go" {
+                        break;
+                    }
+                }
                 drop(conns);
                 anyhow::Ok(())
             })?;
@@ -231,28 +244,35 @@ fn connect_with_workers(
         );
         readers.push(reader);
     }
-    // Every worker registered its users: the baseline excludes that work.
-    std::thread::sleep(Duration::from_millis(300));
-    let rss_before = target.server_pid.and_then(im_benches::stats::rss_kib);
-    for child in &mut children {
-        let stdin = child
-            .stdin
-            .as_mut()
-            .ok_or_else(|| anyhow::anyhow!("worker stdin"))?;
-        stdin.write_all(b"go\n")?;
-        stdin.flush()?;
-    }
     let (mut held, mut failures, mut wall) = (0usize, 0usize, 0f64);
-    for reader in &mut readers {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let v: serde_json::Value = serde_json::from_str(line.trim())?;
-        held += v["held"].as_u64().unwrap_or(0) as usize;
-        failures += v["failures"].as_u64().unwrap_or(0) as usize;
-        wall = wall.max(v["wall"].as_f64().unwrap_or(0.0));
+    let mut rss = Vec::new();
+    let mut second_half = 0;
+    for phase in 0..2 {
+        for child in &mut children {
+            let stdin = child
+                .stdin
+                .as_mut()
+                .ok_or_else(|| anyhow::anyhow!("worker stdin"))?;
+            stdin.write_all(b"go\n")?;
+            stdin.flush()?;
+        }
+        let mut phase_wall = 0f64;
+        for reader in &mut readers {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            let v: serde_json::Value = serde_json::from_str(line.trim())?;
+            let got = v["held"].as_u64().unwrap_or(0) as usize;
+            held += got;
+            if phase == 1 {
+                second_half += got;
+            }
+            failures += v["failures"].as_u64().unwrap_or(0) as usize;
+            phase_wall = phase_wall.max(v["wall"].as_f64().unwrap_or(0.0));
+        }
+        wall += phase_wall;
+        std::thread::sleep(Duration::from_secs_f64(hold));
+        rss.push(target.server_pid.and_then(im_benches::stats::rss_kib));
     }
-    std::thread::sleep(Duration::from_secs_f64(hold));
-    let rss_after = target.server_pid.and_then(im_benches::stats::rss_kib);
     for mut child in children {
         drop(child.stdin.take());
         let _ = child.wait();
@@ -262,10 +282,7 @@ fn connect_with_workers(
         connections: held,
         connect_failures: failures,
         connects_per_sec: held as f64 / wall.max(1e-9),
-        server_bytes_per_connection: rss_before
-            .zip(rss_after)
-            .filter(|_| held > 0)
-            .map(|(b, a)| (a.saturating_sub(b) * 1024) as f64 / held as f64),
+        server_bytes_per_connection: scenario::bytes_per_connection(rss[0], rss[1], second_half),
         wall_secs: wall,
         ..Default::default()
     })
