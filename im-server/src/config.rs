@@ -53,6 +53,9 @@ pub struct StoreSection {
     pub connect_timeout_secs: u64,
     /// Most writes committed in one transaction (group commit).
     pub max_batch: usize,
+    /// PostgreSQL: writer connections committing batches in parallel
+    /// (writes of one conversation always share one).
+    pub writers: usize,
     /// Longest a write waits for others to join its batch, microseconds
     /// (default: 0 for SQLite, 1000 for PostgreSQL).
     pub max_wait_us: Option<u64>,
@@ -126,6 +129,7 @@ impl Default for StoreSection {
             pool_size: 8,
             connect_timeout_secs: 5,
             max_batch: 512,
+            writers: 4,
             max_wait_us: None,
         }
     }

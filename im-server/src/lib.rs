@@ -97,6 +97,7 @@ pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>>
             let mut c = PostgresStoreConfig::new(url);
             c.pool_size = config.store.pool_size;
             c.connect_timeout = Duration::from_secs(config.store.connect_timeout_secs);
+            c.writers = config.store.writers;
             c.max_batch = config.store.max_batch;
             if let Some(us) = config.store.max_wait_us {
                 c.max_wait = Duration::from_micros(us);

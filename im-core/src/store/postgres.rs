@@ -36,6 +36,9 @@ pub struct PostgresStoreConfig {
     pub max_batch: usize,
     /// Longest a write waits for others to join its batch (default 1 ms).
     pub max_wait: Duration,
+    /// Writer connections, each committing its own batches (default 4).
+    /// Writes of one conversation always use the same writer.
+    pub writers: usize,
 }
 
 impl PostgresStoreConfig {
@@ -47,6 +50,7 @@ impl PostgresStoreConfig {
             connect_timeout: Duration::from_secs(5),
             max_batch: 512,
             max_wait: Duration::from_millis(1),
+            writers: 4,
         }
     }
 }
@@ -106,7 +110,8 @@ impl PostgresStore {
         let core = DieselCore::start(
             readers,
             writer,
-            Box::new(move || PgConnection::establish(&url).map_err(unavailable)),
+            move || PgConnection::establish(&url).map_err(unavailable),
+            config.writers,
             BatchConfig {
                 max_batch: config.max_batch,
                 max_wait: config.max_wait,

@@ -108,7 +108,7 @@ pub(crate) struct BatchConfig {
 }
 
 /// Opens a writing connection (again, after a failure).
-pub(crate) type Connect<C> = Box<dyn FnMut() -> Result<C> + Send>;
+type Connect<C> = Box<dyn FnMut() -> Result<C> + Send>;
 
 /// Counts of the group-commit writer, for operators and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -128,33 +128,62 @@ struct Counters {
     largest: AtomicU64,
 }
 
-/// The reader pool and the writer queue of a diesel store.
+/// The reader pool and the writer queues of a diesel store.
 pub(crate) struct DieselCore<C: R2D2Connection + 'static> {
     readers: Pool<ConnectionManager<C>>,
-    writer: mpsc::Sender<WriterMsg<C>>,
+    /// One queue per writer thread (shard). Writes keyed by a conversation
+    /// always go to the same shard, so two shards never wait for each
+    /// other's row locks in a cycle.
+    writers: Vec<mpsc::Sender<WriterMsg<C>>>,
+    /// Spreads unkeyed writes over the shards.
+    next_writer: std::sync::atomic::AtomicUsize,
     counters: Arc<Counters>,
 }
 
 impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
     /// Starts the writer thread on `conn`; `connect` re-opens it after a failure;
     /// `on_close` runs on the writer connection at shutdown.
+    /// `writers` threads each own a writing connection: the first is `conn`,
+    /// the others come from `connect` (which also re-opens broken ones).
     pub(crate) fn start(
         readers: Pool<ConnectionManager<C>>,
         conn: C,
-        connect: Connect<C>,
+        connect: impl Fn() -> Result<C> + Send + Sync + 'static,
+        writers: usize,
         batch: BatchConfig,
         on_close: fn(&mut C) -> Result<()>,
     ) -> Result<Self> {
-        let (tx, rx) = mpsc::channel();
+        let connect = Arc::new(connect);
         let counters = Arc::new(Counters::default());
-        let c = counters.clone();
-        std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || writer_loop(Some(conn), connect, rx, batch, on_close, &c))
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut queues = Vec::new();
+        let mut first = Some(conn);
+        for shard in 0..writers.max(1) {
+            let conn = match first.take() {
+                Some(c) => c,
+                None => connect()?,
+            };
+            let (tx, rx) = mpsc::channel();
+            let counters = counters.clone();
+            let connect = connect.clone();
+            std::thread::Builder::new()
+                .name(format!("store-writer-{shard}"))
+                .spawn(move || {
+                    writer_loop(
+                        Some(conn),
+                        Box::new(move || connect()),
+                        rx,
+                        batch,
+                        on_close,
+                        &counters,
+                    )
+                })
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            queues.push(tx);
+        }
         Ok(Self {
             readers,
-            writer: tx,
+            writers: queues,
+            next_writer: std::sync::atomic::AtomicUsize::new(0),
             counters,
         })
     }
@@ -168,8 +197,27 @@ impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
         }
     }
 
-    /// Runs `f` in the next batch transaction; resolves after the commit.
+    /// Runs `f` in the next batch of any writer; resolves after the commit.
     pub(crate) async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&mut C) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let shard = self.next_writer.fetch_add(1, Ordering::Relaxed);
+        self.write_on(shard, f).await
+    }
+
+    /// Runs `f` on the writer that owns `key` (a conversation id): writes of
+    /// one conversation are ordered, and shards never deadlock each other.
+    pub(crate) async fn write_keyed<R, F>(&self, key: u64, f: F) -> Result<R>
+    where
+        F: FnOnce(&mut C) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.write_on((key % self.writers.len() as u64) as usize, f).await
+    }
+
+    async fn write_on<R, F>(&self, shard: usize, f: F) -> Result<R>
     where
         F: FnOnce(&mut C) -> Result<R> + Send + 'static,
         R: Send + 'static,
@@ -188,7 +236,7 @@ impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
                 });
             })
         });
-        self.writer
+        self.writers[shard % self.writers.len()]
             .send(WriterMsg::Job(job))
             .map_err(|_| Error::Unavailable("store is closed".into()))?;
         rx.await
@@ -210,13 +258,18 @@ impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
         .map_err(|e| Error::Internal(e.to_string()))?
     }
 
-    /// Lets queued writes finish, runs `on_close`, stops the writer.
+    /// Lets queued writes finish, runs `on_close`, stops the writers.
     pub(crate) async fn close(&self) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        if self.writer.send(WriterMsg::Close(tx)).is_err() {
-            return Ok(());
+        let mut result = Ok(());
+        for writer in &self.writers {
+            let (tx, rx) = oneshot::channel();
+            if writer.send(WriterMsg::Close(tx)).is_ok()
+                && let Err(e) = rx.await.unwrap_or(Ok(()))
+            {
+                result = Err(e);
+            }
         }
-        rx.await.unwrap_or(Ok(()))
+        result
     }
 }
 
@@ -697,7 +750,7 @@ macro_rules! diesel_store_impl {
             ) -> Result<ConversationRecord> {
                 let key = direct_key(a, b);
                 self.core
-                    .write(move |c| {
+                    .write_keyed(a.min(b), move |c| {
                         let existing: Option<ConvRow> = conversations::table
                             .filter(conversations::direct_key.eq(&key))
                             .select(ConvRow::as_select())
@@ -731,7 +784,7 @@ macro_rules! diesel_store_impl {
 
             async fn delete_conversation(&self, id: ConversationId) -> Result<()> {
                 self.core
-                    .write(move |c| {
+                    .write_keyed(id, move |c| {
                         let id = id as i64;
                         diesel::delete(messages::table.filter(messages::conversation_id.eq(id)))
                             .execute(c)?;
@@ -745,7 +798,7 @@ macro_rules! diesel_store_impl {
             async fn rename_conversation(&self, id: ConversationId, title: &str) -> Result<()> {
                 let title = title.to_owned();
                 self.core
-                    .write(move |c| {
+                    .write_keyed(id, move |c| {
                         let n = diesel::update(conversations::table.find(id as i64))
                             .set(conversations::title.eq(title))
                             .execute(c)?;
@@ -825,7 +878,7 @@ macro_rules! diesel_store_impl {
                 let cache = self.members.clone();
                 let result = self
                     .core
-                    .write(move |c| {
+                    .write_keyed(new.conversation_id, move |c| {
                         let conv_id = new.conversation_id as i64;
                         if let Some(cid) = &new.client_msg_id {
                             let existing: Option<MessageRow> = messages::table
@@ -1030,7 +1083,7 @@ macro_rules! diesel_store_impl {
                 delivered: Option<u64>,
             ) -> Result<MemberRecord> {
                 self.core
-                    .write(move |c| {
+                    .write_keyed(conversation, move |c| {
                         let key = (conversation as i64, user as i64);
                         let current: MemberRow = members::table
                             .find(key)

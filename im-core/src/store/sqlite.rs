@@ -120,7 +120,9 @@ impl SqliteStore {
         let core = DieselCore::start(
             readers,
             writer,
-            Box::new(move || open_writer(&url, full)),
+            move || open_writer(&url, full),
+            // SQLite has one writer at a time: more threads would only wait.
+            1,
             BatchConfig {
                 max_batch: config.max_batch,
                 max_wait: config.max_wait,
