@@ -73,7 +73,7 @@ pub(crate) fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respon
                 let ws_config = WebSocketConfig::default()
                     // Small buffers: an idle connection should cost little.
                     .read_buffer_size(512)
-                    .write_buffer_size(0)
+                    .write_buffer_size(4096)
                     .max_write_buffer_size(limit * 64)
                     // Frames somewhat over the limit get a typed TOO_LARGE error;
                     // far larger ones close the connection (1009) unread.
