@@ -69,6 +69,23 @@ async fn every_scenario_runs_and_verifies_exactly_once_delivery() {
     assert!(r.verified(), "{r:?}");
     assert_eq!(r.deliveries, 12 * r.acked);
 
+    let r = scenario::typing(
+        &target,
+        8,
+        2,
+        Load {
+            rate: Some(100.0),
+            ..short()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(r.verified(), "{r:?}");
+    assert!(
+        r.acked > 0 && r.deliveries == 7 * r.acked,
+        "every other member gets each change: {r:?}"
+    );
+
     let r = scenario::mixed(
         &target,
         40,

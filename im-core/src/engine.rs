@@ -118,6 +118,7 @@ impl EngineBuilder {
                 auth,
                 sessions,
                 config: self.config,
+                relay_members: dashmap::DashMap::new(),
             }),
         }
     }
@@ -129,7 +130,15 @@ struct Inner {
     auth: Arc<dyn Authenticator>,
     sessions: Arc<Sessions>,
     config: EngineConfig,
+    /// Recent member lists, for the ephemeral paths only (typing): see
+    /// [`Engine::relay_members`]. Stored messages never rely on it.
+    relay_members: dashmap::DashMap<ConversationId, (std::time::Instant, Arc<[UserId]>)>,
 }
+
+/// How long a member list may serve typing relays before it is read again.
+/// Every message appended on this node refreshes it earlier; a membership
+/// change on another node reaches typing within this time.
+const RELAY_MEMBERS_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The chat engine. Cheap to clone; all clones share state.
 ///
@@ -295,6 +304,30 @@ impl Engine {
             // The store has the data; clients recover it on sync.
             tracing::warn!(error = %e, "fan-out publish failed");
         }
+    }
+
+    /// The members of a conversation for relaying ephemeral events: a list at
+    /// most [`RELAY_MEMBERS_TTL`] old, refreshed by every append on this node,
+    /// so a typing indicator costs no store read on a busy conversation.
+    async fn relay_members(&self, conversation: ConversationId) -> Result<Arc<[UserId]>> {
+        if let Some(entry) = self.inner.relay_members.get(&conversation)
+            && entry.0.elapsed() < RELAY_MEMBERS_TTL
+        {
+            return Ok(entry.1.clone());
+        }
+        self.conversation(conversation).await?;
+        let members: Arc<[UserId]> = self.member_ids(conversation).await?.into();
+        self.remember_members(conversation, members.clone());
+        Ok(members)
+    }
+
+    fn remember_members(&self, conversation: ConversationId, members: Arc<[UserId]>) {
+        if self.inner.relay_members.len() > 100_000 {
+            self.inner.relay_members.clear();
+        }
+        self.inner
+            .relay_members
+            .insert(conversation, (std::time::Instant::now(), members));
     }
 
     async fn member_ids(&self, conversation: ConversationId) -> Result<Vec<UserId>> {
@@ -546,8 +579,10 @@ impl Engine {
             .await?;
         if appended.member_count == 0 && conv.ephemeral {
             self.inner.store.delete_conversation(id).await?;
+            self.inner.relay_members.remove(&id);
             return Ok(());
         }
+        self.remember_members(id, appended.members.clone());
         // The leaver's other devices learn it too.
         let mut recipients = appended.members.to_vec();
         recipients.push(caller.user_id);
@@ -644,6 +679,7 @@ impl Engine {
                 membership,
             })
             .await?;
+        self.remember_members(id, appended.members.clone());
         self.publish(
             appended.members,
             None,
@@ -798,6 +834,7 @@ impl Engine {
             duplicate: appended.duplicate,
         };
         if !appended.duplicate {
+            self.remember_members(m.conversation_id, appended.members.clone());
             self.publish(appended.members, None, v1::event::Kind::Message(appended.message))
                 .await;
         }
@@ -928,11 +965,15 @@ impl Engine {
     /// Relays a typing indicator to the other members (not stored; not sent
     /// in conversations above the large-group threshold).
     pub async fn typing(&self, caller: Caller, id: ConversationId, typing: bool) -> Result<()> {
-        let (conv, _) = self.require_member(caller, id).await?;
-        if conv.member_count > self.inner.config.large_group_threshold {
+        let members = self.relay_members(id).await?;
+        if members.binary_search(&caller.user_id).is_err() {
+            return Err(Error::PermissionDenied(format!(
+                "not a member of conversation {id}"
+            )));
+        }
+        if members.len() > self.inner.config.large_group_threshold as usize {
             return Ok(());
         }
-        let members = self.member_ids(id).await?;
         let event = v1::TypingEvent {
             conversation_id: id,
             user_id: caller.user_id,

@@ -5,6 +5,7 @@
 //! im-load --addr 127.0.0.1:8080 --server-pid $(pgrep -x im-server) connect -n 20000 --workers 2
 //! im-load --addr 127.0.0.1:8080 dm --pairs 50 --duration 10
 //! im-load --addr 127.0.0.1:8080 group --members 100 --senders 4 --duration 10
+//! im-load --addr 127.0.0.1:8080 typing --members 50 --typists 4 --rate 200
 //! im-load --addr 127.0.0.1:8080 mixed --idle 2000 --pairs 20 --groups 4 --group-size 50 --churn 20
 //! ```
 //! Prints one JSON report per run on stdout; exits 1 if verification failed.
@@ -88,6 +89,15 @@ enum Scenario {
         members: usize,
         #[arg(long, default_value_t = 2)]
         senders: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Typing indicators relayed to a group (not stored).
+    Typing {
+        #[arg(long, default_value_t = 50)]
+        members: usize,
+        #[arg(long, default_value_t = 4)]
+        typists: usize,
         #[command(flatten)]
         load: LoadArgs,
     },
@@ -175,6 +185,11 @@ fn main() -> anyhow::Result<()> {
             senders,
             load,
         } => runtime.block_on(scenario::group(&target, members, senders, load.into()))?,
+        Scenario::Typing {
+            members,
+            typists,
+            load,
+        } => runtime.block_on(scenario::typing(&target, members, typists, load.into()))?,
         Scenario::Mixed {
             idle,
             pairs,
