@@ -178,6 +178,20 @@ impl Conn {
         }
     }
 
+    /// Creates a group with these members; returns its id.
+    pub async fn create_group(&self, title: &str, member_ids: Vec<u64>) -> anyhow::Result<u64> {
+        match self
+            .call(Body::CreateGroup(v1::CreateGroup {
+                title: title.into(),
+                member_ids,
+            }))
+            .await?
+        {
+            Reply::Conversation(c) => Ok(c.id),
+            other => bail!("unexpected create-group reply {other:?}"),
+        }
+    }
+
     /// Closes the connection.
     pub fn close(&self) {
         let _ = self.out.send(Message::Close(None));

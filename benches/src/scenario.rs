@@ -448,16 +448,7 @@ pub async fn group(target: &Target, members: usize, senders: usize, load: Load) 
     let clock = Clock(Instant::now());
     let (conns, inboxes) = connect_all(target, &tokens, clock).await?;
     let ids: Vec<u64> = conns.iter().map(|c| c.user_id).collect();
-    let conversation_id = match conns[0]
-        .call(v1::client_frame::Body::CreateGroup(v1::CreateGroup {
-            title: "load".into(),
-            member_ids: ids,
-        }))
-        .await?
-    {
-        v1::response::Result::Conversation(c) => c.id,
-        other => bail!("unexpected reply {other:?}"),
-    };
+    let conversation_id = conns[0].create_group("load", ids).await?;
     let streams = (0..senders)
         .map(|sender| Stream {
             sender,
@@ -508,16 +499,7 @@ pub async fn mixed(
     for g in 0..groups {
         let members: Vec<usize> = (pairs * 2 + g * group_size..pairs * 2 + (g + 1) * group_size).collect();
         let ids = members.iter().map(|&m| conns[m].user_id).collect();
-        let conversation_id = match conns[members[0]]
-            .call(v1::client_frame::Body::CreateGroup(v1::CreateGroup {
-                title: format!("mixed-{g}"),
-                member_ids: ids,
-            }))
-            .await?
-        {
-            v1::response::Result::Conversation(c) => c.id,
-            other => bail!("unexpected reply {other:?}"),
-        };
+        let conversation_id = conns[members[0]].create_group(&format!("mixed-{g}"), ids).await?;
         for &sender in members.iter().take(2) {
             streams.push(Stream {
                 sender,
@@ -585,16 +567,7 @@ pub async fn typing(target: &Target, members: usize, typists: usize, load: Load)
     let clock = Clock(Instant::now());
     let (conns, inboxes) = connect_all(target, &tokens, clock).await?;
     let ids: Vec<u64> = conns.iter().map(|c| c.user_id).collect();
-    let conversation_id = match conns[0]
-        .call(v1::client_frame::Body::CreateGroup(v1::CreateGroup {
-            title: "typing".into(),
-            member_ids: ids,
-        }))
-        .await?
-    {
-        v1::response::Result::Conversation(c) => c.id,
-        other => bail!("unexpected reply {other:?}"),
-    };
+    let conversation_id = conns[0].create_group("typing", ids).await?;
     let conns = Arc::new(conns);
     let cpu_before = target.server_pid.and_then(cpu_seconds);
     let started = Instant::now();

@@ -238,7 +238,10 @@ impl Engine {
     pub async fn connect(&self, user_id: UserId) -> SessionEvents {
         let (events, change) = self.inner.sessions.register(user_id);
         if let Some(change) = change {
-            self.announce_presence(change).await;
+            // Off the connect path: finding the contacts takes store reads.
+            // Generation numbers let clients order presence events that race.
+            let engine = self.clone();
+            tokio::spawn(async move { engine.announce_presence(change).await });
         }
         events
     }

@@ -525,13 +525,23 @@ mod engine {
         let g = e.create_group(a, "g", &[b.user_id]).await.unwrap();
         let mut a_events = e.connect(a.user_id).await;
         let mut b_events = e.connect(b.user_id).await;
-        let next = |rx: &mut im_core::session::SessionEvents| match rx.try_recv() {
-            Some(Outbound::Event(ev)) => ev.kind().cloned(),
-            _ => None,
+        // The next queued event, skipping presence (announced asynchronously,
+        // so a user may see the other's online event in either order).
+        let next = |rx: &mut im_core::session::SessionEvents| loop {
+            match rx.try_recv() {
+                Some(Outbound::Event(ev)) => match ev.kind() {
+                    Some(v1::event::Kind::Presence(p)) if p.online => continue,
+                    kind => return kind.cloned(),
+                },
+                _ => return None,
+            }
         };
-        // Alice sees Bob come online.
+        // Alice sees Bob come online (announced off the connect path).
+        let online = tokio::time::timeout(std::time::Duration::from_secs(5), a_events.recv())
+            .await
+            .unwrap();
         assert!(
-            matches!(next(&mut a_events), Some(v1::event::Kind::Presence(p)) if p.user_id == b.user_id && p.online)
+            matches!(online, Some(Outbound::Event(ev)) if matches!(ev.kind(), Some(v1::event::Kind::Presence(p)) if p.user_id == b.user_id && p.online))
         );
         let p = e.presence(a, &[a.user_id, b.user_id, 999]).await.unwrap();
         assert_eq!(p.len(), 2);
