@@ -121,6 +121,8 @@ struct Inner {
     outbox: Mutex<VecDeque<OutboxItem>>,
     outbox_changed: Notify,
     closed: AtomicBool,
+    /// Set by a `Closing` event: do not reconnect before this instant.
+    reconnect_not_before: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// A connection to the chat server that keeps itself connected and in sync.
@@ -167,6 +169,7 @@ impl Client {
             outbox: Mutex::new(VecDeque::new()),
             outbox_changed: Notify::new(),
             closed: AtomicBool::new(false),
+            reconnect_not_before: Mutex::new(None),
         });
         let (first_tx, first_rx) = oneshot::channel();
         tokio::spawn(supervise(inner.clone(), first_tx));
@@ -534,7 +537,14 @@ impl Inner {
             v1::event::Kind::Receipt(r) => self.emit(Event::Receipt(r)),
             v1::event::Kind::Typing(t) => self.emit(Event::Typing(t)),
             v1::event::Kind::Presence(p) => self.emit(Event::Presence(p)),
-            v1::event::Kind::Closing(c) => self.emit(Event::Closing { reason: c.reason }),
+            v1::event::Kind::Closing(c) => {
+                // The server says when to come back (e.g. after a restart).
+                // Spread out (x1 to x1.5) so clients do not return all at once.
+                let jitter: f64 = rand::Rng::random_range(&mut rand::rng(), 1.0..1.5);
+                let wait = Duration::from_millis(u64::from(c.reconnect_after_ms).min(60_000)).mul_f64(jitter);
+                *self.reconnect_not_before.lock() = Some(tokio::time::Instant::now() + wait);
+                self.emit(Event::Closing { reason: c.reason })
+            }
         }
     }
 
@@ -621,8 +631,22 @@ impl Inner {
             self.tracker.lock().convs.remove(&conv);
             self.emit(Event::ConversationRemoved(conv));
         }
-        for conv in result.changed {
-            self.fill(conv.id).await;
+        let changed: Vec<u64> = result.changed.iter().map(|c| c.id).collect();
+        for &conv in &changed {
+            self.fill(conv).await;
+        }
+        // A fill started by a live event may still be running: `Synced`
+        // promises that every changed conversation is caught up.
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        while changed
+            .iter()
+            .any(|c| self.tracker.lock().convs.get(c).is_some_and(|s| s.filling))
+        {
+            let s = *self.state.borrow();
+            if s.generation != generation || !s.connected || tokio::time::Instant::now() > deadline {
+                return; // the next connection resyncs
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let mut current = false;
         self.state.send_if_modified(|s| {
@@ -807,7 +831,11 @@ async fn supervise(inner: Arc<Inner>, first: oneshot::Sender<Result<()>>) {
                 url_index += 1;
             }
         }
-        tokio::time::sleep(backoff(&inner.config, attempt)).await;
+        let mut wake = tokio::time::Instant::now() + backoff(&inner.config, attempt);
+        if let Some(not_before) = inner.reconnect_not_before.lock().take() {
+            wake = wake.max(not_before);
+        }
+        tokio::time::sleep_until(wake).await;
         attempt += 1;
     }
 }
