@@ -370,15 +370,22 @@ impl Client {
             .await
     }
 
-    /// Our conversations with last message and unread count, most recent first.
-    pub async fn conversations(&self) -> Result<Vec<v1::Conversation>> {
+    /// Our most recently active conversations (at most `limit`, 0 for the
+    /// server's default of 50), with last message and unread count, and
+    /// whether there are more.
+    pub async fn conversations_page(&self, limit: u32) -> Result<(Vec<v1::Conversation>, bool)> {
         match self
-            .request(Body::ListConversations(v1::ListConversations {}))
+            .request(Body::ListConversations(v1::ListConversations { limit }))
             .await?
         {
-            Reply::Conversations(c) => Ok(c.conversations),
+            Reply::Conversations(c) => Ok((c.conversations, c.has_more)),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Our 50 most recently active conversations, with last message and unread count.
+    pub async fn conversations(&self) -> Result<Vec<v1::Conversation>> {
+        Ok(self.conversations_page(0).await?.0)
     }
 
     async fn cursor_call(&self, body: Body) -> Result<v1::Cursor> {

@@ -80,18 +80,41 @@ pub struct PasswordAuthenticator {
     /// A hash to verify against when the user does not exist, so a login for an
     /// unknown name takes as long as one with a wrong password.
     dummy_hash: String,
+    /// At most one hash per core at a time: a flood of logins waits here
+    /// (then gets `RATE_LIMITED`) instead of filling the blocking pool that
+    /// store reads need.
+    hashing: tokio::sync::Semaphore,
 }
+
+/// How long a login or registration waits for a hashing slot.
+const HASHING_WAIT: Duration = Duration::from_secs(5);
 
 impl PasswordAuthenticator {
     /// Accounts kept in `store`.
     pub fn new(store: Arc<dyn Store>, config: PasswordAuthConfig) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut this = Self {
             store,
             config,
             dummy_hash: String::new(),
+            hashing: tokio::sync::Semaphore::new(cores),
         };
-        this.dummy_hash = this.hash("not a real password").unwrap_or_default();
+        // Never an empty dummy hash (that would make unknown names answer
+        // faster): fall back to argon2's defaults if the configured cost is invalid.
+        this.dummy_hash = this
+            .hash("not a real password")
+            .or_else(|_| hash_password(&Argon2::default(), "not a real password"))
+            .unwrap_or_default();
         this
+    }
+
+    async fn hashing_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        match tokio::time::timeout(HASHING_WAIT, self.hashing.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Error::RateLimited(
+                "too many logins at once; retry shortly".into(),
+            )),
+        }
     }
 
     fn argon2(&self) -> Result<Argon2<'static>> {
@@ -180,6 +203,7 @@ impl Authenticator for PasswordAuthenticator {
             return Err(Error::Conflict(format!("user name {username:?} is taken")));
         }
         let this_hash = {
+            let _slot = self.hashing_slot().await?;
             let password = password.to_owned();
             let hasher = self.argon2()?;
             tokio::task::spawn_blocking(move || hash_password(&hasher, &password))
@@ -210,6 +234,7 @@ impl Authenticator for PasswordAuthenticator {
             .map(|u| u.password_hash.clone())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| self.dummy_hash.clone());
+        let _slot = self.hashing_slot().await?;
         let password = password.to_owned();
         let verifier = self.argon2()?;
         let ok = tokio::task::spawn_blocking(move || {

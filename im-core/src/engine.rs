@@ -702,7 +702,7 @@ impl Engine {
                 "not a member of conversation {id}"
             )));
         }
-        let mut wire = self.summary(caller, conv, me).await?;
+        let mut wire = self.summary(caller, conv, me, true).await?;
         wire.members = self
             .inner
             .store
@@ -717,7 +717,7 @@ impl Engine {
     async fn conversation_for(&self, caller: Caller, id: ConversationId) -> Result<v1::Conversation> {
         let conv = self.conversation(id).await?;
         let me = self.inner.store.member(id, caller.user_id).await?;
-        self.summary(caller, conv, me).await
+        self.summary(caller, conv, me, true).await
     }
 
     /// The per-caller view: last message, unread count, cursors, role.
@@ -726,9 +726,10 @@ impl Engine {
         caller: Caller,
         conv: ConversationRecord,
         me: Option<MemberRecord>,
+        with_last_message: bool,
     ) -> Result<v1::Conversation> {
         let mut wire = conv.to_wire();
-        if conv.last_seq > 0 {
+        if with_last_message && conv.last_seq > 0 {
             wire.last_message = self.inner.store.history(conv.id, Page::Before(0), 1).await?.pop();
         }
         if let Some(m) = me {
@@ -745,15 +746,29 @@ impl Engine {
     }
 
     /// The caller's conversations, most recently active first.
-    pub async fn list_conversations(&self, caller: Caller) -> Result<Vec<v1::Conversation>> {
+    /// The caller's conversations, most recently active first, at most
+    /// `limit` (0: 50; capped by the page size); true if there are more.
+    pub async fn list_conversations(
+        &self,
+        caller: Caller,
+        limit: u32,
+    ) -> Result<(Vec<v1::Conversation>, bool)> {
         let mut out = Vec::new();
         for (conv, me) in self.inner.store.user_conversations(caller.user_id).await? {
-            out.push(self.summary(caller, conv, Some(me)).await?);
+            out.push(self.summary(caller, conv, Some(me), true).await?);
         }
+        // Latest activity first; message ids break ties within a millisecond.
         out.sort_by_key(|c| {
-            std::cmp::Reverse(c.last_message.as_ref().map_or(c.created_at, |m| m.created_at))
+            std::cmp::Reverse(
+                c.last_message
+                    .as_ref()
+                    .map_or((c.created_at, 0, c.id), |m| (m.created_at, m.id, c.id)),
+            )
         });
-        Ok(out)
+        let limit = self.page(limit) as usize;
+        let has_more = out.len() > limit;
+        out.truncate(limit);
+        Ok((out, has_more))
     }
 
     // ------------------------------------------------------------ messages
@@ -886,7 +901,7 @@ impl Engine {
             member_of.insert(conv.id);
             let stale = known.get(&conv.id).is_none_or(|&v| v != conv.last_version);
             if stale {
-                changed.push(self.summary(caller, conv, Some(me)).await?);
+                changed.push(self.summary(caller, conv, Some(me), false).await?);
             }
         }
         let removed = known
@@ -1066,9 +1081,13 @@ impl Engine {
             Body::GetConversation(r) => {
                 Reply::Conversation(self.get_conversation(caller, r.conversation_id).await?)
             }
-            Body::ListConversations(_) => Reply::Conversations(v1::Conversations {
-                conversations: self.list_conversations(caller).await?,
-            }),
+            Body::ListConversations(r) => {
+                let (conversations, has_more) = self.list_conversations(caller, r.limit).await?;
+                Reply::Conversations(v1::Conversations {
+                    conversations,
+                    has_more,
+                })
+            }
             Body::Send(r) => Reply::Ack(self.send_message(caller, r).await?),
             Body::GetHistory(r) => Reply::Messages(self.history(caller, r).await?),
             Body::Sync(r) => Reply::Sync(self.sync(caller, &r.cursors).await?),

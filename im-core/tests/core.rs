@@ -300,10 +300,27 @@ mod engine {
         let retry = e.send_message(a, to_b("1")).await.unwrap();
         assert!(retry.duplicate);
         assert_eq!((retry.message_id, retry.seq), (first.message_id, first.seq));
-        let list = e.list_conversations(b).await.unwrap();
+        let list = e.list_conversations(b, 0).await.unwrap().0;
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].unread_count, 1);
         assert_eq!(list[0].last_message.as_ref().unwrap().seq, 2);
+        // Pages: the most recent first, with has_more.
+        for i in 0..3 {
+            e.create_group(b, &format!("g{i}"), &[]).await.unwrap();
+        }
+        let (page, more) = e.list_conversations(b, 2).await.unwrap();
+        assert_eq!((page.len(), more), (2, true));
+        assert_eq!(page[0].title, "g2", "most recently active first");
+        let (all, more) = e.list_conversations(b, 0).await.unwrap();
+        assert_eq!((all.len(), more), (4, false));
+        // Sync answers stay small: no last message.
+        let s = e.sync(b, &[]).await.unwrap();
+        assert_eq!(s.changed.len(), 4);
+        assert!(
+            s.changed
+                .iter()
+                .all(|c| c.last_message.is_none() && c.last_version > 0)
+        );
         assert!(matches!(
             e.send_message(
                 a,
@@ -570,7 +587,7 @@ mod engine {
         assert!(
             matches!(next(&mut a_events), Some(v1::event::Kind::Receipt(r)) if r.read_seq == 2 && r.user_id == b.user_id)
         );
-        assert_eq!(e.list_conversations(b).await.unwrap()[0].unread_count, 0);
+        assert_eq!(e.list_conversations(b, 0).await.unwrap().0[0].unread_count, 0);
 
         e.disconnect(b.user_id, b_events.id).await;
         let gen_online = match next(&mut a_events) {

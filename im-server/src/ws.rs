@@ -74,7 +74,9 @@ pub(crate) fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respon
                     // Small buffers: an idle connection should cost little.
                     .read_buffer_size(512)
                     .write_buffer_size(4096)
-                    .max_write_buffer_size(limit * 64)
+                    // A cap on queued output, not an allocation: replies such as a
+                    // history page of JSON can be large.
+                    .max_write_buffer_size(64 << 20)
                     // Frames somewhat over the limit get a typed TOO_LARGE error;
                     // far larger ones close the connection (1009) unread.
                     .max_message_size(Some(limit * 4))
@@ -215,7 +217,7 @@ where
                     });
                     (encode(&outcome.reply, format), close)
                 };
-                if sink.send(reply).await.is_err() {
+                if !written(sink.send(reply)).await {
                     break None;
                 }
                 if close.is_some() {
@@ -248,7 +250,7 @@ where
                     Err(err) => Some(encode(&v1::ServerFrame::error(0, err.code(), err.message()), fmt)),
                 };
                 if let Some(reply) = refusal
-                    && sink.send(reply).await.is_err()
+                    && !written(sink.send(reply)).await
                 {
                     break None;
                 }
@@ -263,7 +265,7 @@ where
                 while let Some(item) = pending.take() {
                     match item {
                         Outbound::Event(ev) => {
-                            if sink.feed(wire(ev.encoded(format), format)).await.is_err() {
+                            if !written(sink.feed(wire(ev.encoded(format), format))).await {
                                 close = Some(None);
                                 break;
                             }
@@ -281,7 +283,7 @@ where
                 if let Some(close) = close {
                     break close;
                 }
-                if sink.flush().await.is_err() {
+                if !written(sink.flush()).await {
                     break None;
                 }
                 if events.as_ref().is_some_and(|e| e.overflowed()) {
@@ -292,7 +294,7 @@ where
                 if last_heard.elapsed() >= idle_timeout && in_flight.is_none() {
                     break Some((CloseCode::Away, "idle timeout".into()));
                 }
-                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                if !written(sink.send(Message::Ping(Bytes::new()))).await {
                     break None;
                 }
             }
@@ -303,26 +305,29 @@ where
     Box::pin(finish(conn, in_flight, backlog, sink, stream, format, close)).await;
 }
 
-/// Sends the close reason, waits briefly for the client's close reply, and
-/// ends the session.
-async fn finish<S>(
-    conn: Option<Connection>,
-    in_flight: Option<InFlight>,
-    backlog: VecDeque<(v1::ClientFrame, Format)>,
+/// Longest a single write may wait for the client to read. A client that
+/// stops reading is disconnected instead of pinning its session.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// True if the write completed in time.
+async fn written<E>(write: impl Future<Output = Result<(), E>>) -> bool {
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())))
+}
+
+/// Writes the last reply, refuses requests not started, sends the close
+/// reason and waits briefly for the client's close reply.
+async fn goodbye<S>(
     mut sink: Sink<S>,
     mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
     format: Format,
+    last_reply: Option<v1::ServerFrame>,
+    backlog: VecDeque<(v1::ClientFrame, Format)>,
     close: Option<(CloseCode, String)>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    // A request in flight finishes and is answered (its ack may already be
-    // committed); requests not started yet are refused as retryable.
-    let mut conn = conn;
-    if let Some(f) = in_flight {
-        let (c, outcome) = *f.await;
-        conn = Some(c);
-        let _ = sink.feed(encode(&outcome.reply, format)).await;
+    if let Some(reply) = last_reply {
+        let _ = sink.feed(encode(&reply, format)).await;
     }
     for (frame, fmt) in backlog {
         let refused = v1::ServerFrame::error(
@@ -332,27 +337,53 @@ async fn finish<S>(
         );
         let _ = sink.feed(encode(&refused, fmt)).await;
     }
-    if let Some((code, reason)) = close {
-        if code == CloseCode::Away {
-            let closing = v1::ServerFrame::event(v1::event::Kind::Closing(v1::Closing {
-                reason: reason.clone(),
-                reconnect_after_ms: 1000,
-            }));
-            let _ = sink.feed(encode(&closing, format)).await;
-        }
-        let _ = sink.send(close_message(code, &reason)).await;
-        // Wait briefly for the client's close reply so the close handshake completes.
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(Ok(msg)) = stream.next().await {
-                if matches!(msg, Message::Close(_)) {
-                    break;
-                }
-            }
-        })
-        .await;
-    } else {
+    let Some((code, reason)) = close else {
         let _ = sink.flush().await;
+        return;
+    };
+    if code == CloseCode::Away {
+        let closing = v1::ServerFrame::event(v1::event::Kind::Closing(v1::Closing {
+            reason: reason.clone(),
+            reconnect_after_ms: 1000,
+        }));
+        let _ = sink.feed(encode(&closing, format)).await;
     }
+    let _ = sink.send(close_message(code, &reason)).await;
+    // Wait briefly for the client's close reply so the close handshake completes.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(msg)) = stream.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Ends a connection: answers, says goodbye, ends the session.
+async fn finish<S>(
+    conn: Option<Connection>,
+    in_flight: Option<InFlight>,
+    backlog: VecDeque<(v1::ClientFrame, Format)>,
+    sink: Sink<S>,
+    stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
+    format: Format,
+    close: Option<(CloseCode, String)>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    // A request in flight finishes (its ack may already be committed) and is
+    // answered; the goodbye is bounded in time, so a client that stopped
+    // reading cannot keep its session registered.
+    let (conn, last_reply) = match in_flight {
+        Some(f) => {
+            let (c, outcome) = *f.await;
+            (Some(c), Some(outcome.reply))
+        }
+        None => (conn, None),
+    };
+    let goodbye = goodbye(sink, stream, format, last_reply, backlog, close);
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, goodbye).await;
     if let Some(conn) = conn {
         conn.close().await;
     }
