@@ -567,6 +567,8 @@ impl Inner {
             }
             state.filling = true;
         }
+        let generation = self.state.borrow().generation;
+        let mut failures = 0u32;
         loop {
             let after = self.tracker.lock().convs.get(&conv).map_or(0, |s| s.version);
             let reply = self
@@ -604,8 +606,21 @@ impl Inner {
                     return;
                 }
                 other => {
-                    // Disconnected or failing: the next resync picks it up.
-                    tracing::debug!(conv, ?other, "fill interrupted");
+                    // A transient failure (rate limited, store unavailable, a
+                    // timeout) on the same connection: retry with back-off.
+                    // Otherwise (connection gone, closed) the next resync picks it up.
+                    let s = *self.state.borrow();
+                    let retry = s.generation == generation
+                        && s.connected
+                        && !s.closed
+                        && other.as_ref().is_err_and(|e| e.is_transient());
+                    tracing::debug!(conv, ?other, retry, "fill interrupted");
+                    if retry {
+                        drop(t);
+                        failures += 1;
+                        tokio::time::sleep(backoff(&self.config, failures.min(6))).await;
+                        continue;
+                    }
                     if let Some(state) = t.convs.get_mut(&conv) {
                         state.filling = false;
                         state.refill = false;
@@ -644,13 +659,12 @@ impl Inner {
         }
         // A fill started by a live event may still be running: `Synced`
         // promises that every changed conversation is caught up.
-        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
         while changed
             .iter()
             .any(|c| self.tracker.lock().convs.get(c).is_some_and(|s| s.filling))
         {
             let s = *self.state.borrow();
-            if s.generation != generation || !s.connected || tokio::time::Instant::now() > deadline {
+            if s.generation != generation || !s.connected {
                 return; // the next connection resyncs
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

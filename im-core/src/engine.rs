@@ -1030,11 +1030,11 @@ impl Engine {
             .iter()
             .filter_map(|&id| {
                 let last_stored = *stored.get(&id)?;
-                let (online, generation, last_seen) = self.inner.sessions.presence(id);
+                let (online, generation) = self.inner.sessions.presence(id);
                 Some(v1::Presence {
                     user_id: id,
                     online,
-                    last_seen: if online { 0 } else { last_seen.max(last_stored) },
+                    last_seen: if online { 0 } else { last_stored },
                     generation,
                 })
             })

@@ -96,6 +96,13 @@ impl From<diesel::result::Error> for Error {
             D::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
                 Error::Unavailable(info.message().to_owned())
             }
+            // Lock conflicts between nodes: the database aborted one side; retrying succeeds.
+            D::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
+                Error::Unavailable(info.message().to_owned())
+            }
+            D::DatabaseError(_, info) if info.message().contains("deadlock") => {
+                Error::Unavailable(info.message().to_owned())
+            }
             D::DatabaseError(DatabaseErrorKind::Unknown, info)
                 if info.message().contains("locked") || info.message().contains("busy") =>
             {

@@ -69,7 +69,6 @@ struct UserSessions {
     entries: Vec<Entry>,
     /// Presence generation: increases with every online/offline change.
     generation: u64,
-    last_seen: i64,
 }
 
 /// A presence transition caused by a session arriving or leaving.
@@ -181,30 +180,30 @@ impl Sessions {
 
     /// Removes a session; returns the presence change if it was the user's last.
     pub fn unregister(&self, user_id: UserId, id: SessionId) -> Option<PresenceChange> {
-        let mut user = self.by_user.get_mut(&user_id)?;
-        let before = user.entries.len();
-        user.entries.retain(|e| e.id != id);
-        if before > 0 && user.entries.is_empty() {
-            user.generation = next_generation(user.generation);
-            user.last_seen = now_ms();
-            Some(PresenceChange {
+        let change = {
+            let mut user = self.by_user.get_mut(&user_id)?;
+            let before = user.entries.len();
+            user.entries.retain(|e| e.id != id);
+            (before > 0 && user.entries.is_empty()).then(|| PresenceChange {
                 user_id,
                 online: false,
-                generation: user.generation,
-                at: user.last_seen,
+                generation: next_generation(user.generation),
+                at: now_ms(),
             })
-        } else {
-            None
-        }
+        };
+        // Users who went offline leave no entry behind (their last seen time
+        // is in the store): the registry holds only connected users.
+        self.by_user.remove_if(&user_id, |_, u| u.entries.is_empty());
+        change
     }
 
-    /// Whether the user has a live session on this node, with the presence
-    /// generation and the last disconnect time (0 if unknown here).
-    pub fn presence(&self, user_id: UserId) -> (bool, u64, i64) {
+    /// Whether the user has a live session on this node, and the presence
+    /// generation of that (0 if the user is not connected here).
+    pub fn presence(&self, user_id: UserId) -> (bool, u64) {
         self.by_user
             .get(&user_id)
-            .map(|u| (!u.entries.is_empty(), u.generation, u.last_seen))
-            .unwrap_or((false, 0, 0))
+            .map(|u| (!u.entries.is_empty(), u.generation))
+            .unwrap_or((false, 0))
     }
 
     /// Number of sessions of a user on this node.

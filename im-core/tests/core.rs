@@ -590,17 +590,21 @@ mod engine {
         assert_eq!(e.list_conversations(b, 0).await.unwrap().0[0].unread_count, 0);
 
         e.disconnect(b.user_id, b_events.id).await;
-        let gen_online = match next(&mut a_events) {
+        let offline_at = match next(&mut a_events) {
             Some(v1::event::Kind::Presence(p)) => {
                 assert!(!p.online);
-                assert!(p.last_seen > 0);
-                p.generation
+                assert!(p.generation > 0);
+                p.last_seen
             }
             other => panic!("expected presence, got {other:?}"),
         };
+        assert!(offline_at > 0);
         assert!(!e.is_online(b.user_id));
+        // Offline users leave no registry entry; last seen comes from the store.
+        assert_eq!(e.sessions().user_session_count(b.user_id), 0);
         let p = e.presence(a, &[b.user_id]).await.unwrap();
-        assert_eq!(p[0].generation, gen_online);
-        assert!(!p[0].online && p[0].last_seen > 0);
+        assert!(!p[0].online);
+        assert_eq!(p[0].last_seen, offline_at);
+        assert_eq!(p[0].generation, 0, "no live information on this node");
     }
 }

@@ -17,10 +17,35 @@ type Body = Full<Bytes>;
 /// Largest HTTP request body accepted by the JSON endpoints.
 const MAX_JSON_BODY: usize = 16 * 1024;
 
-pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+/// Answers a connection over the limit with 503 and closes it.
+pub(crate) async fn refuse(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"error":{"code":"UNAVAILABLE","message":"connection limit reached"}}"#;
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        stream.write_all(reply.as_bytes()),
+    )
+    .await;
+}
+
+/// The connection's permit: moves to the WebSocket task on upgrade, else is
+/// released when the HTTP connection ends.
+pub(crate) type PermitSlot = Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>;
+
+pub(crate) async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let io = TokioIo::new(stream);
     let svc_shared = shared.clone();
-    let service = hyper::service::service_fn(move |req| route(svc_shared.clone(), req));
+    let slot: PermitSlot = Arc::new(std::sync::Mutex::new(Some(permit)));
+    let service = hyper::service::service_fn(move |req| route(svc_shared.clone(), req, slot.clone()));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(std::time::Duration::from_secs(10))
@@ -79,13 +104,14 @@ pub(crate) fn error(e: &Error) -> Response<Body> {
 async fn route(
     shared: Arc<Shared>,
     req: Request<Incoming>,
+    permit: PermitSlot,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => ready(&shared).await,
         (&Method::POST, "/v1/auth/register") => auth(&shared, req, true).await,
         (&Method::POST, "/v1/auth/login") => auth(&shared, req, false).await,
-        (&Method::GET, "/v1/ws") => crate::ws::upgrade(shared, req),
+        (&Method::GET, "/v1/ws") => crate::ws::upgrade(shared, req, permit),
         (_, "/healthz" | "/readyz" | "/v1/auth/register" | "/v1/auth/login" | "/v1/ws") => {
             let mut resp = error(&Error::InvalidArgument("method not allowed".into()));
             *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -118,12 +144,18 @@ struct Credentials {
 }
 
 async fn auth(shared: &Shared, req: Request<Incoming>, register: bool) -> Response<Body> {
-    let body = match Limited::new(req.into_body(), MAX_JSON_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
+    let read = Limited::new(req.into_body(), MAX_JSON_BODY).collect();
+    let body = match tokio::time::timeout(std::time::Duration::from_secs(10), read).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => {
             return error(&Error::TooLarge(format!(
                 "request body is limited to {MAX_JSON_BODY} bytes"
             )));
+        }
+        Err(_) => {
+            return error(&Error::InvalidArgument(
+                "request body not received in time".into(),
+            ));
         }
     };
     let creds: Credentials = match serde_json::from_slice(&body) {

@@ -44,7 +44,7 @@ pub(crate) struct Shared {
     pub engine: Engine,
     /// The configuration.
     pub config: ServerConfig,
-    /// Caps WebSocket connections.
+    /// Caps TCP connections (HTTP and WebSocket).
     pub connections: Arc<Semaphore>,
     /// Cancelled when shutdown starts.
     pub shutdown: CancellationToken,
@@ -165,8 +165,16 @@ impl Server {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        let shared2 = shared.clone();
-                        shared.tasks.spawn(http::serve_connection(shared2, stream, peer));
+                        // Every TCP connection, HTTP or WebSocket, holds a permit.
+                        match shared.connections.clone().try_acquire_owned() {
+                            Ok(permit) => {
+                                let shared2 = shared.clone();
+                                shared.tasks.spawn(http::serve_connection(shared2, stream, peer, permit));
+                            }
+                            Err(_) => {
+                                shared.tasks.spawn(http::refuse(stream));
+                            }
+                        }
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.

@@ -36,7 +36,11 @@ const MAX_BATCH: usize = 64;
 /// Frames read ahead while a request is in flight; then reading pauses.
 const MAX_PIPELINE: usize = 32;
 
-pub(crate) fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) fn upgrade(
+    shared: Arc<Shared>,
+    mut req: Request<Incoming>,
+    permit: crate::http::PermitSlot,
+) -> Response<Full<Bytes>> {
     let headers = req.headers();
     let is_upgrade = headers
         .get(header::UPGRADE)
@@ -52,9 +56,8 @@ pub(crate) fn upgrade(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respon
     {
         return error(&Error::InvalidArgument("WebSocket version 13 required".into()));
     }
-    let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-        return error(&Error::Unavailable("connection limit reached".into()));
-    };
+    // The connection's permit now belongs to the WebSocket.
+    let permit = permit.lock().ok().and_then(|mut slot| slot.take());
     if shared.shutdown.is_cancelled() {
         return error(&Error::Unavailable("server is shutting down".into()));
     }

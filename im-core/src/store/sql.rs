@@ -330,16 +330,25 @@ fn writer_loop<C: Connection + Send + 'static>(
                 }
                 Some(c) => {
                     let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+                    let mut panicked = false;
                     let outcome = c.transaction::<(), diesel::result::Error, _>(|c| {
                         for job in batch.drain(..) {
                             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                                 job(Some(&mut *c))
                             })) {
                                 Ok(done) => completions.push(done),
-                                Err(_) => tracing::error!("a store write panicked; its caller gets an error"),
+                                Err(_) => {
+                                    tracing::error!("a store write panicked; its batch is rolled back");
+                                    panicked = true;
+                                }
                             }
                         }
-                        Ok(())
+                        // A panic left a savepoint open: never commit on top of it.
+                        if panicked {
+                            Err(diesel::result::Error::RollbackTransaction)
+                        } else {
+                            Ok(())
+                        }
                     });
                     batch.clear();
                     let error = outcome
@@ -351,8 +360,10 @@ fn writer_loop<C: Connection + Send + 'static>(
                         counters.writes.fetch_add(n, Ordering::Relaxed);
                         counters.largest.fetch_max(n, Ordering::Relaxed);
                     }
-                    if error.is_some() && c.batch_execute("SELECT 1").is_err() {
-                        tracing::warn!("store writer lost its connection");
+                    if panicked || (error.is_some() && c.batch_execute("SELECT 1").is_err()) {
+                        // After a panic the connection's transaction state is
+                        // unknown: open a fresh connection.
+                        tracing::warn!("store writer reopens its connection");
                         conn = None;
                         last_connect = Instant::now() - RECONNECT_INTERVAL;
                     }
@@ -749,7 +760,9 @@ macro_rules! diesel_store_impl {
                 now: i64,
             ) -> Result<ConversationRecord> {
                 let key = direct_key(a, b);
-                self.core
+                let lookup = key.clone();
+                let created = self
+                    .core
                     .write_keyed(a.min(b), move |c| {
                         let existing: Option<ConvRow> = conversations::table
                             .filter(conversations::direct_key.eq(&key))
@@ -766,7 +779,22 @@ macro_rules! diesel_store_impl {
                         };
                         insert_conversation(c, &direct_new(a, now), Some(&key), &list)
                     })
-                    .await
+                    .await;
+                match created {
+                    // Another node created it between our look-up and insert.
+                    Err(Error::Conflict(_)) => {
+                        self.core
+                            .read(move |c| {
+                                Ok(conversations::table
+                                    .filter(conversations::direct_key.eq(&lookup))
+                                    .select(ConvRow::as_select())
+                                    .first::<ConvRow>(c)?
+                                    .into())
+                            })
+                            .await
+                    }
+                    other => other,
+                }
             }
 
             async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationRecord>> {
@@ -876,6 +904,10 @@ macro_rules! diesel_store_impl {
 
             async fn append_message(&self, new: NewMessage) -> Result<Appended> {
                 let cache = self.members.clone();
+                let dedup_key = new
+                    .client_msg_id
+                    .clone()
+                    .map(|id| (new.sender_id as i64, id));
                 let result = self
                     .core
                     .write_keyed(new.conversation_id, move |c| {
@@ -995,11 +1027,35 @@ macro_rules! diesel_store_impl {
                         })
                     })
                     .await;
-                if matches!(result, Err(Error::Unavailable(_))) {
-                    // The batch may not have committed: forget lists read inside it.
-                    self.members.lock().clear();
+                match result {
+                    Err(Error::Unavailable(e)) => {
+                        // The batch may not have committed: forget lists read inside it.
+                        self.members.lock().clear();
+                        Err(Error::Unavailable(e))
+                    }
+                    // A retry of this message committed on another node between
+                    // our look-up and insert: answer as the duplicate it is.
+                    Err(Error::Conflict(_)) if dedup_key.is_some() => {
+                        let (sender, client_id) = dedup_key.unwrap_or_default();
+                        let row: MessageRow = self
+                            .core
+                            .read(move |c| {
+                                Ok(messages::table
+                                    .filter(messages::sender_id.eq(sender))
+                                    .filter(messages::client_msg_id.eq(client_id))
+                                    .select(MessageRow::as_select())
+                                    .first(c)?)
+                            })
+                            .await?;
+                        Ok(Appended {
+                            message: row.into(),
+                            duplicate: true,
+                            member_count: 0,
+                            members: std::sync::Arc::from(Vec::new()),
+                        })
+                    }
+                    other => other,
                 }
-                result
             }
 
             async fn history(
