@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
 const HELP: &str = "commands: /register USER PASS | /login USER PASS | /rooms | /join ROOM_ID | /create TITLE \
-| /group TITLE USER... | /dm USER | /users [PREFIX] | /conversations | /history | /leave | /quit; \
+| /group TITLE USER... | /dm USER | /users PREFIX | /conversations | /history | /leave | /quit; \
 anything else is sent to the current conversation";
 
 enum Target {

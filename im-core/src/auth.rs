@@ -61,6 +61,21 @@ pub struct PasswordAuthConfig {
     pub argon2_t_cost: u32,
 }
 
+impl PasswordAuthConfig {
+    /// Checks that the values can be used (argon2 accepts the costs, the
+    /// token lifetime fits in the timestamps).
+    pub fn validate(&self) -> Result<()> {
+        Params::new(self.argon2_m_cost, self.argon2_t_cost, 1, None)
+            .map_err(|e| Error::InvalidArgument(format!("argon2 cost: {e}")))?;
+        if self.token_ttl > Duration::from_secs(10 * 365 * 24 * 3600) {
+            return Err(Error::InvalidArgument(
+                "token lifetime is limited to 10 years".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for PasswordAuthConfig {
     fn default() -> Self {
         Self {
@@ -158,19 +173,37 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
-/// Checks a user name: 3 to 32 characters of letters, digits, `_`, `-`, `.`.
+/// Checks a user name: 3 to 32 ASCII letters, digits, `_`, `-`, `.` (ASCII
+/// only, so no look-alike names such as a Cyrillic "а" in "alice").
 pub fn validate_username(name: &str) -> Result<()> {
-    let ok_len = (3..=32).contains(&name.chars().count());
+    let ok_len = (3..=32).contains(&name.len());
     let ok_chars = name
         .chars()
-        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if ok_len && ok_chars {
         Ok(())
     } else {
         Err(Error::InvalidArgument(
-            "user name must be 3 to 32 letters, digits, '_', '-' or '.'".into(),
+            "user name must be 3 to 32 ASCII letters, digits, '_', '-' or '.'".into(),
         ))
     }
+}
+
+/// Checks a display name: 1 to 64 characters, no control characters and no
+/// bidirectional overrides (which could disguise a name).
+pub fn validate_display_name(name: &str) -> Result<()> {
+    let bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if name.trim().is_empty() || name.chars().count() > 64 {
+        return Err(Error::InvalidArgument(
+            "display name must be 1 to 64 characters".into(),
+        ));
+    }
+    if name.chars().any(|c| c.is_control() || bidi(c)) {
+        return Err(Error::InvalidArgument(
+            "display name must not contain control or direction-override characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -194,10 +227,8 @@ impl Authenticator for PasswordAuthenticator {
                 self.config.min_password_len
             )));
         }
-        if display_name.chars().count() > 64 {
-            return Err(Error::InvalidArgument(
-                "display name is limited to 64 characters".into(),
-            ));
+        if !display_name.trim().is_empty() {
+            validate_display_name(display_name)?;
         }
         if self.store.user_by_name(username).await?.is_some() {
             return Err(Error::Conflict(format!("user name {username:?} is taken")));

@@ -325,7 +325,8 @@ impl Engine {
     }
 
     fn remember_members(&self, conversation: ConversationId, members: Arc<[UserId]>) {
-        if self.inner.relay_members.len() > 100_000 {
+        // `len` visits every shard: only when a new conversation is added.
+        if !self.inner.relay_members.contains_key(&conversation) && self.inner.relay_members.len() > 100_000 {
             self.inner.relay_members.clear();
         }
         self.inner
@@ -395,15 +396,16 @@ impl Engine {
 
     /// Updates the caller's profile.
     pub async fn update_profile(&self, caller: Caller, req: v1::UpdateProfile) -> Result<v1::User> {
-        if let Some(d) = &req.display_name
-            && (d.trim().is_empty() || d.chars().count() > 64)
-        {
-            return Err(Error::InvalidArgument(
-                "display name must be 1 to 64 characters".into(),
-            ));
+        if let Some(d) = &req.display_name {
+            crate::auth::validate_display_name(d)?;
         }
-        if req.avatar_url.as_ref().is_some_and(|a| a.len() > 2048) {
-            return Err(Error::TooLarge("avatar URL is limited to 2048 bytes".into()));
+        if let Some(a) = &req.avatar_url {
+            if a.len() > 2048 {
+                return Err(Error::TooLarge("avatar URL is limited to 2048 bytes".into()));
+            }
+            if !(a.is_empty() || a.starts_with("https://") || a.starts_with("http://")) {
+                return Err(Error::InvalidArgument("avatar URL must be http(s)".into()));
+            }
         }
         Ok(self
             .inner
@@ -439,6 +441,10 @@ impl Engine {
     pub async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<v1::User>> {
         if prefix.len() > 64 {
             return Err(Error::TooLarge("search prefix is limited to 64 bytes".into()));
+        }
+        if prefix.trim().is_empty() {
+            // The directory is searched, not listed.
+            return Err(Error::InvalidArgument("a search prefix is required".into()));
         }
         Ok(self
             .inner
@@ -569,28 +575,16 @@ impl Engine {
             ));
         }
         let appended = self
-            .inner
-            .store
-            .append_message(NewMessage {
-                conversation_id: id,
-                sender_id: 0,
-                client_msg_id: None,
-                content: system(v1::SystemKind::Left, caller.user_id, vec![caller.user_id], ""),
-                created_at: now_ms(),
-                membership: Some(Membership::Remove(caller.user_id)),
-            })
+            .append_system(
+                id,
+                system(v1::SystemKind::Left, caller.user_id, vec![caller.user_id], ""),
+                Some(Membership::Remove(caller.user_id)),
+            )
             .await?;
         if appended.member_count == 0 && conv.ephemeral {
             self.inner.store.delete_conversation(id).await?;
             self.inner.relay_members.remove(&id);
-            return Ok(());
         }
-        self.remember_members(id, appended.members.clone());
-        // The leaver's other devices learn it too.
-        let mut recipients = appended.members.to_vec();
-        recipients.push(caller.user_id);
-        self.publish(recipients, None, v1::event::Kind::Message(appended.message))
-            .await;
         Ok(())
     }
 
@@ -669,7 +663,13 @@ impl Engine {
         id: ConversationId,
         content: v1::Content,
         membership: Option<Membership>,
-    ) -> Result<v1::Message> {
+    ) -> Result<Appended> {
+        // A user who leaves is no longer a member, but their other devices
+        // must learn it too.
+        let leaver = match &membership {
+            Some(Membership::Remove(user)) => Some(*user),
+            _ => None,
+        };
         let appended = self
             .inner
             .store
@@ -683,13 +683,15 @@ impl Engine {
             })
             .await?;
         self.remember_members(id, appended.members.clone());
+        let mut recipients = appended.members.to_vec();
+        recipients.extend(leaver);
         self.publish(
-            appended.members,
+            recipients,
             None,
             v1::event::Kind::Message(appended.message.clone()),
         )
         .await;
-        Ok(appended.message)
+        Ok(appended)
     }
 
     /// A conversation as the caller sees it, with members. Members only
@@ -932,7 +934,13 @@ impl Engine {
             .await?;
         let has_more = messages.len() > limit as usize;
         messages.truncate(limit as usize);
-        let next_version = messages.last().map_or(req.after_version, |m| m.version);
+        // The last page covers the whole log up to its end, including
+        // versions absorbed by later changes of the same message.
+        let next_version = if has_more {
+            messages.last().map_or(req.after_version, |m| m.version)
+        } else {
+            conv.last_version.max(req.after_version)
+        };
         Ok(v1::Changes {
             messages,
             next_version,

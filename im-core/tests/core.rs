@@ -231,6 +231,17 @@ mod engine {
             e.register("bad/name", "password123", "").await,
             Err(Error::InvalidArgument(_))
         ));
+        assert!(
+            matches!(
+                e.register("\u{430}lice", "password123", "").await,
+                Err(Error::InvalidArgument(_))
+            ),
+            "no look-alike (Cyrillic) names"
+        );
+        assert!(matches!(
+            e.register("bidi", "password123", "evil\u{202E}txt.exe").await,
+            Err(Error::InvalidArgument(_))
+        ));
         assert!(matches!(
             e.login("alice", "wrong-password").await,
             Err(Error::Unauthenticated(_))
@@ -606,5 +617,41 @@ mod engine {
         assert!(!p[0].online);
         assert_eq!(p[0].last_seen, offline_at);
         assert_eq!(p[0].generation, 0, "no live information on this node");
+    }
+
+    #[tokio::test]
+    async fn hostile_profiles_and_searches_are_refused() {
+        use im_core::im_protocol::v1::UpdateProfile;
+        let e = engine();
+        let a = user(&e, "alice").await;
+        let bad = |display: Option<&str>, avatar: Option<&str>| UpdateProfile {
+            display_name: display.map(str::to_owned),
+            avatar_url: avatar.map(str::to_owned),
+        };
+        for req in [
+            bad(Some("\u{202E}gnp.exe"), None),
+            bad(Some("line\nbreak"), None),
+            bad(Some("   "), None),
+            bad(None, Some("javascript:alert(1)")),
+        ] {
+            assert!(matches!(
+                e.update_profile(a, req).await,
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+        let ok = e
+            .update_profile(a, bad(Some("Älice ✓"), Some("https://cdn.example/a.png")))
+            .await
+            .unwrap();
+        assert_eq!(ok.display_name, "Älice ✓");
+        assert!(matches!(
+            e.search_users("", 10).await,
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            e.search_users(&"x".repeat(65), 10).await,
+            Err(Error::TooLarge(_))
+        ));
+        assert_eq!(e.search_users("al", 10).await.unwrap().len(), 1);
     }
 }

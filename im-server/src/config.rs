@@ -235,6 +235,18 @@ impl ServerConfig {
         {
             bail!("server.idle_timeout_secs must exceed server.heartbeat_interval_secs (> 0)");
         }
+        if !(1..=10_000).contains(&self.limits.max_page_size) {
+            bail!("limits.max_page_size must be 1 to 10000");
+        }
+        if self.server.idle_timeout_secs > 86_400 || self.server.shutdown_timeout_secs > 3_600 {
+            bail!("server.idle_timeout_secs is limited to a day and server.shutdown_timeout_secs to an hour");
+        }
+        if self.store.pool_size == 0 || self.store.writers == 0 || self.store.writers > 64 {
+            bail!("store.pool_size must be positive and store.writers 1 to 64");
+        }
+        self.auth_config()
+            .validate()
+            .map_err(|e| anyhow::anyhow!("auth: {}", e.message()))?;
         if self.server.max_connections == 0 || self.limits.max_sessions_per_user == 0 {
             bail!("server.max_connections and limits.max_sessions_per_user must be positive");
         }

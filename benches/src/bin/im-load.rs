@@ -128,12 +128,7 @@ fn main() -> anyhow::Result<()> {
         sources: cli.sources.clone(),
     };
     let report = match cli.scenario {
-        Scenario::Connect {
-            n,
-            hold,
-            workers,
-            worker,
-        } if worker => {
+        Scenario::Connect { n, worker: true, .. } => {
             // Worker: register, wait for "go", open, report, hold until stdin closes.
             runtime.block_on(async {
                 let tokens = scenario::register_users(target.addr, n.div_ceil(10).max(1)).await?;
@@ -170,7 +165,6 @@ fn main() -> anyhow::Result<()> {
                 drop(conns);
                 anyhow::Ok(())
             })?;
-            let _ = (hold, workers);
             return Ok(());
         }
         Scenario::Connect { n, hold, workers, .. } if workers > 1 => {
