@@ -1124,6 +1124,12 @@ impl Engine {
         })
     }
 
+    /// Deletes expired tokens from the store; run it now and then (the
+    /// reference server does every 10 minutes). Returns how many went.
+    pub async fn purge_expired_tokens(&self) -> Result<u64> {
+        self.inner.store.purge_expired_tokens(now_ms()).await
+    }
+
     /// Closes the fan-out, then the store. Call once, after the last request.
     pub async fn shutdown(&self) -> Result<()> {
         self.inner.fanout.close().await?;

@@ -158,6 +158,21 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Server { listener, shared } = self;
         tracing::info!(addr = %listener.local_addr()?, "im-server listening");
+        // Housekeeping: expired tokens are deleted now and then.
+        let housekeeping = shared.clone();
+        shared.tasks.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                tokio::select! {
+                    _ = housekeeping.shutdown.cancelled() => break,
+                    _ = every.tick() => match housekeeping.engine.purge_expired_tokens().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(tokens = n, "expired tokens purged"),
+                        Err(e) => tracing::warn!(error = %e, "purging expired tokens failed"),
+                    },
+                }
+            }
+        });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {

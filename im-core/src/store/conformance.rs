@@ -26,7 +26,7 @@ macro_rules! store_conformance_tests {
             concurrent_appends_are_gap_free, client_msg_id_deduplicates,
             membership_changes_are_atomic_with_message, rooms_listed_by_size,
             cursors_only_move_forward, unread_counts_skip_own_messages,
-            appends_are_authorized_and_return_recipients,
+            appends_are_authorized_and_return_recipients, expired_tokens_are_purged,
             delete_and_rename_conversation, unknown_conversation_is_not_found);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -492,4 +492,16 @@ pub async fn appends_are_authorized_and_return_recipients(store: Arc<dyn Store>)
         dup.duplicate && dup.members.is_empty(),
         "a duplicate delivers nothing new"
     );
+}
+
+pub async fn expired_tokens_are_purged(store: Arc<dyn Store>) {
+    let a = user(&store, "a").await;
+    store.insert_token("old", a.id, 100).await.unwrap();
+    store.insert_token("edge", a.id, 200).await.unwrap();
+    store.insert_token("fresh", a.id, 300).await.unwrap();
+    assert_eq!(store.purge_expired_tokens(200).await.unwrap(), 2);
+    assert_eq!(store.token("old").await.unwrap(), None);
+    assert_eq!(store.token("edge").await.unwrap(), None);
+    assert_eq!(store.token("fresh").await.unwrap(), Some((a.id, 300)));
+    assert_eq!(store.purge_expired_tokens(200).await.unwrap(), 0);
 }

@@ -214,6 +214,13 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn purge_expired_tokens(&self, now: i64) -> Result<u64> {
+        let mut inner = self.inner.lock();
+        let before = inner.tokens.len();
+        inner.tokens.retain(|_, (_, expires_at)| *expires_at > now);
+        Ok((before - inner.tokens.len()) as u64)
+    }
+
     async fn create_conversation(&self, new: NewConversation) -> Result<ConversationRecord> {
         let mut inner = self.inner.lock();
         let members = std::iter::once((new.created_by, v1::Role::Owner)).chain(

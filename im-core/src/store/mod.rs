@@ -70,6 +70,8 @@ pub trait Store: Send + Sync + 'static {
     async fn token(&self, token_hash: &str) -> Result<Option<(UserId, i64)>>;
     /// Deletes a token; deleting an unknown one is not an error.
     async fn delete_token(&self, token_hash: &str) -> Result<()>;
+    /// Deletes tokens that expired at or before `now`; returns how many.
+    async fn purge_expired_tokens(&self, now: i64) -> Result<u64>;
 
     /// Creates a group or room; the creator becomes owner, the others members.
     async fn create_conversation(&self, new: NewConversation) -> Result<ConversationRecord>;

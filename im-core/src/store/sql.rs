@@ -739,6 +739,16 @@ macro_rules! diesel_store_impl {
                     .await
             }
 
+            async fn purge_expired_tokens(&self, now: i64) -> Result<u64> {
+                self.core
+                    .write(move |c| {
+                        let n =
+                            diesel::delete(tokens::table.filter(tokens::expires_at.le(now))).execute(c)?;
+                        Ok(n as u64)
+                    })
+                    .await
+            }
+
             async fn create_conversation(&self, new: NewConversation) -> Result<ConversationRecord> {
                 self.core
                     .write(move |c| {
