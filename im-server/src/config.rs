@@ -29,7 +29,7 @@ pub struct ServerConfig {
 pub struct ServerSection {
     /// Address to listen on.
     pub listen: String,
-    /// Most WebSocket connections at once; more are refused with 503.
+    /// Most TCP connections (HTTP and WebSocket) at once; more are refused with 503.
     pub max_connections: usize,
     /// Server ping interval, seconds.
     pub heartbeat_interval_secs: u64,

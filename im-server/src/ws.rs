@@ -262,32 +262,13 @@ where
                 }
             }
             out = next_event(&mut events) => {
-                let mut pending = out;
-                let mut n = 0;
-                let mut close = None;
-                while let Some(item) = pending.take() {
-                    match item {
-                        Outbound::Event(ev) => {
-                            if !written(sink.feed(wire(ev.encoded(format), format))).await {
-                                close = Some(None);
-                                break;
-                            }
-                        }
-                        Outbound::Close(reason) => {
-                            close = Some(Some((CloseCode::Policy, reason)));
-                            break;
-                        }
-                    }
-                    n += 1;
-                    if n < MAX_BATCH {
-                        pending = events.as_mut().and_then(|e| e.try_recv());
-                    }
-                }
-                if let Some(close) = close {
-                    break close;
-                }
-                if !written(sink.flush()).await {
-                    break None;
+                // One time limit for the whole batch: a timer per event would
+                // cost more than the write.
+                let batch = write_events(&mut sink, &mut events, out, format);
+                match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(close)) => break close,
+                    Err(_) => break None,
                 }
                 if events.as_ref().is_some_and(|e| e.overflowed()) {
                     break Some((CloseCode::Again, "too slow: events were dropped, resync".into()));
@@ -306,6 +287,37 @@ where
 
     // Boxed: closing runs once, its futures need not live in every idle connection.
     Box::pin(finish(conn, in_flight, backlog, sink, stream, format, close)).await;
+}
+
+/// Writes `first` and whatever else is queued (up to `MAX_BATCH`), then
+/// flushes once. `Err(Some(close))` asks to close the connection, `Err(None)`
+/// means the socket failed.
+async fn write_events<S>(
+    sink: &mut Sink<S>,
+    events: &mut Option<SessionEvents>,
+    first: Option<Outbound>,
+    format: Format,
+) -> Result<(), Option<(CloseCode, String)>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut pending = first;
+    let mut n = 0;
+    while let Some(item) = pending.take() {
+        match item {
+            Outbound::Event(ev) => {
+                sink.feed(wire(ev.encoded(format), format))
+                    .await
+                    .map_err(|_| None)?;
+            }
+            Outbound::Close(reason) => return Err(Some((CloseCode::Policy, reason))),
+        }
+        n += 1;
+        if n < MAX_BATCH {
+            pending = events.as_mut().and_then(|e| e.try_recv());
+        }
+    }
+    sink.flush().await.map_err(|_| None)
 }
 
 /// Longest a single write may wait for the client to read. A client that
