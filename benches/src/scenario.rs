@@ -419,11 +419,9 @@ pub struct Load {
     pub size: usize,
 }
 
-/// `dm`: `pairs` pairs of users, both sides sending to each other.
-pub async fn dm(target: &Target, pairs: usize, load: Load) -> anyhow::Result<Report> {
-    let tokens = register_users(target.addr, pairs * 2).await?;
-    let clock = Clock(Instant::now());
-    let (conns, inboxes) = connect_all(target, &tokens, clock).await?;
+/// Streams of `pairs` chatting pairs: connections (0, 1), (2, 3), ... each
+/// open their direct conversation with a first message, then both send.
+async fn pair_streams(conns: &[Conn], pairs: usize) -> anyhow::Result<Vec<Stream>> {
     let mut streams = Vec::new();
     for p in 0..pairs {
         let (a, b) = (2 * p, 2 * p + 1);
@@ -435,16 +433,24 @@ pub async fn dm(target: &Target, pairs: usize, load: Load) -> anyhow::Result<Rep
                 "hello".into(),
             )
             .await?;
-        let conv = v1::send_message::Target::ConversationId(first.conversation_id);
         for sender in [a, b] {
             streams.push(Stream {
                 sender,
-                conversation: conv,
+                conversation: v1::send_message::Target::ConversationId(first.conversation_id),
                 conversation_id: first.conversation_id,
                 members: vec![a, b],
             });
         }
     }
+    Ok(streams)
+}
+
+/// `dm`: `pairs` pairs of users, both sides sending to each other.
+pub async fn dm(target: &Target, pairs: usize, load: Load) -> anyhow::Result<Report> {
+    let tokens = register_users(target.addr, pairs * 2).await?;
+    let clock = Clock(Instant::now());
+    let (conns, inboxes) = connect_all(target, &tokens, clock).await?;
+    let streams = pair_streams(&conns, pairs).await?;
     drive("dm", target, Arc::new(conns), inboxes, streams, clock, load).await
 }
 
@@ -486,25 +492,7 @@ pub async fn mixed(
     let tokens = register_users(target.addr, pairs * 2 + groups * group_size).await?;
     let clock = Clock(Instant::now());
     let (conns, inboxes) = connect_all(target, &tokens, clock).await?;
-    let mut streams = Vec::new();
-    for p in 0..pairs {
-        let (a, b) = (2 * p, 2 * p + 1);
-        let first = conns[a]
-            .send(
-                v1::send_message::Target::ToUserId(conns[b].user_id),
-                format!("open-{p}"),
-                "hello".into(),
-            )
-            .await?;
-        for sender in [a, b] {
-            streams.push(Stream {
-                sender,
-                conversation: v1::send_message::Target::ConversationId(first.conversation_id),
-                conversation_id: first.conversation_id,
-                members: vec![a, b],
-            });
-        }
-    }
+    let mut streams = pair_streams(&conns, pairs).await?;
     for g in 0..groups {
         let members: Vec<usize> = (pairs * 2 + g * group_size..pairs * 2 + (g + 1) * group_size).collect();
         let ids = members.iter().map(|&m| conns[m].user_id).collect();
