@@ -7,7 +7,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use im_core::model::{NewConversation, NewMessage};
-use im_core::session::Sessions;
+use im_core::sessions::Sessions;
 use im_core::store::postgres::testing::TempSchema;
 use im_core::store::{PostgresStore, PostgresStoreConfig, SqliteStore, SqliteStoreConfig, Store};
 use im_core::{Delivery, FanOutHandler, SharedEvent};
@@ -156,7 +156,7 @@ fn fanout_benches(c: &mut Criterion) {
                 };
                 sessions.deliver(&delivery);
                 for r in &mut receivers {
-                    if let Some(im_core::session::Outbound::Event(ev)) = r.try_recv() {
+                    if let Some(im_core::sessions::Outbound::Event(ev)) = r.try_recv() {
                         // Every recipient writes the shared bytes: encoded once.
                         std::hint::black_box(ev.encoded(Format::Binary));
                     }

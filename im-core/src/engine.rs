@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::event::SharedEvent;
 use crate::fanout::{Delivery, FanOut, LocalFanOut};
 use crate::model::*;
-use crate::session::{PresenceChange, SessionEvents, Sessions};
+use crate::sessions::{PresenceChange, SessionEvents, Sessions};
 use crate::store::{MemoryStore, Store};
 use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
 use prost::Message as _;

@@ -8,11 +8,11 @@
 //! | module | what |
 //! |---|---|
 //! | [`engine`] | [`Engine`]: every operation, authorization in one place |
-//! | [`connection`] | the per-connection protocol state machine used by every transport |
+//! | [`connection`] | one client connection: the sans-IO session driver and the loop every transport runs |
 //! | [`store`] | the [`Store`] trait, [`MemoryStore`], `SqliteStore` |
 //! | [`fanout`] | the [`FanOut`] trait and [`LocalFanOut`] |
 //! | [`auth`] | the [`Authenticator`] trait and password accounts |
-//! | [`session`] | sessions connected to this node |
+//! | [`sessions`] | sessions connected to this node |
 //!
 //! | feature | default | what |
 //! |---|---|---|
@@ -40,7 +40,7 @@ pub mod error;
 pub mod event;
 pub mod fanout;
 pub mod model;
-pub mod session;
+pub mod sessions;
 pub mod store;
 
 pub use auth::{Authenticator, PasswordAuthConfig, PasswordAuthenticator};

@@ -547,7 +547,7 @@ mod engine {
 
     #[tokio::test]
     async fn receipts_typing_and_presence_events() {
-        use im_core::session::Outbound;
+        use im_core::sessions::Outbound;
         let e = engine();
         let (a, b) = (user(&e, "alice").await, user(&e, "bob").await);
         let g = e.create_group(a, "g", &[b.user_id]).await.unwrap();
@@ -555,7 +555,7 @@ mod engine {
         let mut b_events = e.connect(b.user_id).await;
         // The next queued event, skipping presence (announced asynchronously,
         // so a user may see the other's online event in either order).
-        let next = |rx: &mut im_core::session::SessionEvents| loop {
+        let next = |rx: &mut im_core::sessions::SessionEvents| loop {
             match rx.try_recv() {
                 Some(Outbound::Event(ev)) => match ev.kind() {
                     Some(v1::event::Kind::Presence(p)) if p.online => continue,

@@ -1,4 +1,4 @@
-//! HTTP routes (hyper 1, HTTP/1.1) and the WebSocket upgrade.
+//! HTTP/1.1 connections (hyper 1) and the route table.
 
 use crate::Shared;
 use bytes::Bytes;
@@ -34,7 +34,7 @@ pub(crate) async fn refuse(mut stream: TcpStream) {
 
 /// The connection's permit: moves to the WebSocket task on upgrade, else is
 /// released when the HTTP connection ends.
-pub(crate) type PermitSlot = Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>;
+type PermitSlot = Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>;
 
 pub(crate) async fn serve_connection(
     shared: Arc<Shared>,
@@ -80,7 +80,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 }
 
 /// The HTTP status of an engine error.
-pub(crate) fn status_of(e: &Error) -> StatusCode {
+fn status_of(e: &Error) -> StatusCode {
     match e {
         Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
@@ -94,7 +94,7 @@ pub(crate) fn status_of(e: &Error) -> StatusCode {
     }
 }
 
-pub(crate) fn error(e: &Error) -> Response<Body> {
+fn error(e: &Error) -> Response<Body> {
     json(
         status_of(e),
         serde_json::json!({"error": {"code": e.code().name(), "message": e.message()}}),
@@ -111,7 +111,7 @@ async fn route(
         (&Method::GET, "/readyz") => ready(&shared).await,
         (&Method::POST, "/v1/auth/register") => auth(&shared, req, true).await,
         (&Method::POST, "/v1/auth/login") => auth(&shared, req, false).await,
-        (&Method::GET, "/v1/ws") => crate::ws::upgrade(shared, req, permit),
+        (&Method::GET, "/v1/ws") => websocket(&shared, req, &permit),
         (_, "/healthz" | "/readyz" | "/v1/auth/register" | "/v1/auth/login" | "/v1/ws") => {
             let mut resp = error(&Error::InvalidArgument("method not allowed".into()));
             *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -120,6 +120,30 @@ async fn route(
         _ => error(&Error::NotFound("no such route".into())),
     };
     Ok(resp)
+}
+
+/// Upgrades to the WebSocket transport; the connection's permit moves to it.
+fn websocket(shared: &Shared, mut req: Request<Incoming>, permit: &PermitSlot) -> Response<Body> {
+    if shared.shutdown.is_cancelled() {
+        return error(&Error::Unavailable("server is shutting down".into()));
+    }
+    let shutdown = shared.shutdown.clone().cancelled_owned();
+    match crate::websocket::upgrade(
+        &mut req,
+        shared.engine.clone(),
+        shared.connection.clone(),
+        shutdown,
+    ) {
+        Ok((response, serve)) => {
+            let permit = permit.lock().ok().and_then(|mut slot| slot.take());
+            shared.tasks.spawn(async move {
+                serve.await;
+                drop(permit);
+            });
+            response
+        }
+        Err(e) => error(&e),
+    }
 }
 
 async fn ready(shared: &Shared) -> Response<Body> {

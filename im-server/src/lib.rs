@@ -23,7 +23,7 @@
 
 pub mod config;
 mod http;
-mod ws;
+pub mod websocket;
 
 pub use config::ServerConfig;
 

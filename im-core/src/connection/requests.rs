@@ -1,84 +1,17 @@
-//! The protocol state machine of one client connection, shared by every
-//! transport: a transport turns bytes into [`v1::ClientFrame`]s, hands them to
-//! [`Connection::handle`], writes the reply and forwards session events.
+//! [`Connection`]: what one request does to a connection's state, and the
+//! engine call behind it. The [`SessionDriver`](super::SessionDriver) decides
+//! when a request runs; this decides what it means.
 //!
 //! States: `AwaitingHello` → (`Hello`) → `Anonymous` → (`Hello` with a token,
 //! `Login`, `Register`) → `Authenticated` → (`Logout`, close) → closed.
 
+use super::ConnectionConfig;
 use crate::engine::{Caller, Engine};
 use crate::error::Error;
 use crate::model::{UserId, UserRecord};
-use crate::session::SessionEvents;
+use crate::sessions::SessionEvents;
 use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
 use std::sync::Arc;
-use tokio::time::Instant;
-
-/// Per-connection settings, reported to the client in `HelloOk`.
-#[derive(Debug, Clone)]
-pub struct ConnectionConfig {
-    /// Largest frame accepted (default 64 KiB).
-    pub max_frame_bytes: usize,
-    /// How often the server pings (default 30 s).
-    pub heartbeat_interval_ms: u32,
-    /// A connection silent this long is closed (default 90 s).
-    pub idle_timeout_ms: u32,
-    /// Sustained requests per second per connection (default 100).
-    pub requests_per_second: f64,
-    /// Burst of requests allowed above the sustained rate (default 200).
-    pub request_burst: f64,
-    /// Most simultaneous sessions of one user on this node (default 16).
-    pub max_sessions_per_user: usize,
-    /// Reported to clients.
-    pub server_version: String,
-}
-
-impl Default for ConnectionConfig {
-    fn default() -> Self {
-        Self {
-            max_frame_bytes: im_protocol::DEFAULT_MAX_FRAME_BYTES,
-            heartbeat_interval_ms: 30_000,
-            idle_timeout_ms: 90_000,
-            requests_per_second: 100.0,
-            request_burst: 200.0,
-            max_sessions_per_user: 16,
-            server_version: env!("CARGO_PKG_VERSION").to_owned(),
-        }
-    }
-}
-
-/// A token bucket: `rate` tokens per second, at most `burst` saved up.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    /// A full bucket.
-    pub fn new(rate: f64, burst: f64) -> Self {
-        Self {
-            rate,
-            burst: burst.max(1.0),
-            tokens: burst.max(1.0),
-            last: Instant::now(),
-        }
-    }
-
-    /// Takes one token if there is one.
-    pub fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 enum State {
     AwaitingHello,
@@ -116,26 +49,23 @@ impl Outcome {
     }
 }
 
-/// One client connection's protocol state.
+/// One client connection's authentication state and request handling.
 pub struct Connection {
     engine: Engine,
     config: Arc<ConnectionConfig>,
     state: State,
     header_token: Option<String>,
-    bucket: TokenBucket,
 }
 
 impl Connection {
     /// A new connection; `header_token` is a bearer token from the transport
     /// (the HTTP `Authorization` header), used at `Hello`.
     pub fn new(engine: Engine, config: Arc<ConnectionConfig>, header_token: Option<String>) -> Self {
-        let bucket = TokenBucket::new(config.requests_per_second, config.request_burst);
         Self {
             engine,
             config,
             state: State::AwaitingHello,
             header_token,
-            bucket,
         }
     }
 
@@ -155,13 +85,6 @@ impl Connection {
             session: None,
             close: None,
         };
-        if !self.bucket.try_take(Instant::now()) {
-            outcome.reply = error(
-                id,
-                &Error::RateLimited("too many requests on this connection".into()),
-            );
-            return outcome;
-        }
         let Some(body) = frame.body else {
             outcome.reply = error(id, &Error::InvalidArgument("empty or unknown request".into()));
             return outcome;
