@@ -2,6 +2,7 @@
 
 use crate::link::Link;
 use crate::tracker::{Live, Tracker};
+use crate::transport::{Connector, WebSocketConnector};
 use crate::{Error, Event, Result};
 use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
 use im_protocol::{Format, PROTOCOL_VERSION};
@@ -30,6 +31,8 @@ pub struct ClientConfig {
     pub reconnect_max: Duration,
     /// Page size of sync fetches (default 200).
     pub page_size: u32,
+    /// How URLs are reached (default: [`WebSocketConnector`]).
+    pub connector: Arc<dyn Connector>,
 }
 
 impl ClientConfig {
@@ -43,6 +46,7 @@ impl ClientConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             page_size: 200,
+            connector: Arc::new(WebSocketConnector),
         }
     }
 }
@@ -689,6 +693,7 @@ impl Inner {
         let (closed_tx, closed_rx) = oneshot::channel();
         let weak = Arc::downgrade(self);
         let link = Link::connect(
+            self.config.connector.as_ref(),
             url,
             self.config.format,
             move |kind| {

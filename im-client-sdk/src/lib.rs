@@ -34,6 +34,7 @@
 mod client;
 mod link;
 mod tracker;
+pub mod transport;
 
 pub use client::{Client, ClientConfig, Credentials, Events};
 pub use im_protocol::{self, Format, v1};

@@ -28,6 +28,7 @@ pub mod websocket;
 pub use config::ServerConfig;
 
 use anyhow::Context;
+use im_core::connection::FrameTransport;
 use im_core::{Engine, PostgresStore, PostgresStoreConfig, SqliteStore, SqliteStoreConfig, Store};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,6 +53,53 @@ pub(crate) struct Shared {
     pub connection: Arc<im_core::ConnectionConfig>,
     /// Tracks every connection task, to drain them at shutdown.
     pub tasks: TaskTracker,
+}
+
+/// Serves connections of other transports with the server's engine, limits
+/// and shutdown. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// Serves one connection over `transport`, exactly as a WebSocket is
+    /// served: it counts against the connection limit, and graceful shutdown
+    /// tells its client and waits for it. `UNAVAILABLE` when the server is
+    /// shutting down or full.
+    pub fn serve<T: FrameTransport + 'static>(
+        &self,
+        transport: T,
+        bearer_token: Option<String>,
+    ) -> Result<(), im_core::Error> {
+        let shared = &self.shared;
+        if shared.shutdown.is_cancelled() {
+            return Err(im_core::Error::Unavailable("server is shutting down".into()));
+        }
+        let permit = shared
+            .connections
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| im_core::Error::Unavailable("connection limit reached".into()))?;
+        let serve = im_core::connection::serve(
+            shared.engine.clone(),
+            shared.connection.clone(),
+            transport,
+            bearer_token,
+            shared.shutdown.clone().cancelled_owned(),
+        );
+        shared.tasks.spawn(async move {
+            serve.await;
+            drop(permit);
+        });
+        Ok(())
+    }
 }
 
 /// A bound, not yet running server.
@@ -150,6 +198,14 @@ impl Server {
     /// The engine, for embedders that add their own routes.
     pub fn engine(&self) -> &Engine {
         &self.shared.engine
+    }
+
+    /// A handle for serving connections that arrive through a transport of
+    /// the embedder's own, alongside the server's listeners.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully: stops

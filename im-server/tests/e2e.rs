@@ -6,12 +6,30 @@ mod support;
 
 mod sqlite {
     const BACKEND: crate::support::Backend = crate::support::Backend::Sqlite;
+    const TRANSPORT: crate::support::Transport = crate::support::Transport::WebSocket;
     include!("support/cases.rs");
+    mod transport {
+        use super::{BACKEND, TRANSPORT};
+        include!("support/transport_cases.rs");
+    }
 }
 
 mod postgres {
     const BACKEND: crate::support::Backend = crate::support::Backend::Postgres;
+    const TRANSPORT: crate::support::Transport = crate::support::Transport::WebSocket;
     include!("support/cases.rs");
+    mod transport {
+        use super::{BACKEND, TRANSPORT};
+        include!("support/transport_cases.rs");
+    }
+}
+
+/// The same cases over a second transport: an in-memory duplex driving the
+/// engine's session driver, with no socket.
+mod memory_transport {
+    const BACKEND: crate::support::Backend = crate::support::Backend::Sqlite;
+    const TRANSPORT: crate::support::Transport = crate::support::Transport::Memory;
+    include!("support/transport_cases.rs");
 }
 
 mod postgres_outage {

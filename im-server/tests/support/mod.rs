@@ -2,6 +2,8 @@
 //! SDK clients, a cuttable TCP proxy, a raw WebSocket client and raw HTTP.
 #![allow(dead_code)]
 
+pub mod memory;
+
 use futures_util::{SinkExt, StreamExt};
 use im_client_sdk::{Client, ClientConfig, Credentials, Event, Events, v1};
 use im_core::store::postgres::testing::TempSchema;
@@ -28,6 +30,15 @@ pub enum Backend {
     Postgres,
 }
 
+/// How the SDK and raw clients reach a test server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// WebSocket over TCP on 127.0.0.1.
+    WebSocket,
+    /// The in-memory duplex of [`memory`]: the session driver without a socket.
+    Memory,
+}
+
 /// Keeps a test server's data alive across restarts; removes it at the end.
 pub struct Data {
     _dir: tempfile::TempDir,
@@ -37,6 +48,10 @@ pub struct Data {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub max_frame: usize,
+    pub transport: Transport,
+    pub server: im_server::ServerHandle,
+    /// The connector of SDK clients on the memory transport.
+    memory: Arc<memory::MemoryConnector>,
     config: ServerConfig,
     dir: Arc<Data>,
     stop_tx: oneshot::Sender<()>,
@@ -47,6 +62,7 @@ pub struct TestServer {
 pub struct StoppedServer {
     config: ServerConfig,
     dir: Arc<Data>,
+    transport: Transport,
 }
 
 /// A server configuration for tests on `backend`, and the data it uses.
@@ -87,12 +103,20 @@ impl TestServer {
     pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
         let (mut config, data) = test_config(backend);
         adjust(&mut config);
-        Self::launch(config, Arc::new(data)).await
+        Self::launch(config, Arc::new(data), Transport::WebSocket).await
     }
 
-    async fn launch(config: ServerConfig, dir: Arc<Data>) -> Self {
+    /// A server whose SDK and raw clients use `transport`.
+    pub async fn start_on(backend: Backend, transport: Transport) -> Self {
+        let (config, data) = test_config(backend);
+        Self::launch(config, Arc::new(data), transport).await
+    }
+
+    async fn launch(config: ServerConfig, dir: Arc<Data>, transport: Transport) -> Self {
         let server = Server::bind(config.clone()).await.unwrap();
         let addr = server.local_addr();
+        let server_handle = server.handle();
+        let memory = memory::MemoryConnector::new(server_handle.clone(), config.limits.max_frame_bytes);
         assert!(addr.ip().is_loopback());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server.run(async move {
@@ -101,6 +125,9 @@ impl TestServer {
         Self {
             addr,
             max_frame: config.limits.max_frame_bytes,
+            transport,
+            server: server_handle,
+            memory,
             config,
             dir,
             stop_tx,
@@ -121,6 +148,7 @@ impl TestServer {
         StoppedServer {
             config,
             dir: self.dir,
+            transport: self.transport,
         }
     }
 
@@ -133,7 +161,7 @@ impl TestServer {
         let stopped = self.stop_and_keep().await;
         let mut config = stopped.config;
         config.server.listen = "127.0.0.1:0".into();
-        Self::launch(config, stopped.dir).await
+        Self::launch(config, stopped.dir, stopped.transport).await
     }
 
     pub fn url(&self) -> String {
@@ -141,15 +169,39 @@ impl TestServer {
     }
 
     pub fn client_config(&self) -> ClientConfig {
-        client_config(&self.url())
+        let mut config = client_config(&self.url());
+        if self.transport == Transport::Memory {
+            config.connector = self.memory.clone();
+        }
+        config
     }
 
     pub async fn connect(&self, credentials: Credentials) -> (Client, Events) {
-        self.connect_via(&self.url(), credentials).await
+        Client::connect(self.client_config(), credentials).await.unwrap()
     }
 
     pub async fn connect_via(&self, url: &str, credentials: Credentials) -> (Client, Events) {
         Client::connect(client_config(url), credentials).await.unwrap()
+    }
+
+    /// A way to the server whose connections the test can cut.
+    pub async fn cuttable(&self) -> Cuttable {
+        match self.transport {
+            Transport::WebSocket => Cuttable::Proxy(Proxy::start(self.addr).await),
+            Transport::Memory => {
+                Cuttable::Memory(memory::MemoryConnector::new(self.server.clone(), self.max_frame))
+            }
+        }
+    }
+
+    /// A bare client on the server's transport, for bad input.
+    pub async fn raw(&self, token: Option<&str>) -> RawClient {
+        match self.transport {
+            Transport::WebSocket => RawClient::Ws(Box::new(RawWs::connect(self.addr, token).await)),
+            Transport::Memory => {
+                RawClient::Memory(memory::RawDuplex::connect(&self.server, self.max_frame, token))
+            }
+        }
     }
 
     pub async fn register(&self, name: &str) -> (Client, Events) {
@@ -173,7 +225,7 @@ impl TestServer {
 impl StoppedServer {
     /// Starts again on the same address and database file.
     pub async fn start_again(self) -> TestServer {
-        TestServer::launch(self.config, self.dir).await
+        TestServer::launch(self.config, self.dir, self.transport).await
     }
 }
 
@@ -257,6 +309,88 @@ pub fn text_of(m: &v1::Message) -> String {
         .as_ref()
         .and_then(|c| c.as_text())
         .map_or_else(|| "<non-text>".to_owned(), str::to_owned)
+}
+
+/// Connections that a test cuts at will: through a TCP proxy or a memory relay.
+pub enum Cuttable {
+    Proxy(Proxy),
+    Memory(Arc<memory::MemoryConnector>),
+}
+
+impl Cuttable {
+    pub async fn connect(&self, credentials: Credentials) -> (Client, Events) {
+        let config = match self {
+            Cuttable::Proxy(p) => client_config(&p.url()),
+            Cuttable::Memory(m) => {
+                let mut c = client_config("memory:");
+                c.connector = m.clone();
+                c
+            }
+        };
+        Client::connect(config, credentials).await.unwrap()
+    }
+
+    /// Drops every connection made through it.
+    pub fn cut(&self) {
+        match self {
+            Cuttable::Proxy(p) => p.cut(),
+            Cuttable::Memory(m) => m.cut(),
+        }
+    }
+
+    /// Connections made through it so far.
+    pub fn connections(&self) -> usize {
+        match self {
+            Cuttable::Proxy(p) => p.connections(),
+            Cuttable::Memory(m) => m.connections(),
+        }
+    }
+}
+
+/// A bare client on either transport.
+pub enum RawClient {
+    Ws(Box<RawWs>),
+    Memory(memory::RawDuplex),
+}
+
+impl RawClient {
+    pub async fn send_json(&mut self, text: &str) {
+        match self {
+            RawClient::Ws(w) => w.send_json(text).await,
+            RawClient::Memory(m) => m.send(text.as_bytes().to_vec(), im_client_sdk::Format::Json),
+        }
+    }
+
+    pub async fn send_binary(&mut self, data: Vec<u8>) {
+        match self {
+            RawClient::Ws(w) => w.send_binary(data).await,
+            RawClient::Memory(m) => m.send(data, im_client_sdk::Format::Binary),
+        }
+    }
+
+    pub async fn next_json(&mut self) -> serde_json::Value {
+        match self {
+            RawClient::Ws(w) => w.next_json().await,
+            RawClient::Memory(m) => m.next_json().await,
+        }
+    }
+
+    /// (request id, error code) of the next response, which must be an error.
+    pub async fn error_code(&mut self) -> (String, String) {
+        let v = self.next_json().await;
+        let r = &v["response"];
+        let code = r["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an error: {v}"));
+        (r["requestId"].as_str().unwrap_or("0").to_owned(), code.to_owned())
+    }
+
+    pub async fn closed(&mut self) -> Option<u16> {
+        match self {
+            RawClient::Ws(w) => w.closed().await,
+            RawClient::Memory(m) => m.closed().await,
+        }
+    }
 }
 
 /// A TCP proxy whose connections can be cut at will.

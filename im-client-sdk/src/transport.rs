@@ -1,0 +1,151 @@
+//! How the client reaches a server: a [`Connector`] opens a [`FrameChannel`]
+//! to a URL. [`WebSocketConnector`] is the default; an embedder can plug in
+//! another (an in-process channel to an engine in the same binary, a test
+//! transport).
+
+use crate::{Error, Result};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use im_protocol::Format;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+/// What the client writes to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToServer {
+    /// An encoded client frame.
+    Frame(Bytes),
+    /// Close the connection cleanly.
+    Close,
+}
+
+/// What the server sent, or how the connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FromServer {
+    /// An encoded server frame.
+    Frame(Bytes),
+    /// The connection ended; the transport's close code (WebSocket numbering)
+    /// if the server sent one, and the reason.
+    Closed {
+        /// The close code, if the server said goodbye.
+        code: Option<u16>,
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+/// An open connection as two channels of encoded frames in the client's
+/// [`Format`]. Dropping `to_server` closes the connection.
+#[derive(Debug)]
+pub struct FrameChannel {
+    /// Frames to write, in order.
+    pub to_server: mpsc::UnboundedSender<ToServer>,
+    /// Frames read, in order, ending with one [`FromServer::Closed`].
+    pub from_server: mpsc::UnboundedReceiver<FromServer>,
+}
+
+/// A boxed future returned by a [`Connector`].
+pub type ConnectFuture<'a> = Pin<Box<dyn Future<Output = Result<FrameChannel>> + Send + 'a>>;
+
+/// Opens connections to a server.
+pub trait Connector: Send + Sync + std::fmt::Debug + 'static {
+    /// Connects to `url`; frames travel in `format`.
+    fn connect<'a>(&'a self, url: &'a str, format: Format) -> ConnectFuture<'a>;
+}
+
+/// The default connector: `ws://` URLs over tokio-tungstenite.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebSocketConnector;
+
+impl Connector for WebSocketConnector {
+    fn connect<'a>(&'a self, url: &'a str, format: Format) -> ConnectFuture<'a> {
+        Box::pin(connect_websocket(url, format))
+    }
+}
+
+async fn connect_websocket(url: &str, format: Format) -> Result<FrameChannel> {
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(16 << 20));
+    let (ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async_with_config(url, Some(config), true),
+    )
+    .await
+    .map_err(|_| Error::Connect(format!("{url}: timed out")))?
+    .map_err(|e| Error::Connect(format!("{url}: {e}")))?;
+    let (to_server, mut outgoing) = mpsc::unbounded_channel::<ToServer>();
+    let (incoming, from_server) = mpsc::unbounded_channel::<FromServer>();
+    tokio::spawn(async move {
+        let (mut sink, mut stream) = ws.split();
+        let message = |bytes: Bytes| match format {
+            Format::Binary => Message::Binary(bytes),
+            // The codec writes JSON as UTF-8; anything else is sent as binary.
+            Format::Json => match Utf8Bytes::try_from(bytes.clone()) {
+                Ok(text) => Message::Text(text),
+                Err(_) => Message::Binary(bytes),
+            },
+        };
+        let (code, reason) = loop {
+            tokio::select! {
+                out = outgoing.recv() => {
+                    let mut next = out;
+                    let mut ok = true;
+                    let mut closing = false;
+                    // Everything queued goes out with one flush.
+                    while let Some(item) = next.take() {
+                        let msg = match item {
+                            ToServer::Frame(bytes) => message(bytes),
+                            ToServer::Close => {
+                                closing = true;
+                                Message::Close(None)
+                            }
+                        };
+                        ok = sink.feed(msg).await.is_ok();
+                        if !ok || closing {
+                            break;
+                        }
+                        next = outgoing.try_recv().ok();
+                    }
+                    if !ok || sink.flush().await.is_err() {
+                        break (None, "write failed".to_owned());
+                    }
+                    if closing {
+                        break (None, "closed by client".to_owned());
+                    }
+                    if outgoing.is_closed() && outgoing.is_empty() {
+                        let _ = sink.send(Message::Close(None)).await;
+                        break (None, "closed by client".to_owned());
+                    }
+                }
+                read = stream.next() => match read {
+                    Some(Ok(Message::Binary(b))) => {
+                        let _ = incoming.send(FromServer::Frame(b));
+                    }
+                    Some(Ok(Message::Text(t))) => {
+                        let _ = incoming.send(FromServer::Frame(Bytes::from(t)));
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        break match frame {
+                            Some(f) => (Some(u16::from(f.code)), f.reason.to_string()),
+                            None => (None, "closed by server".to_owned()),
+                        };
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break (None, e.to_string()),
+                    None => break (None, "connection lost".to_owned()),
+                },
+            }
+        };
+        let _ = incoming.send(FromServer::Closed { code, reason });
+    });
+    Ok(FrameChannel {
+        to_server,
+        from_server,
+    })
+}
