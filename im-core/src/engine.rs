@@ -47,11 +47,13 @@ impl Default for EngineConfig {
     }
 }
 
-/// The authenticated user behind a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The authenticated user behind a request, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The user.
     pub user_id: UserId,
+    /// The device the request came from (empty when not from a connection).
+    pub device: DeviceId,
     /// The session the request came on (0 when not from a connection).
     pub session_id: SessionId,
 }
@@ -61,6 +63,7 @@ impl Caller {
     pub fn user(user_id: UserId) -> Self {
         Self {
             user_id,
+            device: DeviceId::default(),
             session_id: 0,
         }
     }
@@ -233,10 +236,11 @@ impl Engine {
 
     // ------------------------------------------------------------ sessions
 
-    /// Registers a connected, authenticated session; its events arrive on the
-    /// returned receiver. Call [`Engine::disconnect`] when it ends.
-    pub async fn connect(&self, user_id: UserId) -> SessionEvents {
-        let (events, change) = self.inner.sessions.register(user_id);
+    /// Registers a connected, authenticated session of a user's device; its
+    /// events arrive on the returned receiver. Call [`Engine::disconnect`]
+    /// when it ends.
+    pub async fn connect(&self, user_id: UserId, device: DeviceId) -> SessionEvents {
+        let (events, change) = self.inner.sessions.register(user_id, device);
         if let Some(change) = change {
             // Off the connect path: finding the contacts takes store reads.
             // Generation numbers let clients order presence events that race.
@@ -358,7 +362,7 @@ impl Engine {
     /// The conversation and the caller's membership; `PermissionDenied` for non-members.
     async fn require_member(
         &self,
-        caller: Caller,
+        caller: &Caller,
         id: ConversationId,
     ) -> Result<(ConversationRecord, MemberRecord)> {
         let conv = self.conversation(id).await?;
@@ -497,7 +501,7 @@ impl Engine {
             None,
         )
         .await?;
-        self.conversation_for(caller, conv.id).await
+        self.conversation_for(&caller, conv.id).await
     }
 
     /// Creates a public room with the caller as owner.
@@ -526,7 +530,7 @@ impl Engine {
             None,
         )
         .await?;
-        self.conversation_for(caller, conv.id).await
+        self.conversation_for(&caller, conv.id).await
     }
 
     /// Public rooms with their member counts, largest first.
@@ -563,12 +567,12 @@ impl Engine {
             )
             .await?;
         }
-        self.conversation_for(caller, id).await
+        self.conversation_for(&caller, id).await
     }
 
     /// Leaves a group or room. An ephemeral room is deleted when its last member leaves.
     pub async fn leave(&self, caller: Caller, id: ConversationId) -> Result<()> {
-        let (conv, _) = self.require_member(caller, id).await?;
+        let (conv, _) = self.require_member(&caller, id).await?;
         if conv.kind == v1::ConversationKind::Direct {
             return Err(Error::InvalidArgument(
                 "a direct conversation cannot be left".into(),
@@ -595,7 +599,7 @@ impl Engine {
         id: ConversationId,
         users: &[UserId],
     ) -> Result<v1::Conversation> {
-        let (conv, me) = self.require_member(caller, id).await?;
+        let (conv, me) = self.require_member(&caller, id).await?;
         if conv.kind != v1::ConversationKind::Group {
             return Err(Error::InvalidArgument(
                 "members can only be added to groups".into(),
@@ -612,7 +616,7 @@ impl Engine {
         let existing: BTreeSet<UserId> = self.member_ids(id).await?.into_iter().collect();
         ids.retain(|u| !existing.contains(u));
         if ids.is_empty() {
-            return self.conversation_for(caller, id).await;
+            return self.conversation_for(&caller, id).await;
         }
         if existing.len() + ids.len() > self.inner.config.max_group_members as usize {
             return Err(Error::TooLarge(format!(
@@ -630,13 +634,13 @@ impl Engine {
             Some(Membership::Add(roles)),
         )
         .await?;
-        self.conversation_for(caller, id).await
+        self.conversation_for(&caller, id).await
     }
 
     /// Renames a group or room (owner or admin only).
     pub async fn rename(&self, caller: Caller, id: ConversationId, title: &str) -> Result<v1::Conversation> {
         let title = self.check_title(title)?;
-        let (conv, me) = self.require_member(caller, id).await?;
+        let (conv, me) = self.require_member(&caller, id).await?;
         if conv.kind == v1::ConversationKind::Direct {
             return Err(Error::InvalidArgument(
                 "a direct conversation has no title".into(),
@@ -654,7 +658,7 @@ impl Engine {
             None,
         )
         .await?;
-        self.conversation_for(caller, id).await
+        self.conversation_for(&caller, id).await
     }
 
     /// Appends a system message and publishes it to the members.
@@ -704,7 +708,7 @@ impl Engine {
                 "not a member of conversation {id}"
             )));
         }
-        let mut wire = self.summary(caller, conv, me, true).await?;
+        let mut wire = self.summary(&caller, conv, me, true).await?;
         wire.members = self
             .inner
             .store
@@ -716,7 +720,7 @@ impl Engine {
         Ok(wire)
     }
 
-    async fn conversation_for(&self, caller: Caller, id: ConversationId) -> Result<v1::Conversation> {
+    async fn conversation_for(&self, caller: &Caller, id: ConversationId) -> Result<v1::Conversation> {
         let conv = self.conversation(id).await?;
         let me = self.inner.store.member(id, caller.user_id).await?;
         self.summary(caller, conv, me, true).await
@@ -725,7 +729,7 @@ impl Engine {
     /// The per-caller view: last message, unread count, cursors, role.
     async fn summary(
         &self,
-        caller: Caller,
+        caller: &Caller,
         conv: ConversationRecord,
         me: Option<MemberRecord>,
         with_last_message: bool,
@@ -757,7 +761,7 @@ impl Engine {
     ) -> Result<(Vec<v1::Conversation>, bool)> {
         let mut out = Vec::new();
         for (conv, me) in self.inner.store.user_conversations(caller.user_id).await? {
-            out.push(self.summary(caller, conv, Some(me), true).await?);
+            out.push(self.summary(&caller, conv, Some(me), true).await?);
         }
         // Latest activity first; message ids break ties within a millisecond.
         out.sort_by_key(|c| {
@@ -863,7 +867,7 @@ impl Engine {
 
     /// A page of history (members only).
     pub async fn history(&self, caller: Caller, req: v1::GetHistory) -> Result<v1::Messages> {
-        self.require_member(caller, req.conversation_id).await?;
+        self.require_member(&caller, req.conversation_id).await?;
         let limit = self.page(req.limit);
         let page = match req.after_seq {
             Some(after) => Page::After(after),
@@ -903,7 +907,7 @@ impl Engine {
             member_of.insert(conv.id);
             let stale = known.get(&conv.id).is_none_or(|&v| v != conv.last_version);
             if stale {
-                changed.push(self.summary(caller, conv, Some(me), false).await?);
+                changed.push(self.summary(&caller, conv, Some(me), false).await?);
             }
         }
         let removed = known
@@ -917,7 +921,7 @@ impl Engine {
     /// Changes after a change-log position (members only). Answers `reset`
     /// when the position is ahead of the conversation's log.
     pub async fn changes(&self, caller: Caller, req: v1::GetChanges) -> Result<v1::Changes> {
-        let (conv, _) = self.require_member(caller, req.conversation_id).await?;
+        let (conv, _) = self.require_member(&caller, req.conversation_id).await?;
         if req.after_version > conv.last_version {
             return Ok(v1::Changes {
                 messages: vec![],
@@ -959,7 +963,7 @@ impl Engine {
         read: Option<u64>,
         delivered: Option<u64>,
     ) -> Result<v1::Cursor> {
-        let (conv, before) = self.require_member(caller, id).await?;
+        let (conv, before) = self.require_member(&caller, id).await?;
         let after = self
             .inner
             .store

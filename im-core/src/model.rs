@@ -15,6 +15,33 @@ pub type MessageId = u64;
 /// A session (one connection of one device) on this node.
 pub type SessionId = u64;
 
+/// A device or app install, as its client names itself in `Hello` (at most
+/// 64 bytes). Empty when the client gave none; then every such connection
+/// of a user shares the empty device id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceId(std::sync::Arc<str>);
+
+impl DeviceId {
+    /// Wraps a device id (not validated here; `Hello` checks the length).
+    pub fn new(id: &str) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as the client sent it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One device of one user: where an event for a single device goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeviceAddress {
+    /// The user.
+    pub user_id: UserId,
+    /// Their device.
+    pub device: DeviceId,
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

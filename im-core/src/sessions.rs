@@ -1,12 +1,13 @@
-//! Who is connected to this node: sessions per user and device, and delivery
-//! of fanned-out events to them.
+//! Who is connected to this node: sessions by user, device and session, and
+//! delivery of events to them: to every device of some users (optionally
+//! leaving out one user or one device), or to exactly one device.
 //!
 //! The registry is sharded (`DashMap`): delivering to one user locks only that
 //! user's shard, never the whole registry.
 
 use crate::event::SharedEvent;
 use crate::fanout::{Delivery, FanOutHandler};
-use crate::model::{SessionId, UserId, now_ms};
+use crate::model::{DeviceAddress, DeviceId, SessionId, UserId, now_ms};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -61,6 +62,7 @@ impl Queue {
 
 struct Entry {
     id: SessionId,
+    device: DeviceId,
     queue: Arc<Queue>,
 }
 
@@ -84,6 +86,25 @@ pub struct PresenceChange {
     pub at: i64,
 }
 
+/// Who is left out of a delivery to several users.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Except {
+    /// Every device of this user (the typist).
+    pub user: Option<UserId>,
+    /// This one device.
+    pub device: Option<DeviceAddress>,
+}
+
+impl Except {
+    fn skips(&self, user: UserId, device: &DeviceId) -> bool {
+        self.user == Some(user)
+            || self
+                .device
+                .as_ref()
+                .is_some_and(|d| d.user_id == user && &d.device == device)
+    }
+}
+
 /// The registry of this node's sessions.
 pub struct Sessions {
     by_user: DashMap<UserId, UserSessions>,
@@ -97,6 +118,8 @@ pub struct SessionEvents {
     pub id: SessionId,
     /// The authenticated user.
     pub user_id: UserId,
+    /// The device the session is on.
+    pub device: DeviceId,
     queue: Arc<Queue>,
 }
 
@@ -105,6 +128,7 @@ impl std::fmt::Debug for SessionEvents {
         f.debug_struct("SessionEvents")
             .field("id", &self.id)
             .field("user_id", &self.user_id)
+            .field("device", &self.device)
             .finish_non_exhaustive()
     }
 }
@@ -152,8 +176,9 @@ impl Sessions {
         }
     }
 
-    /// Adds a session; returns it and the presence change if the user just came online.
-    pub fn register(&self, user_id: UserId) -> (SessionEvents, Option<PresenceChange>) {
+    /// Adds a session of a user's device; returns it and the presence change
+    /// if the user just came online.
+    pub fn register(&self, user_id: UserId, device: DeviceId) -> (SessionEvents, Option<PresenceChange>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let queue = Arc::new(Queue {
             items: Mutex::new(VecDeque::new()),
@@ -173,9 +198,18 @@ impl Sessions {
         });
         user.entries.push(Entry {
             id,
+            device: device.clone(),
             queue: queue.clone(),
         });
-        (SessionEvents { id, user_id, queue }, change)
+        (
+            SessionEvents {
+                id,
+                user_id,
+                device,
+                queue,
+            },
+            change,
+        )
     }
 
     /// Removes a session; returns the presence change if it was the user's last.
@@ -222,18 +256,102 @@ impl Sessions {
     }
 }
 
-impl FanOutHandler for Sessions {
-    fn deliver(&self, delivery: &Delivery) {
-        for &user_id in delivery.recipients.iter() {
-            if Some(user_id) == delivery.exclude_user {
+impl Sessions {
+    /// Queues an event for every session of these users, except `except`.
+    pub fn deliver_to_users(&self, users: &[UserId], except: &Except, event: &Arc<SharedEvent>) {
+        for &user_id in users {
+            if except.user == Some(user_id) {
                 continue;
             }
             let Some(user) = self.by_user.get(&user_id) else {
                 continue;
             };
-            for e in &user.entries {
-                e.queue.push(Outbound::Event(delivery.event.clone()));
+            for e in user.entries.iter().filter(|e| !except.skips(user_id, &e.device)) {
+                e.queue.push(Outbound::Event(event.clone()));
             }
         }
+    }
+
+    /// Queues an event for the sessions of exactly one device.
+    pub fn deliver_to_device(&self, address: &DeviceAddress, event: &Arc<SharedEvent>) {
+        if let Some(user) = self.by_user.get(&address.user_id) {
+            for e in user.entries.iter().filter(|e| e.device == address.device) {
+                e.queue.push(Outbound::Event(event.clone()));
+            }
+        }
+    }
+}
+
+impl FanOutHandler for Sessions {
+    fn deliver(&self, delivery: &Delivery) {
+        let except = Except {
+            user: delivery.exclude_user,
+            device: None,
+        };
+        self.deliver_to_users(&delivery.recipients, &except, &delivery.event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use im_protocol::v1;
+
+    fn event() -> Arc<SharedEvent> {
+        SharedEvent::new(v1::event::Kind::Typing(v1::TypingEvent::default()))
+    }
+
+    fn got(s: &mut SessionEvents) -> usize {
+        std::iter::from_fn(|| s.try_recv()).count()
+    }
+
+    #[test]
+    fn an_event_for_one_device_reaches_that_device_only() {
+        let sessions = Sessions::new(16);
+        let (phone, laptop) = (DeviceId::new("phone"), DeviceId::new("laptop"));
+        let (mut a_phone, _) = sessions.register(1, phone.clone());
+        let (mut a_phone2, _) = sessions.register(1, phone.clone());
+        let (mut a_laptop, _) = sessions.register(1, laptop.clone());
+        let (mut b_phone, _) = sessions.register(2, phone.clone());
+        sessions.deliver_to_device(
+            &DeviceAddress {
+                user_id: 1,
+                device: phone.clone(),
+            },
+            &event(),
+        );
+        assert_eq!(
+            [got(&mut a_phone), got(&mut a_phone2), got(&mut a_laptop), got(&mut b_phone)],
+            [1, 1, 0, 0],
+            "both connections of that device, no other device, not the other user's device of the same name"
+        );
+    }
+
+    #[test]
+    fn users_get_every_device_except_the_one_left_out() {
+        let sessions = Sessions::new(16);
+        let (phone, laptop) = (DeviceId::new("phone"), DeviceId::new("laptop"));
+        let (mut a_phone, _) = sessions.register(1, phone.clone());
+        let (mut a_laptop, _) = sessions.register(1, laptop.clone());
+        let (mut b_phone, _) = sessions.register(2, phone.clone());
+        let (mut c_phone, _) = sessions.register(3, phone.clone());
+        let all_but_a_phone = Except {
+            user: None,
+            device: Some(DeviceAddress {
+                user_id: 1,
+                device: phone.clone(),
+            }),
+        };
+        sessions.deliver_to_users(&[1, 2], &all_but_a_phone, &event());
+        assert_eq!(
+            [got(&mut a_phone), got(&mut a_laptop), got(&mut b_phone), got(&mut c_phone)],
+            [0, 1, 1, 0]
+        );
+        let all_but_user_2 = Except {
+            user: Some(2),
+            device: None,
+        };
+        sessions.deliver_to_users(&[1, 2], &all_but_user_2, &event());
+        assert_eq!([got(&mut a_phone), got(&mut a_laptop), got(&mut b_phone)], [1, 1, 0]);
     }
 }

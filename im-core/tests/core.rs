@@ -294,10 +294,10 @@ mod engine {
             client_msg_id: id.into(),
             content: Some(v1::Content::text("hi")),
         };
-        let first = e.send_message(a, to_b("1")).await.unwrap();
+        let first = e.send_message(a.clone(), to_b("1")).await.unwrap();
         let back = e
             .send_message(
-                b,
+                b.clone(),
                 v1::SendMessage {
                     target: Some(v1::send_message::Target::ToUserId(a.user_id)),
                     client_msg_id: "x".into(),
@@ -308,24 +308,24 @@ mod engine {
             .unwrap();
         assert_eq!(first.conversation_id, back.conversation_id);
         assert_eq!((first.seq, back.seq), (1, 2));
-        let retry = e.send_message(a, to_b("1")).await.unwrap();
+        let retry = e.send_message(a.clone(), to_b("1")).await.unwrap();
         assert!(retry.duplicate);
         assert_eq!((retry.message_id, retry.seq), (first.message_id, first.seq));
-        let list = e.list_conversations(b, 0).await.unwrap().0;
+        let list = e.list_conversations(b.clone(), 0).await.unwrap().0;
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].unread_count, 1);
         assert_eq!(list[0].last_message.as_ref().unwrap().seq, 2);
         // Pages: the most recent first, with has_more.
         for i in 0..3 {
-            e.create_group(b, &format!("g{i}"), &[]).await.unwrap();
+            e.create_group(b.clone(), &format!("g{i}"), &[]).await.unwrap();
         }
-        let (page, more) = e.list_conversations(b, 2).await.unwrap();
+        let (page, more) = e.list_conversations(b.clone(), 2).await.unwrap();
         assert_eq!((page.len(), more), (2, true));
         assert_eq!(page[0].title, "g2", "most recently active first");
-        let (all, more) = e.list_conversations(b, 0).await.unwrap();
+        let (all, more) = e.list_conversations(b.clone(), 0).await.unwrap();
         assert_eq!((all.len(), more), (4, false));
         // Sync answers stay small: no last message.
-        let s = e.sync(b, &[]).await.unwrap();
+        let s = e.sync(b.clone(), &[]).await.unwrap();
         assert_eq!(s.changed.len(), 4);
         assert!(
             s.changed
@@ -334,7 +334,7 @@ mod engine {
         );
         assert!(matches!(
             e.send_message(
-                a,
+                a.clone(),
                 v1::SendMessage {
                     target: Some(v1::send_message::Target::ToUserId(999)),
                     ..to_b("2")
@@ -349,18 +349,18 @@ mod engine {
     async fn bad_messages_get_typed_errors() {
         let e = engine();
         let a = user(&e, "alice").await;
-        let g = e.create_group(a, "g", &[]).await.unwrap();
+        let g = e.create_group(a.clone(), "g", &[]).await.unwrap();
         let too_big = "x".repeat(e.config().max_message_bytes + 1);
         assert!(matches!(
-            e.send_message(a, text(g.id, &too_big, "1")).await,
+            e.send_message(a.clone(), text(g.id, &too_big, "1")).await,
             Err(Error::TooLarge(_))
         ));
         assert!(matches!(
-            e.send_message(a, text(g.id, "  ", "2")).await,
+            e.send_message(a.clone(), text(g.id, "  ", "2")).await,
             Err(Error::InvalidArgument(_))
         ));
         assert!(matches!(
-            e.send_message(a, text(g.id, "x", &"k".repeat(65))).await,
+            e.send_message(a.clone(), text(g.id, "x", &"k".repeat(65))).await,
             Err(Error::InvalidArgument(_))
         ));
         let mut sys = text(g.id, "x", "3");
@@ -368,14 +368,14 @@ mod engine {
             kind: Some(v1::content::Kind::System(v1::SystemNotice::default())),
         });
         assert!(matches!(
-            e.send_message(a, sys).await,
+            e.send_message(a.clone(), sys).await,
             Err(Error::PermissionDenied(_))
         ));
         assert!(matches!(
-            e.send_message(a, text(4242, "x", "4")).await,
+            e.send_message(a.clone(), text(4242, "x", "4")).await,
             Err(Error::NotFound(_))
         ));
-        let ok = e.send_message(a, text(g.id, "fine", "5")).await.unwrap();
+        let ok = e.send_message(a.clone(), text(g.id, "fine", "5")).await.unwrap();
         assert_eq!(ok.seq, 2, "the group's creation notice is seq 1");
     }
 
@@ -387,29 +387,29 @@ mod engine {
             user(&e, "bob").await,
             user(&e, "carol").await,
         );
-        let g = e.create_group(a, "team", &[b.user_id]).await.unwrap();
+        let g = e.create_group(a.clone(), "team", &[b.user_id]).await.unwrap();
         assert_eq!(g.member_count, 2);
         assert_eq!(g.role, v1::Role::Owner as i32);
         assert!(matches!(
-            e.add_members(b, g.id, &[c.user_id]).await,
+            e.add_members(b.clone(), g.id, &[c.user_id]).await,
             Err(Error::PermissionDenied(_))
         ));
-        let g = e.add_members(a, g.id, &[c.user_id]).await.unwrap();
+        let g = e.add_members(a.clone(), g.id, &[c.user_id]).await.unwrap();
         assert_eq!(g.member_count, 3);
         assert!(matches!(
-            e.rename(b, g.id, "mine").await,
+            e.rename(b.clone(), g.id, "mine").await,
             Err(Error::PermissionDenied(_))
         ));
-        let g = e.rename(a, g.id, "renamed").await.unwrap();
+        let g = e.rename(a.clone(), g.id, "renamed").await.unwrap();
         assert_eq!(g.title, "renamed");
         assert!(
-            matches!(e.join(c, g.id).await, Err(Error::PermissionDenied(_))),
+            matches!(e.join(c.clone(), g.id).await, Err(Error::PermissionDenied(_))),
             "groups are invitation only"
         );
-        e.leave(b, g.id).await.unwrap();
+        e.leave(b.clone(), g.id).await.unwrap();
         assert!(matches!(
             e.history(
-                b,
+                b.clone(),
                 v1::GetHistory {
                     conversation_id: g.id,
                     ..Default::default()
@@ -420,7 +420,7 @@ mod engine {
         ));
         let h = e
             .history(
-                a,
+                a.clone(),
                 v1::GetHistory {
                     conversation_id: g.id,
                     ..Default::default()
@@ -441,7 +441,7 @@ mod engine {
             kinds,
             vec![Created as i32, Added as i32, Renamed as i32, Left as i32]
         );
-        let full = e.get_conversation(a, g.id).await.unwrap();
+        let full = e.get_conversation(a.clone(), g.id).await.unwrap();
         assert_eq!(
             full.members.iter().map(|m| m.user_id).collect::<Vec<_>>(),
             vec![a.user_id, c.user_id]
@@ -452,35 +452,35 @@ mod engine {
     async fn ephemeral_room_vanishes_with_last_member() {
         let e = engine();
         let (a, b) = (user(&e, "alice").await, user(&e, "bob").await);
-        let room = e.create_room(a, "pop-up", true).await.unwrap();
-        let keep = e.create_room(a, "lasting", false).await.unwrap();
-        e.join(b, room.id).await.unwrap();
-        e.join(b, room.id).await.unwrap();
+        let room = e.create_room(a.clone(), "pop-up", true).await.unwrap();
+        let keep = e.create_room(a.clone(), "lasting", false).await.unwrap();
+        e.join(b.clone(), room.id).await.unwrap();
+        e.join(b.clone(), room.id).await.unwrap();
         let rooms = e.list_rooms(10).await.unwrap();
         assert_eq!(rooms[0].member_count, 2);
-        e.leave(a, room.id).await.unwrap();
-        e.leave(b, room.id).await.unwrap();
-        e.leave(a, keep.id).await.unwrap();
+        e.leave(a.clone(), room.id).await.unwrap();
+        e.leave(b.clone(), room.id).await.unwrap();
+        e.leave(a.clone(), keep.id).await.unwrap();
         let rooms = e.list_rooms(10).await.unwrap();
         assert_eq!(rooms.len(), 1);
         assert_eq!(rooms[0].conversation.as_ref().unwrap().id, keep.id);
-        assert!(matches!(e.join(b, room.id).await, Err(Error::NotFound(_))));
+        assert!(matches!(e.join(b.clone(), room.id).await, Err(Error::NotFound(_))));
     }
 
     #[tokio::test]
     async fn sync_and_changes() {
         let e = engine();
         let (a, b) = (user(&e, "alice").await, user(&e, "bob").await);
-        let g = e.create_group(a, "g", &[b.user_id]).await.unwrap();
+        let g = e.create_group(a.clone(), "g", &[b.user_id]).await.unwrap();
         for i in 0..5 {
-            e.send_message(a, text(g.id, "m", &i.to_string())).await.unwrap();
+            e.send_message(a.clone(), text(g.id, "m", &i.to_string())).await.unwrap();
         }
-        let s = e.sync(b, &[]).await.unwrap();
+        let s = e.sync(b.clone(), &[]).await.unwrap();
         assert_eq!(s.changed.len(), 1);
         assert_eq!(s.changed[0].last_version, 6);
         let c = e
             .changes(
-                b,
+                b.clone(),
                 v1::GetChanges {
                     conversation_id: g.id,
                     after_version: 0,
@@ -495,7 +495,7 @@ mod engine {
         );
         let c = e
             .changes(
-                b,
+                b.clone(),
                 v1::GetChanges {
                     conversation_id: g.id,
                     after_version: 4,
@@ -515,12 +515,12 @@ mod engine {
                 version: 1,
             },
         ];
-        let s = e.sync(b, &cur).await.unwrap();
+        let s = e.sync(b.clone(), &cur).await.unwrap();
         assert!(s.changed.is_empty());
         assert_eq!(s.removed, vec![777]);
         let c = e
             .changes(
-                b,
+                b.clone(),
                 v1::GetChanges {
                     conversation_id: g.id,
                     after_version: 99,
@@ -550,9 +550,9 @@ mod engine {
         use im_core::sessions::Outbound;
         let e = engine();
         let (a, b) = (user(&e, "alice").await, user(&e, "bob").await);
-        let g = e.create_group(a, "g", &[b.user_id]).await.unwrap();
-        let mut a_events = e.connect(a.user_id).await;
-        let mut b_events = e.connect(b.user_id).await;
+        let g = e.create_group(a.clone(), "g", &[b.user_id]).await.unwrap();
+        let mut a_events = e.connect(a.user_id, Default::default()).await;
+        let mut b_events = e.connect(b.user_id, Default::default()).await;
         // The next queued event, skipping presence (announced asynchronously,
         // so a user may see the other's online event in either order).
         let next = |rx: &mut im_core::sessions::SessionEvents| loop {
@@ -571,20 +571,20 @@ mod engine {
         assert!(
             matches!(online, Some(Outbound::Event(ev)) if matches!(ev.kind(), Some(v1::event::Kind::Presence(p)) if p.user_id == b.user_id && p.online))
         );
-        let p = e.presence(a, &[a.user_id, b.user_id, 999]).await.unwrap();
+        let p = e.presence(a.clone(), &[a.user_id, b.user_id, 999]).await.unwrap();
         assert_eq!(p.len(), 2);
         let stranger = user(&e, "stranger").await;
         assert!(
-            e.presence(stranger, &[a.user_id]).await.unwrap().is_empty(),
+            e.presence(stranger.clone(), &[a.user_id]).await.unwrap().is_empty(),
             "presence only for contacts"
         );
         assert!(p.iter().all(|p| p.online));
 
-        e.send_message(a, text(g.id, "hi", "1")).await.unwrap();
+        e.send_message(a.clone(), text(g.id, "hi", "1")).await.unwrap();
         assert!(matches!(next(&mut b_events), Some(v1::event::Kind::Message(m)) if m.seq == 2));
         assert!(matches!(next(&mut a_events), Some(v1::event::Kind::Message(m)) if m.seq == 2));
 
-        e.typing(b, g.id, true).await.unwrap();
+        e.typing(b.clone(), g.id, true).await.unwrap();
         assert!(
             matches!(next(&mut a_events), Some(v1::event::Kind::Typing(t)) if t.user_id == b.user_id && t.typing)
         );
@@ -593,12 +593,12 @@ mod engine {
             "the typist does not get their own typing"
         );
 
-        let cur = e.mark(b, g.id, Some(2), None).await.unwrap();
+        let cur = e.mark(b.clone(), g.id, Some(2), None).await.unwrap();
         assert_eq!((cur.read_seq, cur.delivered_seq), (2, 2));
         assert!(
             matches!(next(&mut a_events), Some(v1::event::Kind::Receipt(r)) if r.read_seq == 2 && r.user_id == b.user_id)
         );
-        assert_eq!(e.list_conversations(b, 0).await.unwrap().0[0].unread_count, 0);
+        assert_eq!(e.list_conversations(b.clone(), 0).await.unwrap().0[0].unread_count, 0);
 
         e.disconnect(b.user_id, b_events.id).await;
         let offline_at = match next(&mut a_events) {
@@ -613,7 +613,7 @@ mod engine {
         assert!(!e.is_online(b.user_id));
         // Offline users leave no registry entry; last seen comes from the store.
         assert_eq!(e.sessions().user_session_count(b.user_id), 0);
-        let p = e.presence(a, &[b.user_id]).await.unwrap();
+        let p = e.presence(a.clone(), &[b.user_id]).await.unwrap();
         assert!(!p[0].online);
         assert_eq!(p[0].last_seen, offline_at);
         assert_eq!(p[0].generation, 0, "no live information on this node");
@@ -635,7 +635,7 @@ mod engine {
             bad(None, Some("javascript:alert(1)")),
         ] {
             assert!(matches!(
-                e.update_profile(a, req).await,
+                e.update_profile(a.clone(), req).await,
                 Err(Error::InvalidArgument(_))
             ));
         }

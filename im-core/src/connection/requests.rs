@@ -8,7 +8,7 @@
 use super::ConnectionConfig;
 use crate::engine::{Caller, Engine};
 use crate::error::Error;
-use crate::model::{UserId, UserRecord};
+use crate::model::{DeviceId, UserId, UserRecord};
 use crate::sessions::SessionEvents;
 use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
 use std::sync::Arc;
@@ -55,6 +55,8 @@ pub struct Connection {
     config: Arc<ConnectionConfig>,
     state: State,
     header_token: Option<String>,
+    /// The device named in `Hello`.
+    device: DeviceId,
 }
 
 impl Connection {
@@ -66,6 +68,7 @@ impl Connection {
             config,
             state: State::AwaitingHello,
             header_token,
+            device: DeviceId::default(),
         }
     }
 
@@ -133,6 +136,7 @@ impl Connection {
             (State::Authenticated { user_id, session, .. }, body) => {
                 let caller = Caller {
                     user_id: *user_id,
+                    device: self.device.clone(),
                     session_id: *session,
                 };
                 self.engine.handle(caller, body).await
@@ -153,6 +157,7 @@ impl Connection {
         if hello.device_id.len() > 64 {
             return Err(Error::InvalidArgument("device_id is limited to 64 bytes".into()));
         }
+        self.device = DeviceId::new(&hello.device_id);
         self.state = State::Anonymous;
         let token = Some(hello.token)
             .filter(|t| !t.is_empty())
@@ -186,7 +191,7 @@ impl Connection {
                 self.config.max_sessions_per_user
             )));
         }
-        let events = self.engine.connect(user.id).await;
+        let events = self.engine.connect(user.id, self.device.clone()).await;
         self.state = State::Authenticated {
             user_id: user.id,
             token,
