@@ -140,7 +140,9 @@ fn fanout_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("fanout");
     for n in [1usize, 100, 10_000] {
         let sessions = Sessions::new(1024);
-        let mut receivers: Vec<_> = (0..n as u64).map(|user| sessions.register(user, im_core::model::DeviceId::default()).0).collect();
+        let mut receivers: Vec<_> = (0..n as u64)
+            .map(|user| sessions.register(user, im_core::model::DeviceId::default()))
+            .collect();
         let recipients: Arc<[u64]> = (0..n as u64).collect::<Vec<_>>().into();
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(BenchmarkId::new("deliver_and_drain", n), |b| {

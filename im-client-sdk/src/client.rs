@@ -127,6 +127,9 @@ struct Inner {
     closed: AtomicBool,
     /// Set by a `Closing` event: do not reconnect before this instant.
     reconnect_not_before: Mutex<Option<tokio::time::Instant>>,
+    /// The highest presence generation seen per user: older events (a late
+    /// "offline" from another server node) are dropped.
+    presence_generations: Mutex<std::collections::HashMap<u64, u64>>,
 }
 
 /// A connection to the chat server that keeps itself connected and in sync.
@@ -174,6 +177,7 @@ impl Client {
             outbox_changed: Notify::new(),
             closed: AtomicBool::new(false),
             reconnect_not_before: Mutex::new(None),
+            presence_generations: Mutex::new(Default::default()),
         });
         let (first_tx, first_rx) = oneshot::channel();
         tokio::spawn(supervise(inner.clone(), first_tx));
@@ -547,7 +551,11 @@ impl Inner {
             }
             v1::event::Kind::Receipt(r) => self.emit(Event::Receipt(r)),
             v1::event::Kind::Typing(t) => self.emit(Event::Typing(t)),
-            v1::event::Kind::Presence(p) => self.emit(Event::Presence(p)),
+            v1::event::Kind::Presence(p) => {
+                if newer_presence(&mut self.presence_generations.lock(), &p) {
+                    self.emit(Event::Presence(p));
+                }
+            }
             v1::event::Kind::Closing(c) => {
                 // The server says when to come back (e.g. after a restart).
                 // Spread out (x1 to x1.5) so clients do not return all at once.
@@ -791,6 +799,16 @@ impl Inner {
     }
 }
 
+/// True (and remembered) if `p` is newer than any presence seen for its user.
+fn newer_presence(seen: &mut std::collections::HashMap<u64, u64>, p: &v1::Presence) -> bool {
+    let last = seen.entry(p.user_id).or_default();
+    if p.generation <= *last && *last > 0 {
+        return false;
+    }
+    *last = p.generation;
+    true
+}
+
 fn backoff(config: &ClientConfig, attempt: u32) -> Duration {
     let base = config.reconnect_min.as_secs_f64() * 2f64.powi(attempt.min(20) as i32);
     let capped = base.min(config.reconnect_max.as_secs_f64());
@@ -923,5 +941,26 @@ async fn flush_outbox(inner: Arc<Inner>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_presence_generation_is_dropped() {
+        let mut seen = std::collections::HashMap::new();
+        let p = |online, generation| v1::Presence {
+            user_id: 7,
+            online,
+            last_seen: 0,
+            generation,
+        };
+        assert!(newer_presence(&mut seen, &p(true, 10)));
+        assert!(newer_presence(&mut seen, &p(false, 12)));
+        assert!(!newer_presence(&mut seen, &p(true, 11)), "late and older");
+        assert!(!newer_presence(&mut seen, &p(false, 12)), "a repeat");
+        assert!(newer_presence(&mut seen, &p(true, 13)));
     }
 }

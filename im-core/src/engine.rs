@@ -1,11 +1,13 @@
 //! The engine: every operation as an async method, with authorization in one place.
 
 use crate::auth::{Authenticator, IssuedToken, PasswordAuthConfig, PasswordAuthenticator};
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::event::SharedEvent;
 use crate::fanout::{Delivery, FanOut, LocalFanOut};
 use crate::model::*;
-use crate::sessions::{PresenceChange, SessionEvents, Sessions};
+use crate::presence::{MemoryPresence, PresenceRegistry};
+use crate::sessions::Sessions;
 use crate::store::{MemoryStore, Store};
 use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
 use prost::Message as _;
@@ -31,6 +33,9 @@ pub struct EngineConfig {
     pub max_title_chars: usize,
     /// Longest client message id in bytes (default 64).
     pub max_client_msg_id: usize,
+    /// How long this node's sessions count as online after its last lease
+    /// renewal, ms; the engine renews every third of it (default 30 s).
+    pub presence_lease_ms: i64,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +48,7 @@ impl Default for EngineConfig {
             session_queue: 1024,
             max_title_chars: 200,
             max_client_msg_id: 64,
+            presence_lease_ms: 30_000,
         }
     }
 }
@@ -71,9 +77,13 @@ impl Caller {
 
 /// Builds an [`Engine`]; every backend defaults to its in-memory implementation.
 #[derive(Default)]
+#[must_use]
 pub struct EngineBuilder {
     store: Option<Arc<dyn Store>>,
     fanout: Option<Arc<dyn FanOut>>,
+    presence: Option<Arc<dyn PresenceRegistry>>,
+    clock: Option<Arc<dyn Clock>>,
+    node_id: Option<String>,
     auth: Option<Arc<dyn Authenticator>>,
     auth_config: PasswordAuthConfig,
     config: EngineConfig,
@@ -88,6 +98,22 @@ impl EngineBuilder {
     /// The fan-out (default: [`LocalFanOut`]).
     pub fn fanout(mut self, fanout: Arc<dyn FanOut>) -> Self {
         self.fanout = Some(fanout);
+        self
+    }
+    /// The presence registry (default: [`MemoryPresence`], for one node).
+    pub fn presence(mut self, presence: Arc<dyn PresenceRegistry>) -> Self {
+        self.presence = Some(presence);
+        self
+    }
+    /// Where time comes from (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+    /// This node's name in the cluster, unique among live nodes (default:
+    /// random).
+    pub fn node_id(mut self, node_id: impl Into<String>) -> Self {
+        self.node_id = Some(node_id.into());
         self
     }
     /// The authenticator (default: [`PasswordAuthenticator`] over the store).
@@ -114,12 +140,22 @@ impl EngineBuilder {
             .unwrap_or_else(|| Arc::new(PasswordAuthenticator::new(store.clone(), self.auth_config)));
         let sessions = Arc::new(Sessions::new(self.config.session_queue));
         fanout.subscribe(sessions.clone());
+        let presence = self
+            .presence
+            .unwrap_or_else(|| Arc::new(MemoryPresence::new(self.config.presence_lease_ms)));
+        let node_id = self
+            .node_id
+            .unwrap_or_else(|| format!("node-{:016x}", rand::random::<u64>()));
         Engine {
             inner: Arc::new(Inner {
                 store,
                 fanout,
                 auth,
                 sessions,
+                presence,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                node_id: node_id.into(),
+                presence_upkeep: std::sync::OnceLock::new(),
                 config: self.config,
                 relay_members: dashmap::DashMap::new(),
             }),
@@ -132,6 +168,13 @@ struct Inner {
     fanout: Arc<dyn FanOut>,
     auth: Arc<dyn Authenticator>,
     sessions: Arc<Sessions>,
+    /// Who is online on every node.
+    presence: Arc<dyn PresenceRegistry>,
+    clock: Arc<dyn Clock>,
+    /// This node's name in presence leases (and, later, fan-out envelopes).
+    node_id: Arc<str>,
+    /// Started with the first session: renews this node's presence lease.
+    presence_upkeep: std::sync::OnceLock<()>,
     config: EngineConfig,
     /// Recent member lists, for the ephemeral paths only (typing): see
     /// [`Engine::relay_members`]. Stored messages never rely on it.
@@ -180,6 +223,8 @@ fn system(kind: v1::SystemKind, actor: UserId, users: Vec<UserId>, title: &str) 
         })),
     }
 }
+
+mod presence;
 
 impl Engine {
     /// A builder with in-memory defaults.
@@ -236,30 +281,6 @@ impl Engine {
 
     // ------------------------------------------------------------ sessions
 
-    /// Registers a connected, authenticated session of a user's device; its
-    /// events arrive on the returned receiver. Call [`Engine::disconnect`]
-    /// when it ends.
-    pub async fn connect(&self, user_id: UserId, device: DeviceId) -> SessionEvents {
-        let (events, change) = self.inner.sessions.register(user_id, device);
-        if let Some(change) = change {
-            // Off the connect path: finding the contacts takes store reads.
-            // Generation numbers let clients order presence events that race.
-            let engine = self.clone();
-            tokio::spawn(async move { engine.announce_presence(change).await });
-        }
-        events
-    }
-
-    /// Removes a session; announces the user offline if it was their last.
-    pub async fn disconnect(&self, user_id: UserId, session_id: SessionId) {
-        if let Some(change) = self.inner.sessions.unregister(user_id, session_id) {
-            if let Err(e) = self.inner.store.set_last_seen(user_id, change.at).await {
-                tracing::warn!(user_id, error = %e, "could not record last seen");
-            }
-            self.announce_presence(change).await;
-        }
-    }
-
     /// Users who see this user's presence: members of their direct
     /// conversations and of groups up to the large-group threshold.
     async fn contacts(&self, user_id: UserId) -> Result<Vec<UserId>> {
@@ -275,25 +296,6 @@ impl Engine {
         }
         out.remove(&user_id);
         Ok(out.into_iter().collect())
-    }
-
-    async fn announce_presence(&self, change: PresenceChange) {
-        let contacts = match self.contacts(change.user_id).await {
-            Ok(c) if !c.is_empty() => c,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "presence: could not list contacts");
-                return;
-            }
-        };
-        let presence = v1::Presence {
-            user_id: change.user_id,
-            online: change.online,
-            last_seen: if change.online { 0 } else { change.at },
-            generation: change.generation,
-        };
-        self.publish(contacts, None, v1::event::Kind::Presence(presence))
-            .await;
     }
 
     async fn publish(
@@ -491,7 +493,7 @@ impl Engine {
                 title: title.clone(),
                 ephemeral: false,
                 created_by: caller.user_id,
-                created_at: now_ms(),
+                created_at: self.now_ms(),
                 members: ids.clone(),
             })
             .await?;
@@ -520,7 +522,7 @@ impl Engine {
                 title: title.clone(),
                 ephemeral,
                 created_by: caller.user_id,
-                created_at: now_ms(),
+                created_at: self.now_ms(),
                 members: vec![],
             })
             .await?;
@@ -682,7 +684,7 @@ impl Engine {
                 sender_id: 0,
                 client_msg_id: None,
                 content,
-                created_at: now_ms(),
+                created_at: self.now_ms(),
                 membership,
             })
             .await?;
@@ -826,7 +828,7 @@ impl Engine {
                 self.user(to).await?;
                 self.inner
                     .store
-                    .direct_conversation(caller.user_id, to, now_ms())
+                    .direct_conversation(caller.user_id, to, self.now_ms())
                     .await?
                     .id
             }
@@ -844,7 +846,7 @@ impl Engine {
                 sender_id: caller.user_id,
                 client_msg_id: (!req.client_msg_id.is_empty()).then_some(req.client_msg_id),
                 content: req.content.unwrap_or_default(),
-                created_at: now_ms(),
+                created_at: self.now_ms(),
                 membership: None,
             })
             .await?;
@@ -1014,50 +1016,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Presence of users the caller shares a direct conversation or a
-    /// (not large) group with, or of the caller; others are left out.
-    pub async fn presence(&self, caller: Caller, ids: &[UserId]) -> Result<Vec<v1::Presence>> {
-        if ids.len() > self.inner.config.max_page_size as usize {
-            return Err(Error::TooLarge(format!(
-                "at most {} ids",
-                self.inner.config.max_page_size
-            )));
-        }
-        let contacts: BTreeSet<UserId> = self.contacts(caller.user_id).await?.into_iter().collect();
-        let ids: Vec<UserId> = ids
-            .iter()
-            .copied()
-            .filter(|id| *id == caller.user_id || contacts.contains(id))
-            .collect();
-        let ids = &ids[..];
-        let stored: HashMap<UserId, i64> = self
-            .inner
-            .store
-            .users_by_ids(ids)
-            .await?
-            .into_iter()
-            .map(|u| (u.id, u.last_seen))
-            .collect();
-        Ok(ids
-            .iter()
-            .filter_map(|&id| {
-                let last_stored = *stored.get(&id)?;
-                let (online, generation) = self.inner.sessions.presence(id);
-                Some(v1::Presence {
-                    user_id: id,
-                    online,
-                    last_seen: if online { 0 } else { last_stored },
-                    generation,
-                })
-            })
-            .collect())
-    }
-
-    /// Whether the user has a live session on this node (the push decision).
-    pub fn is_online(&self, user_id: UserId) -> bool {
-        self.inner.sessions.presence(user_id).0
-    }
-
     // ------------------------------------------------------------ dispatch
 
     /// Runs one request of an authenticated session. Session-level requests
@@ -1118,7 +1076,7 @@ impl Engine {
                 presence: self.presence(caller, &r.user_ids).await?,
             }),
             Body::Ping(_) => Reply::Pong(v1::Pong {
-                server_time: now_ms(),
+                server_time: self.now_ms(),
             }),
             Body::Hello(_) | Body::Register(_) | Body::Login(_) | Body::Logout(_) => {
                 return Err(Error::InvalidArgument(
@@ -1131,11 +1089,20 @@ impl Engine {
     /// Deletes expired tokens from the store; run it now and then (the
     /// reference server does every 10 minutes). Returns how many went.
     pub async fn purge_expired_tokens(&self) -> Result<u64> {
-        self.inner.store.purge_expired_tokens(now_ms()).await
+        self.inner.store.purge_expired_tokens(self.now_ms()).await
+    }
+
+    /// Now, from the engine's clock (Unix ms).
+    fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
     }
 
     /// Closes the fan-out, then the store. Call once, after the last request.
     pub async fn shutdown(&self) -> Result<()> {
+        let now = self.now_ms();
+        if let Err(e) = self.inner.presence.remove_node(&self.inner.node_id, now).await {
+            tracing::warn!(error = %e, "presence: could not remove this node");
+        }
         self.inner.fanout.close().await?;
         self.inner.store.close().await
     }

@@ -34,22 +34,26 @@
 //! ```
 
 pub mod auth;
+pub mod clock;
 pub mod connection;
 pub mod engine;
 pub mod error;
 pub mod event;
 pub mod fanout;
 pub mod model;
+pub mod presence;
 pub mod sessions;
 pub mod store;
 
 pub use auth::{Authenticator, PasswordAuthConfig, PasswordAuthenticator};
+pub use clock::{Clock, SystemClock};
 pub use connection::{Connection, ConnectionConfig};
 pub use engine::{Caller, Engine, EngineBuilder, EngineConfig};
 pub use error::{Error, Result};
 pub use event::SharedEvent;
 pub use fanout::{Delivery, FanOut, FanOutHandler, LocalFanOut};
 pub use im_protocol;
+pub use presence::{MemoryPresence, PresenceRegistry};
 pub use store::{MemoryStore, Store};
 #[cfg(feature = "postgres")]
 pub use store::{PostgresStore, PostgresStoreConfig};

@@ -33,6 +33,12 @@ impl DeviceId {
     }
 }
 
+impl From<&str> for DeviceId {
+    fn from(id: &str) -> Self {
+        Self::new(id)
+    }
+}
+
 /// One device of one user: where an event for a single device goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DeviceAddress {

@@ -7,7 +7,7 @@
 
 use crate::event::SharedEvent;
 use crate::fanout::{Delivery, FanOutHandler};
-use crate::model::{DeviceAddress, DeviceId, SessionId, UserId, now_ms};
+use crate::model::{DeviceAddress, DeviceId, SessionId, UserId};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -69,21 +69,6 @@ struct Entry {
 #[derive(Default)]
 struct UserSessions {
     entries: Vec<Entry>,
-    /// Presence generation: increases with every online/offline change.
-    generation: u64,
-}
-
-/// A presence transition caused by a session arriving or leaving.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PresenceChange {
-    /// Whose presence changed.
-    pub user_id: UserId,
-    /// Now online?
-    pub online: bool,
-    /// The new generation.
-    pub generation: u64,
-    /// Unix ms of the change.
-    pub at: i64,
 }
 
 /// Who is left out of a delivery to several users.
@@ -156,16 +141,6 @@ impl SessionEvents {
     }
 }
 
-fn next_generation(previous: u64) -> u64 {
-    // Time-based so that generations from different nodes and restarts
-    // still order; +1 keeps them strictly increasing on one node.
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0);
-    micros.max(previous + 1)
-}
-
 impl Sessions {
     /// An empty registry; each session queues at most `queue_capacity` events.
     pub fn new(queue_capacity: usize) -> Self {
@@ -176,9 +151,8 @@ impl Sessions {
         }
     }
 
-    /// Adds a session of a user's device; returns it and the presence change
-    /// if the user just came online.
-    pub fn register(&self, user_id: UserId, device: DeviceId) -> (SessionEvents, Option<PresenceChange>) {
+    /// Adds a session of a user's device.
+    pub fn register(&self, user_id: UserId, device: DeviceId) -> SessionEvents {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let queue = Arc::new(Queue {
             items: Mutex::new(VecDeque::new()),
@@ -186,58 +160,41 @@ impl Sessions {
             capacity: self.queue_capacity,
             overflowed: AtomicBool::new(false),
         });
-        let mut user = self.by_user.entry(user_id).or_default();
-        let change = user.entries.is_empty().then(|| {
-            user.generation = next_generation(user.generation);
-            PresenceChange {
-                user_id,
-                online: true,
-                generation: user.generation,
-                at: now_ms(),
-            }
-        });
-        user.entries.push(Entry {
+        self.by_user.entry(user_id).or_default().entries.push(Entry {
             id,
             device: device.clone(),
             queue: queue.clone(),
         });
-        (
-            SessionEvents {
-                id,
-                user_id,
-                device,
-                queue,
-            },
-            change,
-        )
+        SessionEvents {
+            id,
+            user_id,
+            device,
+            queue,
+        }
     }
 
-    /// Removes a session; returns the presence change if it was the user's last.
-    pub fn unregister(&self, user_id: UserId, id: SessionId) -> Option<PresenceChange> {
-        let change = {
-            let mut user = self.by_user.get_mut(&user_id)?;
+    /// Removes a session; false if it was not registered.
+    pub fn unregister(&self, user_id: UserId, id: SessionId) -> bool {
+        let removed = self.by_user.get_mut(&user_id).is_some_and(|mut user| {
             let before = user.entries.len();
             user.entries.retain(|e| e.id != id);
-            (before > 0 && user.entries.is_empty()).then(|| PresenceChange {
-                user_id,
-                online: false,
-                generation: next_generation(user.generation),
-                at: now_ms(),
-            })
-        };
-        // Users who went offline leave no entry behind (their last seen time
-        // is in the store): the registry holds only connected users.
+            user.entries.len() < before
+        });
+        // Users who went offline leave no entry behind: the registry holds
+        // only connected users.
         self.by_user.remove_if(&user_id, |_, u| u.entries.is_empty());
-        change
+        removed
     }
 
-    /// Whether the user has a live session on this node, and the presence
-    /// generation of that (0 if the user is not connected here).
-    pub fn presence(&self, user_id: UserId) -> (bool, u64) {
+    /// Every session on this node, as (user, session).
+    pub fn snapshot(&self) -> Vec<(UserId, SessionId)> {
         self.by_user
-            .get(&user_id)
-            .map(|u| (!u.entries.is_empty(), u.generation))
-            .unwrap_or((false, 0))
+            .iter()
+            .flat_map(|u| {
+                let user_id = *u.key();
+                u.entries.iter().map(move |e| (user_id, e.id)).collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Number of sessions of a user on this node.
@@ -309,10 +266,10 @@ mod tests {
     fn an_event_for_one_device_reaches_that_device_only() {
         let sessions = Sessions::new(16);
         let (phone, laptop) = (DeviceId::new("phone"), DeviceId::new("laptop"));
-        let (mut a_phone, _) = sessions.register(1, phone.clone());
-        let (mut a_phone2, _) = sessions.register(1, phone.clone());
-        let (mut a_laptop, _) = sessions.register(1, laptop.clone());
-        let (mut b_phone, _) = sessions.register(2, phone.clone());
+        let mut a_phone = sessions.register(1, phone.clone());
+        let mut a_phone2 = sessions.register(1, phone.clone());
+        let mut a_laptop = sessions.register(1, laptop.clone());
+        let mut b_phone = sessions.register(2, phone.clone());
         sessions.deliver_to_device(
             &DeviceAddress {
                 user_id: 1,
@@ -321,7 +278,12 @@ mod tests {
             &event(),
         );
         assert_eq!(
-            [got(&mut a_phone), got(&mut a_phone2), got(&mut a_laptop), got(&mut b_phone)],
+            [
+                got(&mut a_phone),
+                got(&mut a_phone2),
+                got(&mut a_laptop),
+                got(&mut b_phone)
+            ],
             [1, 1, 0, 0],
             "both connections of that device, no other device, not the other user's device of the same name"
         );
@@ -331,10 +293,10 @@ mod tests {
     fn users_get_every_device_except_the_one_left_out() {
         let sessions = Sessions::new(16);
         let (phone, laptop) = (DeviceId::new("phone"), DeviceId::new("laptop"));
-        let (mut a_phone, _) = sessions.register(1, phone.clone());
-        let (mut a_laptop, _) = sessions.register(1, laptop.clone());
-        let (mut b_phone, _) = sessions.register(2, phone.clone());
-        let (mut c_phone, _) = sessions.register(3, phone.clone());
+        let mut a_phone = sessions.register(1, phone.clone());
+        let mut a_laptop = sessions.register(1, laptop.clone());
+        let mut b_phone = sessions.register(2, phone.clone());
+        let mut c_phone = sessions.register(3, phone.clone());
         let all_but_a_phone = Except {
             user: None,
             device: Some(DeviceAddress {
@@ -344,7 +306,12 @@ mod tests {
         };
         sessions.deliver_to_users(&[1, 2], &all_but_a_phone, &event());
         assert_eq!(
-            [got(&mut a_phone), got(&mut a_laptop), got(&mut b_phone), got(&mut c_phone)],
+            [
+                got(&mut a_phone),
+                got(&mut a_laptop),
+                got(&mut b_phone),
+                got(&mut c_phone)
+            ],
             [0, 1, 1, 0]
         );
         let all_but_user_2 = Except {
@@ -352,6 +319,9 @@ mod tests {
             device: None,
         };
         sessions.deliver_to_users(&[1, 2], &all_but_user_2, &event());
-        assert_eq!([got(&mut a_phone), got(&mut a_laptop), got(&mut b_phone)], [1, 1, 0]);
+        assert_eq!(
+            [got(&mut a_phone), got(&mut a_laptop), got(&mut b_phone)],
+            [1, 1, 0]
+        );
     }
 }

@@ -184,6 +184,107 @@ mod local_fanout {
     });
 }
 
+mod memory_presence {
+    use im_core::{MemoryPresence, PresenceRegistry};
+    use std::sync::Arc;
+    im_core::presence_conformance_tests!(async {
+        let r: Arc<dyn PresenceRegistry> = Arc::new(MemoryPresence::new(30_000));
+        (r, 30_000, ())
+    });
+}
+
+/// Two engines (nodes) sharing one store and one presence registry.
+mod two_nodes {
+    use im_core::clock::ManualClock;
+    use im_core::im_protocol::v1;
+    use im_core::sessions::{Outbound, SessionEvents};
+    use im_core::{Caller, Engine, LocalFanOut, MemoryPresence, MemoryStore, PasswordAuthConfig, Store};
+    use std::sync::Arc;
+
+    const LEASE: i64 = 30_000;
+
+    fn node(
+        name: &str,
+        store: &Arc<dyn Store>,
+        bus: &Arc<LocalFanOut>,
+        presence: &Arc<MemoryPresence>,
+        clock: &ManualClock,
+    ) -> Engine {
+        Engine::builder()
+            .store(store.clone())
+            .fanout(bus.clone())
+            .presence(presence.clone())
+            .clock(Arc::new(clock.clone()))
+            .node_id(name)
+            .password_auth(PasswordAuthConfig {
+                argon2_m_cost: 256,
+                argon2_t_cost: 1,
+                ..Default::default()
+            })
+            .build()
+    }
+
+    async fn presence_event(rx: &mut SessionEvents) -> v1::Presence {
+        loop {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap();
+            if let Some(Outbound::Event(ev)) = next
+                && let Some(v1::event::Kind::Presence(p)) = ev.kind()
+            {
+                return *p;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn online_while_any_device_on_any_node_and_a_dead_node_expires() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let presence = Arc::new(MemoryPresence::new(LEASE));
+        let clock = ManualClock::new(1_800_000_000_000);
+        let bus = Arc::new(LocalFanOut::new());
+        let (a, b) = (
+            node("a", &store, &bus, &presence, &clock),
+            node("b", &store, &bus, &presence, &clock),
+        );
+        let alice = a.register("alice", "password123", "").await.unwrap().user.id;
+        let bob = a.register("bob", "password123", "").await.unwrap().user.id;
+        let dm = v1::SendMessage {
+            target: Some(v1::send_message::Target::ToUserId(bob)),
+            client_msg_id: String::new(),
+            content: Some(v1::Content::text("hi")),
+        };
+        a.send_message(Caller::user(alice), dm).await.unwrap();
+
+        // Bob watches from node B; Alice has a device on each node.
+        let mut bob_rx = b.connect(bob, Default::default()).await;
+        let alice_on_a = a.connect(alice, "phone".into()).await;
+        assert!(presence_event(&mut bob_rx).await.online);
+        let alice_on_b = b.connect(alice, "laptop".into()).await;
+        a.disconnect(alice, alice_on_a.id).await;
+        assert!(b.has_live_device(alice).await.unwrap(), "her laptop on B is up");
+        b.disconnect(alice, alice_on_b.id).await;
+        let offline = presence_event(&mut bob_rx).await;
+        assert!(!offline.online);
+        assert!(!a.has_live_device(alice).await.unwrap());
+
+        // Alice comes back on A, then A dies without a word: its lease lapses.
+        let _alice_again = a.connect(alice, "phone".into()).await;
+        let online = presence_event(&mut bob_rx).await;
+        assert!(online.online && online.generation > offline.generation);
+        drop(a);
+        clock.advance_ms(LEASE / 3);
+        b.presence_upkeep().await.unwrap();
+        assert!(b.has_live_device(alice).await.unwrap(), "within the lease");
+        clock.advance_ms(LEASE);
+        b.presence_upkeep().await.unwrap();
+        let expired = presence_event(&mut bob_rx).await;
+        assert!(!expired.online && expired.generation > online.generation);
+        assert!(!b.has_live_device(alice).await.unwrap());
+        assert!(b.has_live_device(bob).await.unwrap(), "B renewed its own lease");
+    }
+}
+
 mod engine {
     use im_core::im_protocol::v1;
     use im_core::{Caller, Engine, Error, PasswordAuthConfig};
@@ -464,7 +565,10 @@ mod engine {
         let rooms = e.list_rooms(10).await.unwrap();
         assert_eq!(rooms.len(), 1);
         assert_eq!(rooms[0].conversation.as_ref().unwrap().id, keep.id);
-        assert!(matches!(e.join(b.clone(), room.id).await, Err(Error::NotFound(_))));
+        assert!(matches!(
+            e.join(b.clone(), room.id).await,
+            Err(Error::NotFound(_))
+        ));
     }
 
     #[tokio::test]
@@ -473,7 +577,9 @@ mod engine {
         let (a, b) = (user(&e, "alice").await, user(&e, "bob").await);
         let g = e.create_group(a.clone(), "g", &[b.user_id]).await.unwrap();
         for i in 0..5 {
-            e.send_message(a.clone(), text(g.id, "m", &i.to_string())).await.unwrap();
+            e.send_message(a.clone(), text(g.id, "m", &i.to_string()))
+                .await
+                .unwrap();
         }
         let s = e.sync(b.clone(), &[]).await.unwrap();
         assert_eq!(s.changed.len(), 1);
@@ -575,7 +681,10 @@ mod engine {
         assert_eq!(p.len(), 2);
         let stranger = user(&e, "stranger").await;
         assert!(
-            e.presence(stranger.clone(), &[a.user_id]).await.unwrap().is_empty(),
+            e.presence(stranger.clone(), &[a.user_id])
+                .await
+                .unwrap()
+                .is_empty(),
             "presence only for contacts"
         );
         assert!(p.iter().all(|p| p.online));
@@ -598,7 +707,10 @@ mod engine {
         assert!(
             matches!(next(&mut a_events), Some(v1::event::Kind::Receipt(r)) if r.read_seq == 2 && r.user_id == b.user_id)
         );
-        assert_eq!(e.list_conversations(b.clone(), 0).await.unwrap().0[0].unread_count, 0);
+        assert_eq!(
+            e.list_conversations(b.clone(), 0).await.unwrap().0[0].unread_count,
+            0
+        );
 
         e.disconnect(b.user_id, b_events.id).await;
         let offline_at = match next(&mut a_events) {
@@ -610,7 +722,7 @@ mod engine {
             other => panic!("expected presence, got {other:?}"),
         };
         assert!(offline_at > 0);
-        assert!(!e.is_online(b.user_id));
+        assert!(!e.has_live_device(b.user_id).await.unwrap());
         // Offline users leave no registry entry; last seen comes from the store.
         assert_eq!(e.sessions().user_session_count(b.user_id), 0);
         let p = e.presence(a.clone(), &[b.user_id]).await.unwrap();
