@@ -581,16 +581,20 @@ impl Engine {
             ));
         }
         let appended = self
-            .append_system(
+            .store_system(
                 id,
                 system(v1::SystemKind::Left, caller.user_id, vec![caller.user_id], ""),
                 Some(Membership::Remove(caller.user_id)),
             )
             .await?;
         if appended.member_count == 0 && conv.ephemeral {
+            // The room is gone: nobody is told about a room that no longer exists.
             self.inner.store.delete_conversation(id).await?;
             self.inner.relay_members.remove(&id);
+            return Ok(());
         }
+        // The leaver is no longer a member, but their other devices must learn it too.
+        self.publish_system(&appended, Some(caller.user_id)).await;
         Ok(())
     }
 
@@ -670,12 +674,18 @@ impl Engine {
         content: v1::Content,
         membership: Option<Membership>,
     ) -> Result<Appended> {
-        // A user who leaves is no longer a member, but their other devices
-        // must learn it too.
-        let leaver = match &membership {
-            Some(Membership::Remove(user)) => Some(*user),
-            _ => None,
-        };
+        let appended = self.store_system(id, content, membership).await?;
+        self.publish_system(&appended, None).await;
+        Ok(appended)
+    }
+
+    /// Appends a system message (with its membership change, atomically).
+    async fn store_system(
+        &self,
+        id: ConversationId,
+        content: v1::Content,
+        membership: Option<Membership>,
+    ) -> Result<Appended> {
         let appended = self
             .inner
             .store
@@ -689,6 +699,12 @@ impl Engine {
             })
             .await?;
         self.remember_members(id, appended.members.clone());
+        Ok(appended)
+    }
+
+    /// Publishes a stored system message to the members, and to a user who
+    /// just left.
+    async fn publish_system(&self, appended: &Appended, leaver: Option<UserId>) {
         let mut recipients = appended.members.to_vec();
         recipients.extend(leaver);
         self.publish(
@@ -697,7 +713,6 @@ impl Engine {
             v1::event::Kind::Message(appended.message.clone()),
         )
         .await;
-        Ok(appended)
     }
 
     /// A conversation as the caller sees it, with members. Members only
@@ -869,6 +884,11 @@ impl Engine {
 
     /// A page of history (members only).
     pub async fn history(&self, caller: Caller, req: v1::GetHistory) -> Result<v1::Messages> {
+        if req.after_seq.is_some() && req.before_seq != 0 {
+            return Err(Error::InvalidArgument(
+                "give after_seq or before_seq, not both".into(),
+            ));
+        }
         self.require_member(&caller, req.conversation_id).await?;
         let limit = self.page(req.limit);
         let page = match req.after_seq {

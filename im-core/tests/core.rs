@@ -478,6 +478,22 @@ mod engine {
         ));
         let ok = e.send_message(a.clone(), text(g.id, "fine", "5")).await.unwrap();
         assert_eq!(ok.seq, 2, "the group's creation notice is seq 1");
+        // The bound JSON clients apply (docs/PROTOCOL.md): string bytes + 16
+        // per field + 16 for the kind; under the limit by it is never refused.
+        let within_bound = "é".repeat((e.config().max_message_bytes - 32) / 2);
+        e.send_message(a.clone(), text(g.id, &within_bound, "6"))
+            .await
+            .unwrap();
+        let both = v1::GetHistory {
+            conversation_id: g.id,
+            before_seq: 5,
+            after_seq: Some(1),
+            limit: 10,
+        };
+        assert!(
+            matches!(e.history(a.clone(), both).await, Err(Error::InvalidArgument(_))),
+            "after_seq and before_seq together are refused, not half ignored"
+        );
     }
 
     #[tokio::test]
@@ -560,7 +576,13 @@ mod engine {
         let rooms = e.list_rooms(10).await.unwrap();
         assert_eq!(rooms[0].member_count, 2);
         e.leave(a.clone(), room.id).await.unwrap();
+        let mut b_events = e.connect(b.user_id, Default::default()).await;
         e.leave(b.clone(), room.id).await.unwrap();
+        let told = std::iter::from_fn(|| b_events.try_recv()).any(|o| {
+            matches!(o, im_core::sessions::Outbound::Event(ev)
+                if matches!(ev.kind(), Some(v1::event::Kind::Message(m)) if m.conversation_id == room.id))
+        });
+        assert!(!told, "no event about a room that no longer exists");
         e.leave(a.clone(), keep.id).await.unwrap();
         let rooms = e.list_rooms(10).await.unwrap();
         assert_eq!(rooms.len(), 1);

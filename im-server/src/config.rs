@@ -37,6 +37,9 @@ pub struct ServerSection {
     pub idle_timeout_secs: u64,
     /// Longest graceful shutdown before connections are dropped, seconds.
     pub shutdown_timeout_secs: u64,
+    /// Told to clients at shutdown: reconnect after this long (each client
+    /// adds up to half again at random), milliseconds.
+    pub reconnect_after_ms: u32,
 }
 
 /// `[store]`
@@ -117,6 +120,7 @@ impl Default for ServerSection {
             heartbeat_interval_secs: 30,
             idle_timeout_secs: 90,
             shutdown_timeout_secs: 10,
+            reconnect_after_ms: 1000,
         }
     }
 }
@@ -238,6 +242,9 @@ impl ServerConfig {
         if !(1..=10_000).contains(&self.limits.max_page_size) {
             bail!("limits.max_page_size must be 1 to 10000");
         }
+        if self.server.reconnect_after_ms > 600_000 {
+            bail!("server.reconnect_after_ms is limited to 10 minutes");
+        }
         if self.server.idle_timeout_secs > 86_400 || self.server.shutdown_timeout_secs > 3_600 {
             bail!("server.idle_timeout_secs is limited to a day and server.shutdown_timeout_secs to an hour");
         }
@@ -299,6 +306,7 @@ impl ServerConfig {
             requests_per_second: self.limits.requests_per_second,
             request_burst: self.limits.request_burst,
             max_sessions_per_user: self.limits.max_sessions_per_user,
+            reconnect_after_ms: self.server.reconnect_after_ms,
             ..Default::default()
         }
     }
