@@ -1,11 +1,18 @@
 //! Server settings: defaults, then a TOML file, then `IM__SECTION__KEY`
 //! environment variables (e.g. `IM__SERVER__LISTEN=0.0.0.0:8080`).
 
-use anyhow::{Context, bail};
+use crate::error::{Result, ServerError};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+
+/// Returns a configuration error.
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err(ServerError::Config(format!($($arg)*)))
+    };
+}
 
 /// Every setting of the reference server. See `im-server/config.example.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -191,7 +198,7 @@ pub enum StoreUrl {
 
 impl ServerConfig {
     /// Loads defaults, then `file` (if given), then `IM__SECTION__KEY` variables, and validates.
-    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn load(file: Option<&Path>) -> Result<Self> {
         let mut builder = config::Config::builder();
         if let Some(path) = file {
             builder = builder.add_source(
@@ -208,15 +215,15 @@ impl ServerConfig {
         );
         let loaded: ServerConfig = builder
             .build()
-            .context("reading configuration")?
+            .map_err(|e| ServerError::Config(format!("reading configuration: {e}")))?
             .try_deserialize()
-            .context("invalid configuration")?;
+            .map_err(|e| ServerError::Config(format!("invalid configuration: {e}")))?;
         loaded.validate()?;
         Ok(loaded)
     }
 
     /// Checks values that parse but make no sense.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> Result<()> {
         self.listen_addr()?;
         self.store_url()?;
         if !matches!(self.store.synchronous.as_str(), "full" | "normal") {
@@ -253,7 +260,7 @@ impl ServerConfig {
         }
         self.auth_config()
             .validate()
-            .map_err(|e| anyhow::anyhow!("auth: {}", e.message()))?;
+            .map_err(|e| ServerError::Config(format!("auth: {}", e.message())))?;
         if self.server.max_connections == 0 || self.limits.max_sessions_per_user == 0 {
             bail!("server.max_connections and limits.max_sessions_per_user must be positive");
         }
@@ -261,15 +268,17 @@ impl ServerConfig {
     }
 
     /// The listen address.
-    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.server
-            .listen
-            .parse()
-            .with_context(|| format!("server.listen {:?} is not an address:port", self.server.listen))
+    pub fn listen_addr(&self) -> Result<SocketAddr> {
+        self.server.listen.parse().map_err(|_| {
+            ServerError::Config(format!(
+                "server.listen {:?} is not an address:port",
+                self.server.listen
+            ))
+        })
     }
 
     /// The parsed store URL.
-    pub fn store_url(&self) -> anyhow::Result<StoreUrl> {
+    pub fn store_url(&self) -> Result<StoreUrl> {
         let url = self.store.url.as_str();
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {

@@ -1,6 +1,6 @@
 //! HTTP/1.1 connections (hyper 1) and the route table.
 
-use crate::Shared;
+use crate::shared::Shared;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;

@@ -6,7 +6,7 @@
 //! server on any listener and stop it with a future:
 //!
 //! ```no_run
-//! # async fn demo() -> anyhow::Result<()> {
+//! # async fn demo() -> im_server::Result<()> {
 //! let config = im_server::ServerConfig::default();
 //! let server = im_server::Server::bind(config).await?;
 //! println!("listening on {}", server.local_addr());
@@ -22,12 +22,14 @@
 //! | `GET /v1/ws` | WebSocket; see `docs/PROTOCOL.md` |
 
 pub mod config;
+mod error;
 mod http;
+mod shared;
 pub mod websocket;
 
 pub use config::ServerConfig;
+pub use error::{Result, ServerError};
 
-use anyhow::Context;
 use im_core::connection::FrameTransport;
 use im_core::{Engine, PostgresStore, PostgresStoreConfig, SqliteStore, SqliteStoreConfig, Store};
 use std::future::Future;
@@ -39,21 +41,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// State shared by every connection.
-pub(crate) struct Shared {
-    /// The engine.
-    pub engine: Engine,
-    /// The configuration.
-    pub config: ServerConfig,
-    /// Caps TCP connections (HTTP and WebSocket).
-    pub connections: Arc<Semaphore>,
-    /// Cancelled when shutdown starts.
-    pub shutdown: CancellationToken,
-    /// Per-connection settings, shared by every connection.
-    pub connection: Arc<im_core::ConnectionConfig>,
-    /// Tracks every connection task, to drain them at shutdown.
-    pub tasks: TaskTracker,
-}
+use shared::Shared;
 
 /// Serves connections of other transports with the server's engine, limits
 /// and shutdown. Cheap to clone.
@@ -125,7 +113,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Opens the store named by the configuration.
-pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
     Ok(match config.store_url()? {
         config::StoreUrl::Sqlite(path) => {
             let mut c = SqliteStoreConfig::new(&path);
@@ -135,11 +123,10 @@ pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>>
                 c.max_wait = Duration::from_micros(us);
             }
             c.synchronous_full = config.store.synchronous == "full";
-            Arc::new(
-                SqliteStore::open(c)
-                    .await
-                    .with_context(|| format!("opening SQLite store {}", path.display()))?,
-            )
+            Arc::new(SqliteStore::open(c).await.map_err(|source| ServerError::Store {
+                context: format!("opening SQLite store {}", path.display()),
+                source,
+            })?)
         }
         config::StoreUrl::Postgres(url) => {
             let mut c = PostgresStoreConfig::new(url);
@@ -153,7 +140,10 @@ pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>>
             Arc::new(
                 PostgresStore::open(c)
                     .await
-                    .context("opening the PostgreSQL store (is the database reachable?)")?,
+                    .map_err(|source| ServerError::Store {
+                        context: "opening the PostgreSQL store (is the database reachable?)".into(),
+                        source,
+                    })?,
             )
         }
         config::StoreUrl::Memory => Arc::new(im_core::MemoryStore::new()),
@@ -162,14 +152,14 @@ pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>>
 
 impl Server {
     /// Opens the store and binds the configured address.
-    pub async fn bind(config: ServerConfig) -> anyhow::Result<Self> {
+    pub async fn bind(config: ServerConfig) -> Result<Self> {
         let addr = config.listen_addr()?;
-        let listener = listen(addr).with_context(|| format!("binding {}", config.server.listen))?;
+        let listener = listen(addr).map_err(|source| ServerError::Bind { addr, source })?;
         Self::with_listener(config, listener).await
     }
 
     /// Opens the store and serves on an existing listener.
-    pub async fn with_listener(config: ServerConfig, listener: TcpListener) -> anyhow::Result<Self> {
+    pub async fn with_listener(config: ServerConfig, listener: TcpListener) -> Result<Self> {
         config.validate()?;
         let store = open_store(&config).await?;
         let engine = Engine::builder()
@@ -211,7 +201,7 @@ impl Server {
     /// Serves until `shutdown` completes, then shuts down gracefully: stops
     /// accepting, tells every WebSocket client why it is closed, lets
     /// in-flight requests finish, then flushes and closes the store.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let Server { listener, shared } = self;
         tracing::info!(addr = %listener.local_addr()?, "im-server listening");
         // Housekeeping: expired tokens are deleted now and then.
@@ -263,7 +253,14 @@ impl Server {
         if tokio::time::timeout(deadline, shared.tasks.wait()).await.is_err() {
             tracing::warn!("connections did not finish within the shutdown timeout");
         }
-        shared.engine.shutdown().await.context("closing the store")?;
+        shared
+            .engine
+            .shutdown()
+            .await
+            .map_err(|source| ServerError::Store {
+                context: "closing the store".into(),
+                source,
+            })?;
         tracing::info!("shutdown complete");
         Ok(())
     }

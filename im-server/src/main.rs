@@ -109,7 +109,7 @@ fn main() -> anyhow::Result<()> {
             });
             // Hard limit for anything still running.
             runtime.shutdown_timeout(timeout);
-            result
+            Ok(result?)
         }
     }
 }

@@ -55,7 +55,7 @@ pub struct TestServer {
     config: ServerConfig,
     dir: Arc<Data>,
     stop_tx: oneshot::Sender<()>,
-    handle: JoinHandle<anyhow::Result<()>>,
+    handle: JoinHandle<im_server::Result<()>>,
 }
 
 /// A stopped server whose data directory is kept for a restart.
