@@ -282,6 +282,6 @@ impl Authenticator for PasswordAuthenticator {
     }
 
     async fn logout(&self, token: &str) -> Result<()> {
-        self.store.delete_token(&token_hash(token)).await
+        Ok(self.store.delete_token(&token_hash(token)).await?)
     }
 }

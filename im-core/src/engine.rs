@@ -284,16 +284,27 @@ impl Engine {
     /// Users who see this user's presence: members of their direct
     /// conversations and of groups up to the large-group threshold.
     async fn contacts(&self, user_id: UserId) -> Result<Vec<UserId>> {
-        let mut out = BTreeSet::new();
-        for (conv, _) in self.inner.store.user_conversations(user_id).await? {
-            let small_group = conv.kind == v1::ConversationKind::Group
-                && conv.member_count <= self.inner.config.large_group_threshold;
-            if conv.kind == v1::ConversationKind::Direct || small_group {
-                for m in self.inner.store.members(conv.id).await? {
-                    out.insert(m.user_id);
-                }
-            }
-        }
+        let shared: Vec<ConversationId> = self
+            .inner
+            .store
+            .user_conversations(user_id)
+            .await?
+            .into_iter()
+            .filter(|(conv, _)| {
+                let small_group = conv.kind == v1::ConversationKind::Group
+                    && conv.member_count <= self.inner.config.large_group_threshold;
+                conv.kind == v1::ConversationKind::Direct || small_group
+            })
+            .map(|(conv, _)| conv.id)
+            .collect();
+        let mut out: BTreeSet<UserId> = self
+            .inner
+            .store
+            .members_of(&shared)
+            .await?
+            .into_iter()
+            .map(|(_, user)| user)
+            .collect();
         out.remove(&user_id);
         Ok(out.into_iter().collect())
     }
@@ -751,21 +762,62 @@ impl Engine {
         me: Option<MemberRecord>,
         with_last_message: bool,
     ) -> Result<v1::Conversation> {
-        let mut wire = conv.to_wire();
-        if with_last_message && conv.last_seq > 0 {
-            wire.last_message = self.inner.store.history(conv.id, Page::Before(0), 1).await?.pop();
-        }
-        if let Some(m) = me {
-            wire.unread_count = self
+        let mut one = self
+            .summaries(caller, vec![(conv, me)], with_last_message)
+            .await?;
+        one.pop()
+            .ok_or_else(|| Error::Internal("conversation summary missing".into()))
+    }
+
+    /// [`Engine::summary`] of many conversations, in their order, with two
+    /// store reads in all (last messages, unread counts), not two each.
+    async fn summaries(
+        &self,
+        caller: &Caller,
+        convs: Vec<(ConversationRecord, Option<MemberRecord>)>,
+        with_last_message: bool,
+    ) -> Result<Vec<v1::Conversation>> {
+        let mut last_messages: HashMap<ConversationId, v1::Message> = HashMap::new();
+        if with_last_message {
+            let ids: Vec<ConversationId> = convs
+                .iter()
+                .filter(|(conv, _)| conv.last_seq > 0)
+                .map(|(conv, _)| conv.id)
+                .collect();
+            last_messages = self
                 .inner
                 .store
-                .unread_count(conv.id, caller.user_id, m.read_seq)
-                .await?;
-            wire.read_seq = m.read_seq;
-            wire.delivered_seq = m.delivered_seq;
-            wire.role = m.role as i32;
+                .last_messages(&ids)
+                .await?
+                .into_iter()
+                .map(|m| (m.conversation_id, m))
+                .collect();
         }
-        Ok(wire)
+        let cursors: Vec<(ConversationId, u64)> = convs
+            .iter()
+            .filter_map(|(conv, me)| Some((conv.id, me.as_ref()?.read_seq)))
+            .collect();
+        let unread: HashMap<ConversationId, u64> = self
+            .inner
+            .store
+            .unread_counts(caller.user_id, &cursors)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(convs
+            .into_iter()
+            .map(|(conv, me)| {
+                let mut wire = conv.to_wire();
+                wire.last_message = last_messages.remove(&conv.id);
+                if let Some(m) = me {
+                    wire.unread_count = unread.get(&conv.id).copied().unwrap_or(0);
+                    wire.read_seq = m.read_seq;
+                    wire.delivered_seq = m.delivered_seq;
+                    wire.role = m.role as i32;
+                }
+                wire
+            })
+            .collect())
     }
 
     /// The caller's conversations, most recently active first.
@@ -776,10 +828,14 @@ impl Engine {
         caller: Caller,
         limit: u32,
     ) -> Result<(Vec<v1::Conversation>, bool)> {
-        let mut out = Vec::new();
-        for (conv, me) in self.inner.store.user_conversations(caller.user_id).await? {
-            out.push(self.summary(&caller, conv, Some(me), true).await?);
-        }
+        let convs = self.inner.store.user_conversations(caller.user_id).await?;
+        let mut out = self
+            .summaries(
+                &caller,
+                convs.into_iter().map(|(c, m)| (c, Some(m))).collect(),
+                true,
+            )
+            .await?;
         // Latest activity first; message ids break ties within a millisecond.
         out.sort_by_key(|c| {
             std::cmp::Reverse(
@@ -923,15 +979,15 @@ impl Engine {
         }
         let known: HashMap<ConversationId, u64> =
             cursors.iter().map(|c| (c.conversation_id, c.version)).collect();
-        let mut changed = Vec::new();
+        let mut stale = Vec::new();
         let mut member_of = BTreeSet::new();
         for (conv, me) in self.inner.store.user_conversations(caller.user_id).await? {
             member_of.insert(conv.id);
-            let stale = known.get(&conv.id).is_none_or(|&v| v != conv.last_version);
-            if stale {
-                changed.push(self.summary(&caller, conv, Some(me), false).await?);
+            if known.get(&conv.id).is_none_or(|&v| v != conv.last_version) {
+                stale.push((conv, Some(me)));
             }
         }
+        let changed = self.summaries(&caller, stale, false).await?;
         let removed = known
             .keys()
             .copied()
@@ -1109,7 +1165,7 @@ impl Engine {
     /// Deletes expired tokens from the store; run it now and then (the
     /// reference server does every 10 minutes). Returns how many went.
     pub async fn purge_expired_tokens(&self) -> Result<u64> {
-        self.inner.store.purge_expired_tokens(self.now_ms()).await
+        Ok(self.inner.store.purge_expired_tokens(self.now_ms()).await?)
     }
 
     /// Now, from the engine's clock (Unix ms).
@@ -1124,6 +1180,6 @@ impl Engine {
             tracing::warn!(error = %e, "presence: could not remove this node");
         }
         self.inner.fanout.close().await?;
-        self.inner.store.close().await
+        Ok(self.inner.store.close().await?)
     }
 }

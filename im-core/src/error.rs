@@ -84,31 +84,56 @@ impl Error {
     }
 }
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-impl From<diesel::result::Error> for Error {
-    fn from(e: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error as D};
+/// The one place where store errors become engine errors (and so wire codes).
+/// Messages pass through unchanged.
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError as S;
         match e {
-            D::NotFound => Error::NotFound("row not found".into()),
-            D::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                Error::Conflict(info.message().to_owned())
+            S::Unavailable(m) => Error::Unavailable(m),
+            S::Conflict(m) => Error::Conflict(m),
+            S::NotFound(m) => Error::NotFound(m),
+            S::NotMember(conversation) => {
+                Error::PermissionDenied(format!("not a member of conversation {conversation}"))
             }
-            D::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-                Error::Unavailable(info.message().to_owned())
-            }
-            // Lock conflicts between nodes: the database aborted one side; retrying succeeds.
-            D::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
-                Error::Unavailable(info.message().to_owned())
-            }
-            D::DatabaseError(_, info) if info.message().contains("deadlock") => {
-                Error::Unavailable(info.message().to_owned())
-            }
-            D::DatabaseError(DatabaseErrorKind::Unknown, info)
-                if info.message().contains("locked") || info.message().contains("busy") =>
-            {
-                Error::Unavailable(info.message().to_owned())
-            }
-            other => Error::Internal(format!("store: {other}")),
+            S::Backend(m) => Error::Internal(m),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn store_errors_keep_their_wire_code_and_message() {
+        let cases = [
+            (
+                StoreError::Unavailable("store: down".into()),
+                ErrorCode::Unavailable,
+                "store: down",
+            ),
+            (StoreError::Conflict("taken".into()), ErrorCode::Conflict, "taken"),
+            (
+                StoreError::NotFound("conversation 7".into()),
+                ErrorCode::NotFound,
+                "conversation 7",
+            ),
+            (
+                StoreError::NotMember(7),
+                ErrorCode::PermissionDenied,
+                "not a member of conversation 7",
+            ),
+            (
+                StoreError::Backend("store: bug".into()),
+                ErrorCode::Internal,
+                "store: bug",
+            ),
+        ];
+        for (store_error, code, message) in cases {
+            let e = Error::from(store_error);
+            assert_eq!((e.code(), e.message()), (code, message));
         }
     }
 }

@@ -68,6 +68,19 @@ mod sqlite_store {
         let store = SqliteStore::open(SqliteStoreConfig::new(&path)).await.unwrap();
         assert_eq!(store.user_by_name("KEEP").await.unwrap().unwrap().id, user.id);
     }
+
+    #[tokio::test]
+    async fn a_closed_store_is_not_healthy() {
+        let (store, _dir) = make().await;
+        store.health().await.unwrap();
+        store.close().await.unwrap();
+        let err = store.health().await.unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        assert!(matches!(
+            im_core::Error::from(err),
+            im_core::Error::Unavailable(_)
+        ));
+    }
 }
 
 mod postgres_store {

@@ -150,8 +150,8 @@ async fn ready(shared: &Shared) -> Response<Body> {
     if shared.shutdown.is_cancelled() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     }
-    match shared.engine.store().conversation(0).await {
-        Ok(_) => text(StatusCode::OK, "ready\n"),
+    match shared.engine.store().health().await {
+        Ok(()) => text(StatusCode::OK, "ready\n"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: store unavailable");
             text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")

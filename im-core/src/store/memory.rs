@@ -1,8 +1,7 @@
 //! `MemoryStore`: everything in process memory. The default for tests and
 //! for embedders who do not need persistence.
 
-use super::{Store, direct_key, direct_new};
-use crate::error::{Error, Result};
+use super::{Store, StoreError, StoreResult, direct_key, direct_new};
 use crate::model::*;
 use async_trait::async_trait;
 use im_protocol::v1;
@@ -108,10 +107,10 @@ impl Inner {
         record
     }
 
-    fn conv(&mut self, id: ConversationId) -> Result<&mut Conv> {
+    fn conv(&mut self, id: ConversationId) -> StoreResult<&mut Conv> {
         self.conversations
             .get_mut(&id)
-            .ok_or_else(|| Error::NotFound(format!("conversation {id}")))
+            .ok_or_else(|| StoreError::NotFound(format!("conversation {id}")))
     }
 }
 
@@ -121,11 +120,14 @@ fn matches_prefix(u: &UserRecord, prefix: &str) -> bool {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn create_user(&self, user: NewUser) -> Result<UserRecord> {
+    async fn create_user(&self, user: NewUser) -> StoreResult<UserRecord> {
         let mut inner = self.inner.lock();
         let lower = user.username.to_lowercase();
         if inner.users.values().any(|u| u.username.to_lowercase() == lower) {
-            return Err(Error::Conflict(format!("user name {:?} is taken", user.username)));
+            return Err(StoreError::Conflict(format!(
+                "user name {:?} is taken",
+                user.username
+            )));
         }
         inner.next_user += 1;
         let record = UserRecord {
@@ -141,7 +143,7 @@ impl Store for MemoryStore {
         Ok(record)
     }
 
-    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
         let lower = username.to_lowercase();
         let inner = self.inner.lock();
         Ok(inner
@@ -151,12 +153,12 @@ impl Store for MemoryStore {
             .cloned())
     }
 
-    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<UserRecord>> {
+    async fn users_by_ids(&self, ids: &[UserId]) -> StoreResult<Vec<UserRecord>> {
         let inner = self.inner.lock();
         Ok(ids.iter().filter_map(|id| inner.users.get(id).cloned()).collect())
     }
 
-    async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<UserRecord>> {
+    async fn search_users(&self, prefix: &str, limit: u32) -> StoreResult<Vec<UserRecord>> {
         let prefix = prefix.to_lowercase();
         let inner = self.inner.lock();
         let mut found: Vec<_> = inner
@@ -175,12 +177,12 @@ impl Store for MemoryStore {
         user: UserId,
         display_name: Option<String>,
         avatar_url: Option<String>,
-    ) -> Result<UserRecord> {
+    ) -> StoreResult<UserRecord> {
         let mut inner = self.inner.lock();
         let u = inner
             .users
             .get_mut(&user)
-            .ok_or_else(|| Error::NotFound(format!("user {user}")))?;
+            .ok_or_else(|| StoreError::NotFound(format!("user {user}")))?;
         if let Some(d) = display_name {
             u.display_name = d;
         }
@@ -190,14 +192,14 @@ impl Store for MemoryStore {
         Ok(u.clone())
     }
 
-    async fn set_last_seen(&self, user: UserId, at: i64) -> Result<()> {
+    async fn set_last_seen(&self, user: UserId, at: i64) -> StoreResult<()> {
         if let Some(u) = self.inner.lock().users.get_mut(&user) {
             u.last_seen = at;
         }
         Ok(())
     }
 
-    async fn insert_token(&self, token_hash: &str, user: UserId, expires_at: i64) -> Result<()> {
+    async fn insert_token(&self, token_hash: &str, user: UserId, expires_at: i64) -> StoreResult<()> {
         self.inner
             .lock()
             .tokens
@@ -205,23 +207,23 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn token(&self, token_hash: &str) -> Result<Option<(UserId, i64)>> {
+    async fn token(&self, token_hash: &str) -> StoreResult<Option<(UserId, i64)>> {
         Ok(self.inner.lock().tokens.get(token_hash).copied())
     }
 
-    async fn delete_token(&self, token_hash: &str) -> Result<()> {
+    async fn delete_token(&self, token_hash: &str) -> StoreResult<()> {
         self.inner.lock().tokens.remove(token_hash);
         Ok(())
     }
 
-    async fn purge_expired_tokens(&self, now: i64) -> Result<u64> {
+    async fn purge_expired_tokens(&self, now: i64) -> StoreResult<u64> {
         let mut inner = self.inner.lock();
         let before = inner.tokens.len();
         inner.tokens.retain(|_, (_, expires_at)| *expires_at > now);
         Ok((before - inner.tokens.len()) as u64)
     }
 
-    async fn create_conversation(&self, new: NewConversation) -> Result<ConversationRecord> {
+    async fn create_conversation(&self, new: NewConversation) -> StoreResult<ConversationRecord> {
         let mut inner = self.inner.lock();
         let members = std::iter::once((new.created_by, v1::Role::Owner)).chain(
             new.members
@@ -233,7 +235,7 @@ impl Store for MemoryStore {
         Ok(inner.new_conversation(new, members, None))
     }
 
-    async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> Result<ConversationRecord> {
+    async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> StoreResult<ConversationRecord> {
         let key = direct_key(a, b);
         let mut inner = self.inner.lock();
         if let Some(id) = inner.direct.get(&key).copied() {
@@ -247,11 +249,11 @@ impl Store for MemoryStore {
         Ok(inner.new_conversation(direct_new(a, now), members, Some(key)))
     }
 
-    async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationRecord>> {
+    async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>> {
         Ok(self.inner.lock().conversations.get(&id).map(|c| c.record.clone()))
     }
 
-    async fn delete_conversation(&self, id: ConversationId) -> Result<()> {
+    async fn delete_conversation(&self, id: ConversationId) -> StoreResult<()> {
         let mut inner = self.inner.lock();
         if let Some(conv) = inner.conversations.remove(&id) {
             if let Some(key) = conv.direct_key {
@@ -262,12 +264,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn rename_conversation(&self, id: ConversationId, title: &str) -> Result<()> {
+    async fn rename_conversation(&self, id: ConversationId, title: &str) -> StoreResult<()> {
         self.inner.lock().conv(id)?.record.title = title.to_owned();
         Ok(())
     }
 
-    async fn list_rooms(&self, limit: u32) -> Result<Vec<ConversationRecord>> {
+    async fn list_rooms(&self, limit: u32) -> StoreResult<Vec<ConversationRecord>> {
         let inner = self.inner.lock();
         let mut rooms: Vec<_> = inner
             .conversations
@@ -280,7 +282,7 @@ impl Store for MemoryStore {
         Ok(rooms)
     }
 
-    async fn member(&self, conversation: ConversationId, user: UserId) -> Result<Option<MemberRecord>> {
+    async fn member(&self, conversation: ConversationId, user: UserId) -> StoreResult<Option<MemberRecord>> {
         let inner = self.inner.lock();
         Ok(inner
             .conversations
@@ -288,7 +290,7 @@ impl Store for MemoryStore {
             .and_then(|c| c.members.get(&user).cloned()))
     }
 
-    async fn members(&self, conversation: ConversationId) -> Result<Vec<MemberRecord>> {
+    async fn members(&self, conversation: ConversationId) -> StoreResult<Vec<MemberRecord>> {
         let inner = self.inner.lock();
         Ok(inner
             .conversations
@@ -297,7 +299,7 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn user_conversations(&self, user: UserId) -> Result<Vec<(ConversationRecord, MemberRecord)>> {
+    async fn user_conversations(&self, user: UserId) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>> {
         let inner = self.inner.lock();
         Ok(inner
             .conversations
@@ -306,10 +308,28 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn append_message(&self, new: NewMessage) -> Result<Appended> {
+    async fn members_of(
+        &self,
+        conversations: &[ConversationId],
+    ) -> StoreResult<Vec<(ConversationId, UserId)>> {
+        let mut ids = conversations.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let inner = self.inner.lock();
+        Ok(ids
+            .iter()
+            .filter_map(|id| inner.conversations.get(id))
+            .flat_map(|c| c.members.keys().map(|&user| (c.record.id, user)))
+            .collect())
+    }
+
+    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended> {
         let mut inner = self.inner.lock();
         if !inner.conversations.contains_key(&new.conversation_id) {
-            return Err(Error::NotFound(format!("conversation {}", new.conversation_id)));
+            return Err(StoreError::NotFound(format!(
+                "conversation {}",
+                new.conversation_id
+            )));
         }
         if let Some(cid) = &new.client_msg_id
             && let Some(&(conv_id, seq)) = inner.dedup.get(&(new.sender_id, cid.clone()))
@@ -330,10 +350,7 @@ impl Store for MemoryStore {
                 _ => conv.members.contains_key(&new.sender_id),
             };
             if !member_after {
-                return Err(Error::PermissionDenied(format!(
-                    "not a member of conversation {}",
-                    new.conversation_id
-                )));
+                return Err(StoreError::NotMember(new.conversation_id));
             }
         }
         inner.next_message += 1;
@@ -392,7 +409,7 @@ impl Store for MemoryStore {
         conversation: ConversationId,
         page: Page,
         limit: u32,
-    ) -> Result<Vec<v1::Message>> {
+    ) -> StoreResult<Vec<v1::Message>> {
         let inner = self.inner.lock();
         let Some(conv) = inner.conversations.get(&conversation) else {
             return Ok(Vec::new());
@@ -420,7 +437,7 @@ impl Store for MemoryStore {
         conversation: ConversationId,
         after_version: u64,
         limit: u32,
-    ) -> Result<Vec<v1::Message>> {
+    ) -> StoreResult<Vec<v1::Message>> {
         let inner = self.inner.lock();
         let Some(conv) = inner.conversations.get(&conversation) else {
             return Ok(Vec::new());
@@ -436,7 +453,12 @@ impl Store for MemoryStore {
         Ok(changed)
     }
 
-    async fn unread_count(&self, conversation: ConversationId, user: UserId, after_seq: u64) -> Result<u64> {
+    async fn unread_count(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        after_seq: u64,
+    ) -> StoreResult<u64> {
         let inner = self.inner.lock();
         Ok(inner
             .conversations
@@ -451,20 +473,58 @@ impl Store for MemoryStore {
             .unwrap_or(0))
     }
 
+    async fn last_messages(&self, conversations: &[ConversationId]) -> StoreResult<Vec<v1::Message>> {
+        let inner = self.inner.lock();
+        let mut seen = std::collections::HashSet::new();
+        Ok(conversations
+            .iter()
+            .filter(|&&id| seen.insert(id))
+            .filter_map(|id| inner.conversations.get(id)?.messages.last().cloned())
+            .collect())
+    }
+
+    async fn unread_counts(
+        &self,
+        user: UserId,
+        cursors: &[(ConversationId, u64)],
+    ) -> StoreResult<Vec<(ConversationId, u64)>> {
+        // A conversation listed twice counts from its lowest cursor.
+        let mut lowest: BTreeMap<ConversationId, u64> = BTreeMap::new();
+        for &(id, after_seq) in cursors {
+            let e = lowest.entry(id).or_insert(after_seq);
+            *e = (*e).min(after_seq);
+        }
+        let inner = self.inner.lock();
+        Ok(lowest
+            .into_iter()
+            .filter_map(|(id, after_seq)| {
+                let n = inner
+                    .conversations
+                    .get(&id)?
+                    .messages
+                    .iter()
+                    .skip(after_seq as usize)
+                    .filter(|m| m.sender_id != user)
+                    .count() as u64;
+                (n > 0).then_some((id, n))
+            })
+            .collect())
+    }
+
     async fn advance_cursors(
         &self,
         conversation: ConversationId,
         user: UserId,
         read: Option<u64>,
         delivered: Option<u64>,
-    ) -> Result<MemberRecord> {
+    ) -> StoreResult<MemberRecord> {
         let mut inner = self.inner.lock();
         let conv = inner.conv(conversation)?;
         let last = conv.record.last_seq;
         let m = conv
             .members
             .get_mut(&user)
-            .ok_or_else(|| Error::NotFound(format!("user {user} is not a member of {conversation}")))?;
+            .ok_or_else(|| StoreError::NotFound(format!("user {user} is not a member of {conversation}")))?;
         if let Some(r) = read {
             m.read_seq = m.read_seq.max(r.min(last));
         }

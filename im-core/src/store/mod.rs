@@ -11,33 +11,41 @@
 //!   writes nothing and returns the stored message with `duplicate = true`.
 //! * **Durability**: a method returns `Ok` only after its write is committed.
 //! * **Cursors** only move forward and never past `last_seq`.
-//! * **Atomic membership**: a [`Membership`](crate::model::Membership) change
+//! * **Atomic membership**: a [`Membership`] change
 //!   is committed together with the system message announcing it.
 //! * **Authorized in the same transaction**: a message from a user
-//!   (`sender_id != 0`) is refused with `PermissionDenied`, consuming no
+//!   (`sender_id != 0`) is refused with [`StoreError::NotMember`], consuming no
 //!   sequence number, unless the sender is a member after the message's
 //!   membership change; the append returns the members (the recipients), so
 //!   the sending path needs no other store round trip.
+//! * **Batch reads**: the engine reads what it needs for many conversations
+//!   ([`Store::members_of`], [`Store::last_messages`], [`Store::unread_counts`])
+//!   in a bounded number of round trips, never one per conversation.
+//!
+//! Every method reports failures as a typed [`StoreError`]; the engine turns it
+//! into its own [`Error`](crate::Error) in one place.
 
-use crate::error::Result;
 use crate::model::*;
 use async_trait::async_trait;
 use im_protocol::v1;
 
 pub mod conformance;
+mod error;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod sql;
+pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+pub use error::{StoreError, StoreResult};
 
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, PostgresStoreConfig};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use sql::WriteStats;
+pub use sql::{DieselStore, WriteStats};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteStoreConfig};
 
@@ -46,67 +54,98 @@ pub use sqlite::{SqliteStore, SqliteStoreConfig};
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates a user. `Conflict` if the user name is taken (case-insensitively).
-    async fn create_user(&self, user: NewUser) -> Result<UserRecord>;
+    async fn create_user(&self, user: NewUser) -> StoreResult<UserRecord>;
     /// Finds a user by name, case-insensitively.
-    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>>;
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     /// The users with these ids that exist, in no particular order.
-    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<UserRecord>>;
+    async fn users_by_ids(&self, ids: &[UserId]) -> StoreResult<Vec<UserRecord>>;
     /// Users whose user name or display name starts with `prefix`
     /// (case-insensitive), ordered by user name, at most `limit`.
-    async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<UserRecord>>;
+    async fn search_users(&self, prefix: &str, limit: u32) -> StoreResult<Vec<UserRecord>>;
     /// Changes profile fields that are `Some`. `NotFound` for an unknown user.
     async fn update_profile(
         &self,
         user: UserId,
         display_name: Option<String>,
         avatar_url: Option<String>,
-    ) -> Result<UserRecord>;
+    ) -> StoreResult<UserRecord>;
     /// Records the time of a user's last disconnect.
-    async fn set_last_seen(&self, user: UserId, at: i64) -> Result<()>;
+    async fn set_last_seen(&self, user: UserId, at: i64) -> StoreResult<()>;
 
     /// Stores a session token (by its hash).
-    async fn insert_token(&self, token_hash: &str, user: UserId, expires_at: i64) -> Result<()>;
+    async fn insert_token(&self, token_hash: &str, user: UserId, expires_at: i64) -> StoreResult<()>;
     /// The user and expiry of a token hash.
-    async fn token(&self, token_hash: &str) -> Result<Option<(UserId, i64)>>;
+    async fn token(&self, token_hash: &str) -> StoreResult<Option<(UserId, i64)>>;
     /// Deletes a token; deleting an unknown one is not an error.
-    async fn delete_token(&self, token_hash: &str) -> Result<()>;
+    async fn delete_token(&self, token_hash: &str) -> StoreResult<()>;
     /// Deletes tokens that expired at or before `now`; returns how many.
-    async fn purge_expired_tokens(&self, now: i64) -> Result<u64>;
+    async fn purge_expired_tokens(&self, now: i64) -> StoreResult<u64>;
 
     /// Creates a group or room; the creator becomes owner, the others members.
-    async fn create_conversation(&self, new: NewConversation) -> Result<ConversationRecord>;
+    async fn create_conversation(&self, new: NewConversation) -> StoreResult<ConversationRecord>;
     /// The direct conversation of two users, created if needed: exactly one per pair.
-    async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> Result<ConversationRecord>;
+    async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> StoreResult<ConversationRecord>;
     /// A conversation by id.
-    async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationRecord>>;
+    async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>>;
     /// Deletes a conversation, its members and its messages.
-    async fn delete_conversation(&self, id: ConversationId) -> Result<()>;
+    async fn delete_conversation(&self, id: ConversationId) -> StoreResult<()>;
     /// Renames a conversation.
-    async fn rename_conversation(&self, id: ConversationId, title: &str) -> Result<()>;
+    async fn rename_conversation(&self, id: ConversationId, title: &str) -> StoreResult<()>;
     /// Public rooms, largest first, at most `limit`.
-    async fn list_rooms(&self, limit: u32) -> Result<Vec<ConversationRecord>>;
+    async fn list_rooms(&self, limit: u32) -> StoreResult<Vec<ConversationRecord>>;
     /// A membership, if the user is a member.
-    async fn member(&self, conversation: ConversationId, user: UserId) -> Result<Option<MemberRecord>>;
+    async fn member(&self, conversation: ConversationId, user: UserId) -> StoreResult<Option<MemberRecord>>;
     /// All members of a conversation, ordered by user id.
-    async fn members(&self, conversation: ConversationId) -> Result<Vec<MemberRecord>>;
+    async fn members(&self, conversation: ConversationId) -> StoreResult<Vec<MemberRecord>>;
     /// The conversations a user belongs to, with the membership.
-    async fn user_conversations(&self, user: UserId) -> Result<Vec<(ConversationRecord, MemberRecord)>>;
+    async fn user_conversations(&self, user: UserId) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>>;
+    /// The members of several conversations as `(conversation, user)` pairs,
+    /// ordered by conversation then user; unknown conversations have none.
+    /// One read however many conversations (backends may split very long
+    /// lists into a few queries).
+    async fn members_of(
+        &self,
+        conversations: &[ConversationId],
+    ) -> StoreResult<Vec<(ConversationId, UserId)>>;
 
     /// Appends a message: see the trait docs for the guarantees.
     /// `NotFound` if the conversation does not exist.
-    async fn append_message(&self, new: NewMessage) -> Result<Appended>;
+    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended>;
     /// A page of history, always returned in ascending seq order.
-    async fn history(&self, conversation: ConversationId, page: Page, limit: u32)
-    -> Result<Vec<v1::Message>>;
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        page: Page,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::Message>>;
     /// Messages whose latest version is above `after_version`, in version order, at most `limit`.
     async fn changes(
         &self,
         conversation: ConversationId,
         after_version: u64,
         limit: u32,
-    ) -> Result<Vec<v1::Message>>;
+    ) -> StoreResult<Vec<v1::Message>>;
     /// Number of messages after `after_seq` not sent by `user`.
-    async fn unread_count(&self, conversation: ConversationId, user: UserId, after_seq: u64) -> Result<u64>;
+    async fn unread_count(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        after_seq: u64,
+    ) -> StoreResult<u64>;
+    /// The latest message (highest seq) of each of these conversations that
+    /// has one, in no particular order; conversations without messages, and
+    /// unknown ones, are left out.
+    async fn last_messages(&self, conversations: &[ConversationId]) -> StoreResult<Vec<v1::Message>>;
+    /// [`Store::unread_count`] for several conversations at once: for each
+    /// `(conversation, after_seq)`, the number of messages after `after_seq`
+    /// not sent by `user`. Conversations with no such message, and unknown
+    /// ones, are left out of the answer (their count is 0), in no particular
+    /// order; a conversation listed twice counts from its lowest `after_seq`.
+    async fn unread_counts(
+        &self,
+        user: UserId,
+        cursors: &[(ConversationId, u64)],
+    ) -> StoreResult<Vec<(ConversationId, u64)>>;
     /// Moves a member's read and/or delivered cursor forward (never back, never past `last_seq`).
     /// `NotFound` if not a member.
     async fn advance_cursors(
@@ -115,10 +154,17 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         read: Option<u64>,
         delivered: Option<u64>,
-    ) -> Result<MemberRecord>;
+    ) -> StoreResult<MemberRecord>;
+
+    /// `Ok` if the store can serve reads and writes now (for readiness
+    /// probes): cheap, and never writes. The default suits stores with
+    /// nothing to lose contact with.
+    async fn health(&self) -> StoreResult<()> {
+        Ok(())
+    }
 
     /// Flushes and closes: called once at shutdown, after the last write.
-    async fn close(&self) -> Result<()> {
+    async fn close(&self) -> StoreResult<()> {
         Ok(())
     }
 }

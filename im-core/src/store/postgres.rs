@@ -2,22 +2,20 @@
 //! server nodes sharing one database.
 //!
 //! The queries and the group-commit writer are shared with SQLite (see
-//! `sql.rs`). Sequence numbers are assigned by `UPDATE conversations SET
+//! [`sql`](super::sql)). Sequence numbers are assigned by `UPDATE conversations SET
 //! last_seq = last_seq + 1 ... RETURNING` inside the transaction that stores
 //! the message: the row lock serializes writers of one conversation across
 //! processes, so seqs stay gap-free and unique with several nodes.
 //! Migrations from `migrations/postgres` are embedded and run at open.
 
-use super::sql::*;
-use super::{direct_key, direct_new};
+use super::sql::{BatchConfig, DieselCore, DieselStore, Executes, Loads, SqlConnection, unavailable};
 use crate::error::{Error, Result};
-use crate::model::*;
+use crate::store::{StoreError, StoreResult};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
-use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::{Connection, QueryResult};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-use im_protocol::v1;
 use std::time::Duration;
 
 /// The PostgreSQL migrations, embedded in the binary.
@@ -55,7 +53,8 @@ impl PostgresStoreConfig {
     }
 }
 
-/// The PostgreSQL [`Store`](super::Store).
+/// The PostgreSQL [`Store`](super::Store): the shared [`DieselStore`] on
+/// `PgConnection`, opened by [`PostgresStore::open`].
 ///
 /// ```no_run
 /// # async fn demo() -> im_core::Result<()> {
@@ -63,11 +62,31 @@ impl PostgresStoreConfig {
 /// let store = PostgresStore::open(PostgresStoreConfig::new("postgres://postgres@127.0.0.1/im")).await?;
 /// # Ok(()) }
 /// ```
-pub struct PostgresStore {
-    /// Member lists used by the sending path (see [`MemberCache`]).
-    members: MemberCache,
-    /// Reader pool and group-commit writer.
-    core: DieselCore<PgConnection>,
+pub type PostgresStore = DieselStore<PgConnection>;
+
+impl SqlConnection for PgConnection {
+    fn load_rows<'q, Q: Loads<'q, U>, U>(&mut self, query: Q) -> QueryResult<Vec<U>> {
+        query.load(self)
+    }
+
+    fn get_row<'q, Q: Loads<'q, U>, U>(&mut self, query: Q) -> QueryResult<U> {
+        query.get_result(self)
+    }
+
+    fn execute_statement<Q: Executes>(&mut self, statement: Q) -> QueryResult<usize> {
+        statement.execute(self)
+    }
+}
+
+/// A deadlock (SQLSTATE 40P01): PostgreSQL aborted this side of a lock cycle
+/// between nodes; retrying succeeds. Serialization failures (40001) and lost
+/// connections (class 08) already have their own diesel error kinds.
+///
+/// diesel 2.3 reports 40P01 as `DatabaseErrorKind::Unknown` without the
+/// SQLSTATE, so this compares the server's primary message for that code,
+/// whole (it is only recognised with English server messages, `lc_messages`).
+pub(crate) fn is_transient(message: &str) -> bool {
+    message == "deadlock detected"
 }
 
 /// `url` with a libpq `connect_timeout` (whole seconds, at least 1) unless it has one.
@@ -79,15 +98,16 @@ fn with_connect_timeout(url: &str, timeout: Duration) -> String {
     format!("{url}{sep}connect_timeout={}", timeout.as_secs().max(1))
 }
 
-impl PostgresStore {
+impl DieselStore<PgConnection> {
     /// Connects, migrates, and starts the pool and the writer.
     pub async fn open(config: PostgresStoreConfig) -> Result<Self> {
         tokio::task::spawn_blocking(move || Self::open_blocking(config))
             .await
             .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(Error::from)
     }
 
-    fn open_blocking(config: PostgresStoreConfig) -> Result<Self> {
+    fn open_blocking(config: PostgresStoreConfig) -> StoreResult<Self> {
         let url = with_connect_timeout(&config.url, config.connect_timeout);
         let mut writer = PgConnection::establish(&url).map_err(unavailable)?;
         // Several nodes may start at once: one migrates, the others wait.
@@ -97,7 +117,7 @@ impl PostgresStore {
         let migrated = writer
             .run_pending_migrations(MIGRATIONS)
             .map(|_| ())
-            .map_err(|e| Error::Internal(format!("postgres migrations: {e}")));
+            .map_err(|e| StoreError::Backend(format!("postgres migrations: {e}")));
         writer
             .batch_execute("SELECT pg_advisory_unlock(7426001)")
             .map_err(unavailable)?;
@@ -118,37 +138,9 @@ impl PostgresStore {
             },
             |_| Ok(()),
         )?;
-        Ok(Self {
-            core,
-            members: MemberCache::default(),
-        })
-    }
-
-    /// What the group-commit writer committed so far.
-    pub fn write_stats(&self) -> WriteStats {
-        self.core.stats()
+        Ok(Self::new(core))
     }
 }
-
-fn insert_member_if_absent(
-    c: &mut PgConnection,
-    conversation: i64,
-    user: i64,
-    role: i32,
-    joined_at: i64,
-) -> QueryResult<usize> {
-    diesel::insert_into(members::table)
-        .values((
-            members::conversation_id.eq(conversation),
-            members::user_id.eq(user),
-            members::role.eq(role),
-            members::joined_at.eq(joined_at),
-        ))
-        .on_conflict_do_nothing()
-        .execute(c)
-}
-
-diesel_store_impl!(PostgresStore, PgConnection);
 
 /// Test support: a throw-away schema in a shared database, so tests on one
 /// database do not see each other's data.

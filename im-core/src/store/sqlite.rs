@@ -1,21 +1,21 @@
 //! `SqliteStore`: the embedded default store (diesel, bundled SQLite, WAL).
 //!
 //! The queries and the group-commit writer are shared with the PostgreSQL
-//! store (see `sql.rs`). SQLite specifics: WAL journal, `synchronous = FULL`
-//! by default (an acked write survives a power loss), read-only reader
-//! connections, and migrations from `migrations/sqlite` embedded in the binary
-//! and run when the store opens, so an older database is upgraded in place.
+//! store (see [`sql`](super::sql)). SQLite specifics: WAL journal,
+//! `synchronous = FULL` by default (an acked write survives a power loss),
+//! read-only reader connections, a single writer thread, recognising
+//! `SQLITE_BUSY`/`SQLITE_LOCKED`, and migrations from `migrations/sqlite`
+//! embedded in the binary and run when the store opens, so an older database
+//! is upgraded in place.
 
-use super::sql::*;
-use super::{direct_key, direct_new};
+use super::sql::{BatchConfig, DieselCore, DieselStore, Executes, Loads, SqlConnection, unavailable};
 use crate::error::{Error, Result};
-use crate::model::*;
+use crate::store::{StoreError, StoreResult};
 use diesel::connection::SimpleConnection;
-use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, QueryResult};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-use im_protocol::v1;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,7 +52,8 @@ impl SqliteStoreConfig {
     }
 }
 
-/// The SQLite [`Store`](super::Store).
+/// The SQLite [`Store`](super::Store): the shared [`DieselStore`] on
+/// `SqliteConnection`, opened by [`SqliteStore::open`].
 ///
 /// ```no_run
 /// # async fn demo() -> im_core::Result<()> {
@@ -60,11 +61,33 @@ impl SqliteStoreConfig {
 /// let store = SqliteStore::open(SqliteStoreConfig::new("data/im.sqlite3")).await?;
 /// # Ok(()) }
 /// ```
-pub struct SqliteStore {
-    /// Member lists used by the sending path (see [`MemberCache`]).
-    members: MemberCache,
-    /// Reader pool and group-commit writer.
-    core: DieselCore<SqliteConnection>,
+pub type SqliteStore = DieselStore<SqliteConnection>;
+
+impl SqlConnection for SqliteConnection {
+    fn load_rows<'q, Q: Loads<'q, U>, U>(&mut self, query: Q) -> QueryResult<Vec<U>> {
+        query.load(self)
+    }
+
+    fn get_row<'q, Q: Loads<'q, U>, U>(&mut self, query: Q) -> QueryResult<U> {
+        query.get_result(self)
+    }
+
+    fn execute_statement<Q: Executes>(&mut self, statement: Q) -> QueryResult<usize> {
+        statement.execute(self)
+    }
+}
+
+/// `SQLITE_BUSY` or `SQLITE_LOCKED`, including their extended codes: another
+/// connection holds the lock past `busy_timeout`; retrying can succeed.
+///
+/// diesel reports these as `DatabaseErrorKind::Unknown` and keeps only
+/// `sqlite3_errmsg`, which for them is SQLite's fixed text of the primary code
+/// (`sqlite3_errstr`), optionally followed by the locked object: the whole
+/// text is compared, it is not searched for words.
+pub(crate) fn is_transient(message: &str) -> bool {
+    message == "database is locked"
+        || message.starts_with("database table is locked")
+        || message.starts_with("database schema is locked")
 }
 
 #[derive(Debug)]
@@ -77,7 +100,7 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for ReaderSetup 
     }
 }
 
-fn open_writer(url: &str, synchronous_full: bool) -> Result<SqliteConnection> {
+fn open_writer(url: &str, synchronous_full: bool) -> StoreResult<SqliteConnection> {
     let mut conn = SqliteConnection::establish(url).map_err(unavailable)?;
     conn.batch_execute(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA busy_timeout = 5000;",
@@ -87,20 +110,21 @@ fn open_writer(url: &str, synchronous_full: bool) -> Result<SqliteConnection> {
     Ok(conn)
 }
 
-fn checkpoint(conn: &mut SqliteConnection) -> Result<()> {
+fn checkpoint(conn: &mut SqliteConnection) -> StoreResult<()> {
     conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE);")
         .map_err(unavailable)
 }
 
-impl SqliteStore {
+impl DieselStore<SqliteConnection> {
     /// Opens (creating if needed) and migrates the database.
     pub async fn open(config: SqliteStoreConfig) -> Result<Self> {
         tokio::task::spawn_blocking(move || Self::open_blocking(config))
             .await
             .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(Error::from)
     }
 
-    fn open_blocking(config: SqliteStoreConfig) -> Result<Self> {
+    fn open_blocking(config: SqliteStoreConfig) -> StoreResult<Self> {
         if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
         }
@@ -108,7 +132,7 @@ impl SqliteStore {
         let mut writer = open_writer(&url, config.synchronous_full)?;
         writer
             .run_pending_migrations(MIGRATIONS)
-            .map_err(|e| Error::Internal(format!("sqlite migrations: {e}")))?;
+            .map_err(|e| StoreError::Backend(format!("sqlite migrations: {e}")))?;
         let readers = Pool::builder()
             .max_size(config.read_connections.max(1))
             // A local file connection does not go stale: skip the probe query.
@@ -129,33 +153,6 @@ impl SqliteStore {
             },
             checkpoint,
         )?;
-        Ok(Self {
-            core,
-            members: MemberCache::default(),
-        })
-    }
-
-    /// What the group-commit writer committed so far.
-    pub fn write_stats(&self) -> WriteStats {
-        self.core.stats()
+        Ok(Self::new(core))
     }
 }
-
-fn insert_member_if_absent(
-    c: &mut SqliteConnection,
-    conversation: i64,
-    user: i64,
-    role: i32,
-    joined_at: i64,
-) -> QueryResult<usize> {
-    diesel::insert_or_ignore_into(members::table)
-        .values((
-            members::conversation_id.eq(conversation),
-            members::user_id.eq(user),
-            members::role.eq(role),
-            members::joined_at.eq(joined_at),
-        ))
-        .execute(c)
-}
-
-diesel_store_impl!(SqliteStore, SqliteConnection);

@@ -7,10 +7,13 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use super::Store;
-use crate::error::Error;
+use super::StoreError;
 use crate::model::*;
 use im_protocol::v1;
 use std::sync::Arc;
+
+mod batch;
+pub use batch::*;
 
 /// Generates one `#[tokio::test]` per conformance check.
 ///
@@ -27,7 +30,9 @@ macro_rules! store_conformance_tests {
             membership_changes_are_atomic_with_message, rooms_listed_by_size,
             cursors_only_move_forward, unread_counts_skip_own_messages,
             appends_are_authorized_and_return_recipients, expired_tokens_are_purged,
-            delete_and_rename_conversation, unknown_conversation_is_not_found);
+            delete_and_rename_conversation, unknown_conversation_is_not_found,
+            members_of_many_conversations, last_messages_of_many_conversations,
+            unread_counts_of_many_conversations, batch_reads_of_many_conversations, health_is_ok);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(
@@ -90,7 +95,7 @@ pub async fn users_profiles_and_search(store: Arc<dyn Store>) {
                 created_at: 0
             })
             .await,
-        Err(Error::Conflict(_))
+        Err(StoreError::Conflict(_))
     ));
     assert_eq!(store.user_by_name("alice").await.unwrap().unwrap().id, alice.id);
     assert!(store.user_by_name("carol").await.unwrap().is_none());
@@ -114,7 +119,7 @@ pub async fn users_profiles_and_search(store: Arc<dyn Store>) {
     assert_eq!(store.search_users("al", 1).await.unwrap().len(), 1);
     assert!(matches!(
         store.update_profile(999_999, None, None).await,
-        Err(Error::NotFound(_))
+        Err(StoreError::NotFound(_))
     ));
     store.set_last_seen(alice.id, 77).await.unwrap();
     assert_eq!(store.users_by_ids(&[alice.id]).await.unwrap()[0].last_seen, 77);
@@ -395,7 +400,7 @@ pub async fn cursors_only_move_forward(store: Arc<dyn Store>) {
     let c = user(&store, "c").await;
     assert!(matches!(
         store.advance_cursors(g.id, c.id, Some(1), None).await,
-        Err(Error::NotFound(_))
+        Err(StoreError::NotFound(_))
     ));
 }
 
@@ -437,12 +442,12 @@ pub async fn unknown_conversation_is_not_found(store: Arc<dyn Store>) {
     let a = user(&store, "a").await;
     assert!(matches!(
         store.append_message(text(987_654, a.id, "x", None)).await,
-        Err(Error::NotFound(_))
+        Err(StoreError::NotFound(_))
     ));
     assert!(store.conversation(987_654).await.unwrap().is_none());
     assert!(matches!(
         store.rename_conversation(987_654, "t").await,
-        Err(Error::NotFound(_))
+        Err(StoreError::NotFound(_))
     ));
 }
 
@@ -458,7 +463,7 @@ pub async fn appends_are_authorized_and_return_recipients(store: Arc<dyn Store>)
         store
             .append_message(text(g.id, c.id, "let me in", Some("c-1")))
             .await,
-        Err(Error::PermissionDenied(_))
+        Err(StoreError::NotMember(_))
     ));
     let mut add = text(g.id, 0, "added", None);
     add.membership = Some(Membership::Add(vec![(c.id, v1::Role::Member)]));
@@ -482,7 +487,7 @@ pub async fn appends_are_authorized_and_return_recipients(store: Arc<dyn Store>)
     );
     assert!(matches!(
         store.append_message(text(g.id, b.id, "still here?", None)).await,
-        Err(Error::PermissionDenied(_))
+        Err(StoreError::NotMember(_))
     ));
     let dup = store
         .append_message(text(g.id, c.id, "hello", Some("c-1")))

@@ -1,0 +1,53 @@
+//! [`StoreError`]: what a [`Store`](super::Store) reports when it cannot do
+//! what was asked, typed so the engine never inspects message strings.
+//!
+//! The engine turns it into its own [`Error`](crate::Error) (and so into a
+//! wire code) in one place, `impl From<StoreError> for Error` in
+//! [`crate::error`]:
+//!
+//! | `StoreError` | engine `Error` | wire code |
+//! |---|---|---|
+//! | `Unavailable` | `Unavailable` | `UNAVAILABLE` |
+//! | `Conflict` | `Conflict` | `CONFLICT` |
+//! | `NotFound` | `NotFound` | `NOT_FOUND` |
+//! | `NotMember` | `PermissionDenied` | `PERMISSION_DENIED` |
+//! | `Backend` | `Internal` | `INTERNAL` |
+
+use crate::model::ConversationId;
+
+/// An error of a [`Store`](super::Store) method.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store cannot serve the request now, but a retry may succeed: the
+    /// database is unreachable, the connection broke, a lock wait timed out,
+    /// a deadlock or serialization failure aborted the transaction, the
+    /// outcome of a commit is unknown, or the store is closed. A write with a
+    /// client message id is safe to retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The write breaks a uniqueness rule (e.g. a user name is taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The user, conversation or membership does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// An append from a user who is not a member of the conversation after the
+    /// append's membership change; nothing was written.
+    #[error("not a member of conversation {0}")]
+    NotMember(ConversationId),
+    /// Any other failure of the backend (a bug, a schema that does not match,
+    /// unreadable data); retrying will not help.
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// Result alias of [`Store`](super::Store) methods.
+pub type StoreResult<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// True if a retry may succeed ([`StoreError::Unavailable`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}

@@ -1,0 +1,249 @@
+//! Conversations and members.
+
+use super::super::rows::*;
+use super::super::schema::*;
+use super::super::{Run, SqlConnection};
+use super::{CHUNK, ids};
+use crate::model::*;
+use crate::store::direct_new;
+use crate::store::{StoreError, StoreResult};
+use diesel::prelude::{ExpressionMethods, JoinOnDsl, OptionalExtension, QueryDsl};
+use im_protocol::v1;
+use std::sync::Arc;
+
+/// Member lists by conversation, tagged with the `member_version` they were
+/// read at. Every membership change bumps `member_version` in the database,
+/// so a list is used only while it is current, whichever node changed it.
+pub(crate) type MemberCache = Arc<parking_lot::Mutex<std::collections::HashMap<i64, (i64, Arc<[UserId]>)>>>;
+
+/// Most conversations whose member lists are cached; past it the cache starts over.
+const MEMBER_CACHE_ENTRIES: usize = 100_000;
+/// Inserts a conversation with its first members; `key` is the direct key.
+fn insert_conversation<C: SqlConnection>(
+    c: &mut C,
+    new: &NewConversation,
+    key: Option<&str>,
+    members_in: &[(UserId, v1::Role)],
+) -> StoreResult<ConversationRecord> {
+    let now = new.created_at;
+    let id: i64 = diesel::insert_into(conversations::table)
+        .values((
+            conversations::kind.eq(new.kind as i32),
+            conversations::title.eq(&new.title),
+            conversations::ephemeral.eq(new.ephemeral),
+            conversations::created_by.eq(new.created_by as i64),
+            conversations::created_at.eq(now),
+            conversations::member_count.eq(members_in.len() as i32),
+            conversations::direct_key.eq(key),
+        ))
+        .returning(conversations::id)
+        .row(c)?;
+    for &(user, role) in members_in {
+        diesel::insert_into(members::table)
+            .values((
+                members::conversation_id.eq(id),
+                members::user_id.eq(user as i64),
+                members::role.eq(role as i32),
+                members::joined_at.eq(now),
+            ))
+            .run(c)?;
+    }
+    Ok(conversations::table
+        .find(id)
+        .select(CONVERSATION)
+        .first_row::<ConvRow, _>(c)?
+        .into())
+}
+
+pub(crate) fn create_conversation<C: SqlConnection>(
+    c: &mut C,
+    new: &NewConversation,
+) -> StoreResult<ConversationRecord> {
+    let mut list = vec![(new.created_by, v1::Role::Owner)];
+    for &m in &new.members {
+        if !list.iter().any(|&(u, _)| u == m) {
+            list.push((m, v1::Role::Member));
+        }
+    }
+    insert_conversation(c, new, None, &list)
+}
+
+pub(crate) fn direct_by_key<C: SqlConnection>(
+    c: &mut C,
+    key: &str,
+) -> StoreResult<Option<ConversationRecord>> {
+    Ok(conversations::table
+        .filter(conversations::direct_key.eq(key))
+        .select(CONVERSATION)
+        .first_row::<ConvRow, _>(c)
+        .optional()?
+        .map(Into::into))
+}
+
+/// The direct conversation of `a` and `b` under `key`, created if missing.
+pub(crate) fn direct_conversation<C: SqlConnection>(
+    c: &mut C,
+    a: UserId,
+    b: UserId,
+    key: &str,
+    now: i64,
+) -> StoreResult<ConversationRecord> {
+    if let Some(existing) = direct_by_key(c, key)? {
+        return Ok(existing);
+    }
+    let list: Vec<_> = if a == b {
+        vec![(a, v1::Role::Member)]
+    } else {
+        vec![(a, v1::Role::Member), (b, v1::Role::Member)]
+    };
+    insert_conversation(c, &direct_new(a, now), Some(key), &list)
+}
+
+pub(crate) fn conversation<C: SqlConnection>(
+    c: &mut C,
+    id: ConversationId,
+) -> StoreResult<Option<ConversationRecord>> {
+    Ok(conversations::table
+        .find(id as i64)
+        .select(CONVERSATION)
+        .first_row::<ConvRow, _>(c)
+        .optional()?
+        .map(Into::into))
+}
+
+pub(crate) fn delete_conversation<C: SqlConnection>(c: &mut C, id: ConversationId) -> StoreResult<()> {
+    let id = id as i64;
+    diesel::delete(messages::table.filter(messages::conversation_id.eq(id))).run(c)?;
+    diesel::delete(members::table.filter(members::conversation_id.eq(id))).run(c)?;
+    diesel::delete(conversations::table.find(id)).run(c)?;
+    Ok(())
+}
+
+pub(crate) fn rename_conversation<C: SqlConnection>(
+    c: &mut C,
+    id: ConversationId,
+    title: &str,
+) -> StoreResult<()> {
+    let n = diesel::update(conversations::table.find(id as i64))
+        .set(conversations::title.eq(title))
+        .run(c)?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("conversation {id}")));
+    }
+    Ok(())
+}
+
+pub(crate) fn list_rooms<C: SqlConnection>(c: &mut C, limit: u32) -> StoreResult<Vec<ConversationRecord>> {
+    let rows: Vec<ConvRow> = conversations::table
+        .filter(conversations::kind.eq(v1::ConversationKind::Room as i32))
+        .order((conversations::member_count.desc(), conversations::id.asc()))
+        .limit(limit as i64)
+        .select(CONVERSATION)
+        .rows(c)?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+// ------------------------------------------------------------ members
+
+pub(crate) fn member<C: SqlConnection>(
+    c: &mut C,
+    conversation: ConversationId,
+    user: UserId,
+) -> StoreResult<Option<MemberRecord>> {
+    Ok(members::table
+        .find((conversation as i64, user as i64))
+        .select(MEMBER)
+        .first_row::<MemberRow, _>(c)
+        .optional()?
+        .map(Into::into))
+}
+
+pub(crate) fn members<C: SqlConnection>(
+    c: &mut C,
+    conversation: ConversationId,
+) -> StoreResult<Vec<MemberRecord>> {
+    let rows: Vec<MemberRow> = members::table
+        .filter(members::conversation_id.eq(conversation as i64))
+        .order(members::user_id.asc())
+        .select(MEMBER)
+        .rows(c)?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub(crate) fn user_conversations<C: SqlConnection>(
+    c: &mut C,
+    user: UserId,
+) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>> {
+    let rows: Vec<(ConvRow, MemberRow)> = conversations::table
+        .inner_join(members::table.on(members::conversation_id.eq(conversations::id)))
+        .filter(members::user_id.eq(user as i64))
+        .order(conversations::id.asc())
+        .select((CONVERSATION, MEMBER))
+        .rows(c)?;
+    Ok(rows.into_iter().map(|(a, b)| (a.into(), b.into())).collect())
+}
+
+pub(crate) fn members_of<C: SqlConnection>(
+    c: &mut C,
+    conversations: &[ConversationId],
+) -> StoreResult<Vec<(ConversationId, UserId)>> {
+    let mut list = ids(conversations);
+    list.sort_unstable();
+    list.dedup();
+    let mut out = Vec::new();
+    for chunk in list.chunks(CHUNK) {
+        let rows: Vec<(i64, i64)> = members::table
+            .filter(members::conversation_id.eq_any(chunk))
+            .order((members::conversation_id.asc(), members::user_id.asc()))
+            .select((members::conversation_id, members::user_id))
+            .rows(c)?;
+        out.extend(rows.into_iter().map(|(conv, user)| (conv as u64, user as u64)));
+    }
+    Ok(out)
+}
+
+/// Adds a member unless they already are one (then their role stays).
+pub(super) fn insert_member_if_absent<C: SqlConnection>(
+    c: &mut C,
+    conversation: i64,
+    user: i64,
+    role: i32,
+    joined_at: i64,
+) -> StoreResult<()> {
+    diesel::insert_into(members::table)
+        .values((
+            members::conversation_id.eq(conversation),
+            members::user_id.eq(user),
+            members::role.eq(role),
+            members::joined_at.eq(joined_at),
+        ))
+        .on_conflict_do_nothing()
+        .run(c)?;
+    Ok(())
+}
+
+/// The members of a conversation at `member_version`, from the cache or the database.
+pub(super) fn members_at<C: SqlConnection>(
+    c: &mut C,
+    cache: &MemberCache,
+    conversation: i64,
+    member_version: i64,
+) -> StoreResult<Arc<[UserId]>> {
+    if let Some((v, list)) = cache.lock().get(&conversation)
+        && *v == member_version
+    {
+        return Ok(list.clone());
+    }
+    let ids: Vec<i64> = members::table
+        .filter(members::conversation_id.eq(conversation))
+        .order(members::user_id.asc())
+        .select(members::user_id)
+        .rows(c)?;
+    let list: Arc<[UserId]> = ids.into_iter().map(|i| i as u64).collect::<Vec<_>>().into();
+    let mut cache = cache.lock();
+    if cache.len() >= MEMBER_CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(conversation, (member_version, list.clone()));
+    Ok(list)
+}

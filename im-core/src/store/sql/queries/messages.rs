@@ -1,0 +1,343 @@
+//! Messages: the append (sending path), reads of history and of the change
+//! log, last messages, unread counts, cursors.
+
+use super::super::rows::*;
+use super::super::schema::*;
+use super::super::{Run, SqlConnection};
+use super::conversations::{MemberCache, insert_member_if_absent, members_at};
+use super::{CHUNK, ids};
+use crate::model::*;
+use crate::store::{StoreError, StoreResult};
+use diesel::dsl::count_star;
+use diesel::prelude::{BoolExpressionMethods, ExpressionMethods, JoinOnDsl, OptionalExtension, QueryDsl};
+use im_protocol::v1;
+use std::sync::Arc;
+
+/// A message stored earlier by `sender` with `client_msg_id`.
+pub(crate) fn message_by_client_id<C: SqlConnection>(
+    c: &mut C,
+    sender: i64,
+    client_msg_id: &str,
+) -> StoreResult<Option<MessageRow>> {
+    Ok(messages::table
+        .filter(messages::sender_id.eq(sender))
+        .filter(messages::client_msg_id.eq(client_msg_id))
+        .select(MESSAGE)
+        .first_row::<MessageRow, _>(c)
+        .optional()?)
+}
+
+/// The sending path, inside a writer batch: dedup, membership change, the
+/// next seq and version (the row lock that orders writers of a
+/// conversation), authorization, insert. See the `Store` trait docs.
+pub(crate) fn append_message<C: SqlConnection>(
+    c: &mut C,
+    cache: &MemberCache,
+    new: NewMessage,
+) -> StoreResult<Appended> {
+    let conv_id = new.conversation_id as i64;
+    if let Some(cid) = &new.client_msg_id
+        && let Some(row) = message_by_client_id(c, new.sender_id as i64, cid)?
+    {
+        let member_count: i32 = conversations::table
+            .find(row.conversation_id)
+            .select(conversations::member_count)
+            .first_row(c)
+            .optional()?
+            .unwrap_or(0);
+        return Ok(Appended {
+            message: row.into(),
+            duplicate: true,
+            member_count: member_count as u32,
+            members: Arc::from(Vec::new()),
+        });
+    }
+    match &new.membership {
+        Some(Membership::Add(list)) => {
+            for &(user, role) in list {
+                insert_member_if_absent(c, conv_id, user as i64, role as i32, new.created_at)?;
+            }
+        }
+        Some(Membership::Remove(user)) => {
+            diesel::delete(members::table.find((conv_id, *user as i64))).run(c)?;
+        }
+        None => {}
+    }
+    let returned = (
+        conversations::last_seq,
+        conversations::last_version,
+        conversations::member_version,
+        conversations::member_count,
+    );
+    // Takes the row lock that orders every writer of this conversation.
+    let bumped: Option<(i64, i64, i64, i32)> = if new.membership.is_some() {
+        let member_count: i64 = members::table
+            .filter(members::conversation_id.eq(conv_id))
+            .count()
+            .row(c)?;
+        diesel::update(conversations::table.find(conv_id))
+            .set((
+                conversations::last_seq.eq(conversations::last_seq + 1),
+                conversations::last_version.eq(conversations::last_version + 1),
+                conversations::member_count.eq(member_count as i32),
+                conversations::member_version.eq(conversations::member_version + 1),
+            ))
+            .returning(returned)
+            .row(c)
+            .optional()?
+    } else {
+        diesel::update(conversations::table.find(conv_id))
+            .set((
+                conversations::last_seq.eq(conversations::last_seq + 1),
+                conversations::last_version.eq(conversations::last_version + 1),
+            ))
+            .returning(returned)
+            .row(c)
+            .optional()?
+    };
+    let Some((seq, version, member_version, member_count)) = bumped else {
+        return Err(StoreError::NotFound(format!("conversation {conv_id}")));
+    };
+    let members = members_at(c, cache, conv_id, member_version)?;
+    if new.sender_id != 0 && members.binary_search(&new.sender_id).is_err() {
+        // Rolls back to the savepoint: no sequence number is used.
+        return Err(StoreError::NotMember(new.conversation_id));
+    }
+    let content = prost::Message::encode_to_vec(&new.content);
+    let id: i64 = diesel::insert_into(messages::table)
+        .values((
+            messages::conversation_id.eq(conv_id),
+            messages::seq.eq(seq),
+            messages::version.eq(version),
+            messages::sender_id.eq(new.sender_id as i64),
+            messages::client_msg_id.eq(&new.client_msg_id),
+            messages::created_at.eq(new.created_at),
+            messages::content.eq(&content),
+        ))
+        .returning(messages::id)
+        .row(c)?;
+    Ok(Appended {
+        message: v1::Message {
+            id: id as u64,
+            conversation_id: new.conversation_id,
+            seq: seq as u64,
+            version: version as u64,
+            sender_id: new.sender_id,
+            client_msg_id: new.client_msg_id.unwrap_or_default(),
+            created_at: new.created_at,
+            content: Some(new.content),
+        },
+        duplicate: false,
+        member_count: member_count as u32,
+        members,
+    })
+}
+
+pub(crate) fn history<C: SqlConnection>(
+    c: &mut C,
+    conversation: ConversationId,
+    page: Page,
+    limit: u32,
+) -> StoreResult<Vec<v1::Message>> {
+    let base = messages::table
+        .filter(messages::conversation_id.eq(conversation as i64))
+        .select(MESSAGE)
+        .limit(limit as i64);
+    Ok(match page {
+        Page::Before(before) => {
+            let before = if before == 0 { i64::MAX } else { before as i64 };
+            let mut rows = messages_of(
+                base.filter(messages::seq.lt(before))
+                    .order(messages::seq.desc())
+                    .rows(c)?,
+            );
+            rows.reverse();
+            rows
+        }
+        Page::After(after) => messages_of(
+            base.filter(messages::seq.gt(after as i64))
+                .order(messages::seq.asc())
+                .rows(c)?,
+        ),
+    })
+}
+
+pub(crate) fn changes<C: SqlConnection>(
+    c: &mut C,
+    conversation: ConversationId,
+    after_version: u64,
+    limit: u32,
+) -> StoreResult<Vec<v1::Message>> {
+    Ok(messages_of(
+        messages::table
+            .filter(messages::conversation_id.eq(conversation as i64))
+            .filter(messages::version.gt(after_version as i64))
+            .order(messages::version.asc())
+            .limit(limit as i64)
+            .select(MESSAGE)
+            .rows(c)?,
+    ))
+}
+
+pub(crate) fn unread_count<C: SqlConnection>(
+    c: &mut C,
+    conversation: ConversationId,
+    user: UserId,
+    after_seq: u64,
+) -> StoreResult<u64> {
+    let n: i64 = messages::table
+        .filter(messages::conversation_id.eq(conversation as i64))
+        .filter(messages::seq.gt(after_seq as i64))
+        .filter(messages::sender_id.ne(user as i64))
+        .count()
+        .row(c)?;
+    Ok(n as u64)
+}
+
+/// The message at `last_seq` of each conversation: one indexed look-up each
+/// on `(conversation_id, seq)`.
+pub(crate) fn last_messages<C: SqlConnection>(
+    c: &mut C,
+    conversations: &[ConversationId],
+) -> StoreResult<Vec<v1::Message>> {
+    let mut list = ids(conversations);
+    list.sort_unstable();
+    list.dedup();
+    let mut out = Vec::with_capacity(list.len());
+    for chunk in list.chunks(CHUNK) {
+        let rows: Vec<MessageRow> = messages::table
+            .inner_join(
+                conversations::table.on(conversations::id
+                    .eq(messages::conversation_id)
+                    .and(conversations::last_seq.eq(messages::seq))),
+            )
+            .filter(conversations::id.eq_any(chunk))
+            .select(MESSAGE)
+            .rows(c)?;
+        out.extend(rows.into_iter().map(v1::Message::from));
+    }
+    Ok(out)
+}
+
+/// One `GROUP BY` query per chunk of conversations, each conversation with
+/// its own cursor (see [`AfterCursors`]).
+pub(crate) fn unread_counts<C: SqlConnection>(
+    c: &mut C,
+    user: UserId,
+    cursors: &[(ConversationId, u64)],
+) -> StoreResult<Vec<(ConversationId, u64)>> {
+    // A conversation listed twice counts from its lowest cursor.
+    let mut lowest = std::collections::BTreeMap::new();
+    for &(id, after_seq) in cursors {
+        let e = lowest.entry(id as i64).or_insert(after_seq as i64);
+        *e = (*e).min(after_seq as i64);
+    }
+    let lowest: Vec<(i64, i64)> = lowest.into_iter().collect();
+    let mut out = Vec::new();
+    // Two parameters per conversation.
+    for chunk in lowest.chunks(CHUNK / 2) {
+        let rows: Vec<(i64, i64)> = messages::table
+            .filter(messages::sender_id.ne(user as i64))
+            .filter(AfterCursors(chunk.to_vec()))
+            .group_by(messages::conversation_id)
+            .select((messages::conversation_id, count_star()))
+            .rows(c)?;
+        out.extend(rows.into_iter().map(|(conv, n)| (conv as u64, n as u64)));
+    }
+    Ok(out)
+}
+
+pub(crate) fn advance_cursors<C: SqlConnection>(
+    c: &mut C,
+    conversation: ConversationId,
+    user: UserId,
+    read: Option<u64>,
+    delivered: Option<u64>,
+) -> StoreResult<MemberRecord> {
+    let key = (conversation as i64, user as i64);
+    let current: MemberRow = members::table
+        .find(key)
+        .select(MEMBER)
+        .first_row(c)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("user {user} is not a member of {conversation}")))?;
+    let last: i64 = conversations::table
+        .find(conversation as i64)
+        .select(conversations::last_seq)
+        .first_row(c)?;
+    let read_seq = read.map_or(current.read_seq, |r| current.read_seq.max((r as i64).min(last)));
+    let delivered_seq = delivered
+        .map_or(current.delivered_seq, |d| {
+            current.delivered_seq.max((d as i64).min(last))
+        })
+        .max(read_seq);
+    let row: MemberRow = diesel::update(members::table.find(key))
+        .set((
+            members::read_seq.eq(read_seq),
+            members::delivered_seq.eq(delivered_seq),
+        ))
+        .returning(MEMBER)
+        .row(c)?;
+    Ok(row.into())
+}
+
+/// The SQL condition "a message after its conversation's cursor":
+/// `((conversation_id = ? AND seq > ?) OR ...)` for `(conversation, after_seq)`
+/// pairs; false for none. A query fragment of our own because the number of
+/// branches is known only at run time and, unlike a boxed filter, it is not
+/// tied to one backend.
+#[derive(Debug, Clone)]
+struct AfterCursors(Vec<(i64, i64)>);
+
+impl diesel::Expression for AfterCursors {
+    type SqlType = diesel::sql_types::Bool;
+}
+
+impl diesel::AppearsOnTable<messages::table> for AfterCursors {}
+
+impl<GroupBy> diesel::expression::ValidGrouping<GroupBy> for AfterCursors {
+    type IsAggregate = diesel::expression::is_aggregate::No;
+}
+
+impl diesel::query_builder::QueryId for AfterCursors {
+    type QueryId = ();
+    // The SQL text depends on the number of cursors.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<DB> diesel::query_builder::QueryFragment<DB> for AfterCursors
+where
+    DB: diesel::backend::Backend,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+    messages::conversation_id: diesel::query_builder::QueryFragment<DB>,
+    messages::seq: diesel::query_builder::QueryFragment<DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> diesel::QueryResult<()> {
+        // One statement per number of cursors: not worth a cached statement each.
+        out.unsafe_to_cache_prepared();
+        if self.0.is_empty() {
+            out.push_sql("1 = 0");
+            return Ok(());
+        }
+        out.push_sql("(");
+        for (i, (conversation, after_seq)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(" OR ");
+            }
+            out.push_sql("(");
+            messages::conversation_id.walk_ast(out.reborrow())?;
+            out.push_sql(" = ");
+            out.push_bind_param::<diesel::sql_types::BigInt, _>(conversation)?;
+            out.push_sql(" AND ");
+            messages::seq.walk_ast(out.reborrow())?;
+            out.push_sql(" > ");
+            out.push_bind_param::<diesel::sql_types::BigInt, _>(after_seq)?;
+            out.push_sql(")");
+        }
+        out.push_sql(")");
+        Ok(())
+    }
+}

@@ -1,0 +1,27 @@
+//! Every statement of the diesel stores, once, as functions generic over the
+//! connection ([`SqlConnection`](super::SqlConnection)). Each function runs
+//! on whatever connection it is given: the caller
+//! ([`DieselStore`](super::DieselStore)) decides whether that is a pooled
+//! reader or a writer inside a group-commit batch (and so inside a savepoint).
+//!
+//! | module | statements |
+//! |---|---|
+//! | `accounts` | users and tokens |
+//! | `conversations` | conversations, members, the member-list cache of the sending path |
+//! | `messages` | the append (sending path), history, changes, last messages, unread counts, cursors |
+
+mod accounts;
+mod conversations;
+mod messages;
+
+pub(crate) use accounts::*;
+pub(crate) use conversations::*;
+pub(crate) use messages::*;
+
+/// Most ids bound in one `IN (...)` list (SQLite allows 32,766 parameters,
+/// PostgreSQL 65,535); longer lists take a few queries.
+const CHUNK: usize = 500;
+
+fn ids(list: &[u64]) -> Vec<i64> {
+    list.iter().map(|&i| i as i64).collect()
+}

@@ -1,0 +1,206 @@
+//! Rows as read from the tables, the column lists that select them, and their
+//! conversions to the model types.
+//!
+//! Each row is selected by an explicit column tuple (`USER`, `CONVERSATION`,
+//! ...) whose order is the struct's field order. Unlike `as_select()`, a
+//! column tuple does not name a backend, so one query value runs on SQLite
+//! and PostgreSQL alike (see [`Loads`](super::Loads)).
+
+use super::schema::*;
+use crate::model::*;
+use diesel::Queryable;
+use im_protocol::v1;
+use prost::Message as _;
+
+/// The columns of a [`UserRow`], in field order.
+pub(crate) const USER: (
+    users::id,
+    users::username,
+    users::display_name,
+    users::avatar_url,
+    users::password_hash,
+    users::created_at,
+    users::last_seen,
+) = (
+    users::id,
+    users::username,
+    users::display_name,
+    users::avatar_url,
+    users::password_hash,
+    users::created_at,
+    users::last_seen,
+);
+
+/// A user as stored.
+#[derive(Queryable)]
+pub(crate) struct UserRow {
+    pub(crate) id: i64,
+    pub(crate) username: String,
+    pub(crate) display_name: String,
+    pub(crate) avatar_url: String,
+    pub(crate) password_hash: String,
+    pub(crate) created_at: i64,
+    pub(crate) last_seen: i64,
+}
+
+impl From<UserRow> for UserRecord {
+    fn from(r: UserRow) -> Self {
+        UserRecord {
+            id: r.id as u64,
+            username: r.username,
+            display_name: r.display_name,
+            avatar_url: r.avatar_url,
+            password_hash: r.password_hash,
+            created_at: r.created_at,
+            last_seen: r.last_seen,
+        }
+    }
+}
+
+/// The columns of a [`ConvRow`], in field order.
+pub(crate) const CONVERSATION: (
+    conversations::id,
+    conversations::kind,
+    conversations::title,
+    conversations::ephemeral,
+    conversations::created_by,
+    conversations::created_at,
+    conversations::last_seq,
+    conversations::last_version,
+    conversations::member_count,
+) = (
+    conversations::id,
+    conversations::kind,
+    conversations::title,
+    conversations::ephemeral,
+    conversations::created_by,
+    conversations::created_at,
+    conversations::last_seq,
+    conversations::last_version,
+    conversations::member_count,
+);
+
+/// A conversation as stored (without its direct key and member version).
+#[derive(Queryable)]
+pub(crate) struct ConvRow {
+    pub(crate) id: i64,
+    pub(crate) kind: i32,
+    pub(crate) title: String,
+    pub(crate) ephemeral: bool,
+    pub(crate) created_by: i64,
+    pub(crate) created_at: i64,
+    pub(crate) last_seq: i64,
+    pub(crate) last_version: i64,
+    pub(crate) member_count: i32,
+}
+
+impl From<ConvRow> for ConversationRecord {
+    fn from(r: ConvRow) -> Self {
+        ConversationRecord {
+            id: r.id as u64,
+            kind: v1::ConversationKind::try_from(r.kind).unwrap_or(v1::ConversationKind::Unspecified),
+            title: r.title,
+            ephemeral: r.ephemeral,
+            created_by: r.created_by as u64,
+            created_at: r.created_at,
+            last_seq: r.last_seq as u64,
+            last_version: r.last_version as u64,
+            member_count: r.member_count as u32,
+        }
+    }
+}
+
+/// The columns of a [`MemberRow`], in field order.
+pub(crate) const MEMBER: (
+    members::conversation_id,
+    members::user_id,
+    members::role,
+    members::joined_at,
+    members::read_seq,
+    members::delivered_seq,
+) = (
+    members::conversation_id,
+    members::user_id,
+    members::role,
+    members::joined_at,
+    members::read_seq,
+    members::delivered_seq,
+);
+
+/// A membership as stored.
+#[derive(Queryable)]
+pub(crate) struct MemberRow {
+    pub(crate) conversation_id: i64,
+    pub(crate) user_id: i64,
+    pub(crate) role: i32,
+    pub(crate) joined_at: i64,
+    pub(crate) read_seq: i64,
+    pub(crate) delivered_seq: i64,
+}
+
+impl From<MemberRow> for MemberRecord {
+    fn from(r: MemberRow) -> Self {
+        MemberRecord {
+            conversation_id: r.conversation_id as u64,
+            user_id: r.user_id as u64,
+            role: v1::Role::try_from(r.role).unwrap_or(v1::Role::Member),
+            joined_at: r.joined_at,
+            read_seq: r.read_seq as u64,
+            delivered_seq: r.delivered_seq as u64,
+        }
+    }
+}
+
+/// The columns of a [`MessageRow`], in field order.
+pub(crate) const MESSAGE: (
+    messages::id,
+    messages::conversation_id,
+    messages::seq,
+    messages::version,
+    messages::sender_id,
+    messages::client_msg_id,
+    messages::created_at,
+    messages::content,
+) = (
+    messages::id,
+    messages::conversation_id,
+    messages::seq,
+    messages::version,
+    messages::sender_id,
+    messages::client_msg_id,
+    messages::created_at,
+    messages::content,
+);
+
+/// A message as stored; the content is the encoded `v1::Content`.
+#[derive(Queryable)]
+pub(crate) struct MessageRow {
+    pub(crate) id: i64,
+    pub(crate) conversation_id: i64,
+    pub(crate) seq: i64,
+    pub(crate) version: i64,
+    pub(crate) sender_id: i64,
+    pub(crate) client_msg_id: Option<String>,
+    pub(crate) created_at: i64,
+    pub(crate) content: Vec<u8>,
+}
+
+impl From<MessageRow> for v1::Message {
+    fn from(r: MessageRow) -> Self {
+        v1::Message {
+            id: r.id as u64,
+            conversation_id: r.conversation_id as u64,
+            seq: r.seq as u64,
+            version: r.version as u64,
+            sender_id: r.sender_id as u64,
+            client_msg_id: r.client_msg_id.unwrap_or_default(),
+            created_at: r.created_at,
+            content: v1::Content::decode(&r.content[..]).ok(),
+        }
+    }
+}
+
+/// Converts rows to messages.
+pub(crate) fn messages_of(rows: Vec<MessageRow>) -> Vec<v1::Message> {
+    rows.into_iter().map(Into::into).collect()
+}

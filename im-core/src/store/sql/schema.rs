@@ -1,0 +1,66 @@
+//! The tables, as diesel sees them. The DDL lives in `migrations/sqlite` and
+//! `migrations/postgres` (the two dialects differ); both create these columns.
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        username_lower -> Text,
+        display_name -> Text,
+        display_lower -> Text,
+        avatar_url -> Text,
+        password_hash -> Text,
+        created_at -> BigInt,
+        last_seen -> BigInt,
+    }
+}
+
+diesel::table! {
+    tokens (token_hash) {
+        token_hash -> Text,
+        user_id -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    conversations (id) {
+        id -> BigInt,
+        kind -> Integer,
+        title -> Text,
+        ephemeral -> Bool,
+        created_by -> BigInt,
+        created_at -> BigInt,
+        last_seq -> BigInt,
+        last_version -> BigInt,
+        member_count -> Integer,
+        direct_key -> Nullable<Text>,
+        member_version -> BigInt,
+    }
+}
+
+diesel::table! {
+    members (conversation_id, user_id) {
+        conversation_id -> BigInt,
+        user_id -> BigInt,
+        role -> Integer,
+        joined_at -> BigInt,
+        read_seq -> BigInt,
+        delivered_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> BigInt,
+        conversation_id -> BigInt,
+        seq -> BigInt,
+        version -> BigInt,
+        sender_id -> BigInt,
+        client_msg_id -> Nullable<Text>,
+        created_at -> BigInt,
+        content -> Binary,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(conversations, members, messages);

@@ -1,0 +1,303 @@
+//! [`DieselStore`]: the [`Store`] impl shared by the diesel backends. Each
+//! method picks where its statements run (a pooled reader, or a writer shard
+//! inside a group-commit batch) and calls into [`queries`](super::queries).
+
+use super::SqlConnection;
+use super::queries::{self, MemberCache};
+use super::rows::MessageRow;
+use super::writer::{DieselCore, WriteStats};
+use crate::model::*;
+use crate::store::{Store, StoreError, StoreResult, direct_key};
+use async_trait::async_trait;
+use im_protocol::v1;
+
+/// A [`Store`] on a diesel connection type `C`. Use it through its aliases,
+/// [`SqliteStore`](crate::store::SqliteStore) and `PostgresStore`, whose
+/// modules open it.
+pub struct DieselStore<C: SqlConnection> {
+    /// Member lists used by the sending path (see `MemberCache`).
+    members: MemberCache,
+    /// Reader pool and group-commit writer.
+    core: DieselCore<C>,
+}
+
+impl<C: SqlConnection> DieselStore<C> {
+    pub(crate) fn new(core: DieselCore<C>) -> Self {
+        Self {
+            members: MemberCache::default(),
+            core,
+        }
+    }
+
+    /// What the group-commit writer committed so far.
+    pub fn write_stats(&self) -> WriteStats {
+        self.core.stats()
+    }
+}
+
+#[async_trait]
+impl<C: SqlConnection> Store for DieselStore<C> {
+    async fn create_user(&self, user: NewUser) -> StoreResult<UserRecord> {
+        self.core.write(move |c| queries::create_user(c, &user)).await
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let lower = username.to_lowercase();
+        self.core.read(move |c| queries::user_by_name(c, &lower)).await
+    }
+
+    async fn users_by_ids(&self, ids: &[UserId]) -> StoreResult<Vec<UserRecord>> {
+        let ids = ids.to_vec();
+        self.core.read(move |c| queries::users_by_ids(c, &ids)).await
+    }
+
+    async fn search_users(&self, prefix: &str, limit: u32) -> StoreResult<Vec<UserRecord>> {
+        let escaped: String = prefix
+            .to_lowercase()
+            .chars()
+            .flat_map(|ch| match ch {
+                '%' | '_' | '\\' => vec!['\\', ch],
+                _ => vec![ch],
+            })
+            .collect();
+        let pattern = format!("{escaped}%");
+        self.core
+            .read(move |c| queries::search_users(c, &pattern, limit))
+            .await
+    }
+
+    async fn update_profile(
+        &self,
+        user: UserId,
+        display_name: Option<String>,
+        avatar_url: Option<String>,
+    ) -> StoreResult<UserRecord> {
+        self.core
+            .write(move |c| queries::update_profile(c, user, display_name.as_deref(), avatar_url.as_deref()))
+            .await
+    }
+
+    async fn set_last_seen(&self, user: UserId, at: i64) -> StoreResult<()> {
+        self.core
+            .write(move |c| queries::set_last_seen(c, user, at))
+            .await
+    }
+
+    async fn insert_token(&self, token_hash: &str, user: UserId, expires_at: i64) -> StoreResult<()> {
+        let hash = token_hash.to_owned();
+        self.core
+            .write(move |c| queries::insert_token(c, &hash, user, expires_at))
+            .await
+    }
+
+    async fn token(&self, token_hash: &str) -> StoreResult<Option<(UserId, i64)>> {
+        let hash = token_hash.to_owned();
+        self.core.read(move |c| queries::token(c, &hash)).await
+    }
+
+    async fn delete_token(&self, token_hash: &str) -> StoreResult<()> {
+        let hash = token_hash.to_owned();
+        self.core.write(move |c| queries::delete_token(c, &hash)).await
+    }
+
+    async fn purge_expired_tokens(&self, now: i64) -> StoreResult<u64> {
+        self.core
+            .write(move |c| queries::purge_expired_tokens(c, now))
+            .await
+    }
+
+    async fn create_conversation(&self, new: NewConversation) -> StoreResult<ConversationRecord> {
+        self.core
+            .write(move |c| queries::create_conversation(c, &new))
+            .await
+    }
+
+    async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> StoreResult<ConversationRecord> {
+        let key = direct_key(a, b);
+        let lookup = key.clone();
+        let created = self
+            .core
+            .write_keyed(a.min(b), move |c| {
+                queries::direct_conversation(c, a, b, &key, now)
+            })
+            .await;
+        match created {
+            // Another node created it between our look-up and insert.
+            Err(StoreError::Conflict(_)) => {
+                self.core
+                    .read(move |c| {
+                        queries::direct_by_key(c, &lookup)?
+                            .ok_or_else(|| StoreError::NotFound("row not found".into()))
+                    })
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>> {
+        self.core.read(move |c| queries::conversation(c, id)).await
+    }
+
+    async fn delete_conversation(&self, id: ConversationId) -> StoreResult<()> {
+        self.core
+            .write_keyed(id, move |c| queries::delete_conversation(c, id))
+            .await
+    }
+
+    async fn rename_conversation(&self, id: ConversationId, title: &str) -> StoreResult<()> {
+        let title = title.to_owned();
+        self.core
+            .write_keyed(id, move |c| queries::rename_conversation(c, id, &title))
+            .await
+    }
+
+    async fn list_rooms(&self, limit: u32) -> StoreResult<Vec<ConversationRecord>> {
+        self.core.read(move |c| queries::list_rooms(c, limit)).await
+    }
+
+    async fn member(&self, conversation: ConversationId, user: UserId) -> StoreResult<Option<MemberRecord>> {
+        self.core
+            .read(move |c| queries::member(c, conversation, user))
+            .await
+    }
+
+    async fn members(&self, conversation: ConversationId) -> StoreResult<Vec<MemberRecord>> {
+        self.core.read(move |c| queries::members(c, conversation)).await
+    }
+
+    async fn user_conversations(&self, user: UserId) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>> {
+        self.core
+            .read(move |c| queries::user_conversations(c, user))
+            .await
+    }
+
+    async fn members_of(
+        &self,
+        conversations: &[ConversationId],
+    ) -> StoreResult<Vec<(ConversationId, UserId)>> {
+        if conversations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conversations = conversations.to_vec();
+        self.core
+            .read(move |c| queries::members_of(c, &conversations))
+            .await
+    }
+
+    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended> {
+        let cache = self.members.clone();
+        let dedup_key = new.client_msg_id.clone().map(|id| (new.sender_id as i64, id));
+        let result = self
+            .core
+            .write_keyed(new.conversation_id, move |c| {
+                queries::append_message(c, &cache, new)
+            })
+            .await;
+        match result {
+            Err(StoreError::Unavailable(e)) => {
+                // The batch may not have committed: forget lists read inside it.
+                self.members.lock().clear();
+                Err(StoreError::Unavailable(e))
+            }
+            // A retry of this message committed on another node between
+            // our look-up and insert: answer as the duplicate it is.
+            Err(StoreError::Conflict(_)) if dedup_key.is_some() => {
+                let (sender, client_id) = dedup_key.unwrap_or_default();
+                let row: MessageRow = self
+                    .core
+                    .read(move |c| {
+                        queries::message_by_client_id(c, sender, &client_id)?
+                            .ok_or_else(|| StoreError::NotFound("row not found".into()))
+                    })
+                    .await?;
+                Ok(Appended {
+                    message: row.into(),
+                    duplicate: true,
+                    member_count: 0,
+                    members: std::sync::Arc::from(Vec::new()),
+                })
+            }
+            other => other,
+        }
+    }
+
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        page: Page,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::Message>> {
+        self.core
+            .read(move |c| queries::history(c, conversation, page, limit))
+            .await
+    }
+
+    async fn changes(
+        &self,
+        conversation: ConversationId,
+        after_version: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::Message>> {
+        self.core
+            .read(move |c| queries::changes(c, conversation, after_version, limit))
+            .await
+    }
+
+    async fn unread_count(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        after_seq: u64,
+    ) -> StoreResult<u64> {
+        self.core
+            .read(move |c| queries::unread_count(c, conversation, user, after_seq))
+            .await
+    }
+
+    async fn last_messages(&self, conversations: &[ConversationId]) -> StoreResult<Vec<v1::Message>> {
+        if conversations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conversations = conversations.to_vec();
+        self.core
+            .read(move |c| queries::last_messages(c, &conversations))
+            .await
+    }
+
+    async fn unread_counts(
+        &self,
+        user: UserId,
+        cursors: &[(ConversationId, u64)],
+    ) -> StoreResult<Vec<(ConversationId, u64)>> {
+        if cursors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cursors = cursors.to_vec();
+        self.core
+            .read(move |c| queries::unread_counts(c, user, &cursors))
+            .await
+    }
+
+    async fn advance_cursors(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        read: Option<u64>,
+        delivered: Option<u64>,
+    ) -> StoreResult<MemberRecord> {
+        self.core
+            .write_keyed(conversation, move |c| {
+                queries::advance_cursors(c, conversation, user, read, delivered)
+            })
+            .await
+    }
+
+    async fn health(&self) -> StoreResult<()> {
+        self.core.health().await
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        self.core.close().await
+    }
+}
