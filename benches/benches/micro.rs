@@ -6,11 +6,12 @@
 //! benchmark runs once, as a smoke test.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use im_core::SharedEvent;
 use im_core::model::{NewConversation, NewMessage};
+use im_core::sessions::Except;
 use im_core::sessions::Sessions;
 use im_core::store::postgres::testing::TempSchema;
 use im_core::store::{PostgresStore, PostgresStoreConfig, SqliteStore, SqliteStoreConfig, Store};
-use im_core::{Delivery, FanOutHandler, SharedEvent};
 use im_protocol::{Format, codec, v1};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -147,16 +148,12 @@ fn fanout_benches(c: &mut Criterion) {
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(BenchmarkId::new("deliver_and_drain", n), |b| {
             b.iter(|| {
-                let delivery = Delivery {
-                    recipients: recipients.clone(),
-                    exclude_user: None,
-                    event: SharedEvent::new(v1::event::Kind::Typing(v1::TypingEvent {
-                        conversation_id: 1,
-                        user_id: 1,
-                        typing: true,
-                    })),
-                };
-                sessions.deliver(&delivery);
+                let event = SharedEvent::new(v1::event::Kind::Typing(v1::TypingEvent {
+                    conversation_id: 1,
+                    user_id: 1,
+                    typing: true,
+                }));
+                sessions.deliver_to_users(&recipients, &Except::default(), &event);
                 for r in &mut receivers {
                     if let Some(im_core::sessions::Outbound::Event(ev)) = r.try_recv() {
                         // Every recipient writes the shared bytes: encoded once.

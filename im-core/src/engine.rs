@@ -3,8 +3,7 @@
 use crate::auth::{Authenticator, IssuedToken, PasswordAuthConfig, PasswordAuthenticator};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::event::SharedEvent;
-use crate::fanout::{Delivery, FanOut, LocalFanOut};
+use crate::fanout::{Audience, FanOut, LocalFanOut};
 use crate::model::*;
 use crate::presence::{MemoryPresence, PresenceRegistry};
 use crate::sessions::Sessions;
@@ -139,15 +138,15 @@ impl EngineBuilder {
             .auth
             .unwrap_or_else(|| Arc::new(PasswordAuthenticator::new(store.clone(), self.auth_config)));
         let sessions = Arc::new(Sessions::new(self.config.session_queue));
-        fanout.subscribe(sessions.clone());
         let presence = self
             .presence
             .unwrap_or_else(|| Arc::new(MemoryPresence::new(self.config.presence_lease_ms)));
         let node_id = self
             .node_id
             .unwrap_or_else(|| format!("node-{:016x}", rand::random::<u64>()));
-        Engine {
-            inner: Arc::new(Inner {
+        let inner = Arc::new_cyclic(|weak| {
+            fanout.subscribe(Arc::new(delivery::RemoteEvents::new(weak.clone())));
+            Inner {
                 store,
                 fanout,
                 auth,
@@ -157,9 +156,10 @@ impl EngineBuilder {
                 node_id: node_id.into(),
                 presence_upkeep: std::sync::OnceLock::new(),
                 config: self.config,
-                relay_members: dashmap::DashMap::new(),
-            }),
-        }
+                members: members::MemberDirectory::default(),
+            }
+        });
+        Engine { inner }
     }
 }
 
@@ -176,15 +176,9 @@ struct Inner {
     /// Started with the first session: renews this node's presence lease.
     presence_upkeep: std::sync::OnceLock<()>,
     config: EngineConfig,
-    /// Recent member lists, for the ephemeral paths only (typing): see
-    /// [`Engine::relay_members`]. Stored messages never rely on it.
-    relay_members: dashmap::DashMap<ConversationId, (std::time::Instant, Arc<[UserId]>)>,
+    /// Member lists by conversation and version (delivery, typing).
+    members: members::MemberDirectory,
 }
-
-/// How long a member list may serve typing relays before it is read again.
-/// Every message appended on this node refreshes it earlier; a membership
-/// change on another node reaches typing within this time.
-const RELAY_MEMBERS_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The chat engine. Cheap to clone; all clones share state.
 ///
@@ -224,6 +218,8 @@ fn system(kind: v1::SystemKind, actor: UserId, users: Vec<UserId>, title: &str) 
     }
 }
 
+mod delivery;
+mod members;
 mod presence;
 
 impl Engine {
@@ -309,46 +305,22 @@ impl Engine {
         Ok(out.into_iter().collect())
     }
 
-    async fn publish(
-        &self,
-        recipients: impl Into<Arc<[UserId]>>,
-        exclude_user: Option<UserId>,
-        kind: v1::event::Kind,
-    ) {
-        let delivery = Delivery {
-            recipients: recipients.into(),
-            exclude_user,
-            event: SharedEvent::new(kind),
-        };
-        if let Err(e) = self.inner.fanout.publish(delivery).await {
-            // The store has the data; clients recover it on sync.
-            tracing::warn!(error = %e, "fan-out publish failed");
-        }
-    }
-
     /// The members of a conversation for relaying ephemeral events: a list at
-    /// most [`RELAY_MEMBERS_TTL`] old, refreshed by every append on this node,
-    /// so a typing indicator costs no store read on a busy conversation.
+    /// most [`members::RELAY_TTL`] old, refreshed by every append on this
+    /// node, so a typing indicator costs no store read on a busy conversation.
     async fn relay_members(&self, conversation: ConversationId) -> Result<Arc<[UserId]>> {
-        if let Some(entry) = self.inner.relay_members.get(&conversation)
-            && entry.0.elapsed() < RELAY_MEMBERS_TTL
-        {
-            return Ok(entry.1.clone());
+        if let Some(members) = self.inner.members.recent(conversation) {
+            return Ok(members);
         }
-        self.conversation(conversation).await?;
-        let members: Arc<[UserId]> = self.member_ids(conversation).await?.into();
-        self.remember_members(conversation, members.clone());
-        Ok(members)
-    }
-
-    fn remember_members(&self, conversation: ConversationId, members: Arc<[UserId]>) {
-        // `len` visits every shard: only when a new conversation is added.
-        if !self.inner.relay_members.contains_key(&conversation) && self.inner.relay_members.len() > 100_000 {
-            self.inner.relay_members.clear();
+        match self.inner.store.member_list(conversation).await? {
+            Some((version, members)) => {
+                self.inner
+                    .members
+                    .remember(conversation, version, members.clone());
+                Ok(members)
+            }
+            None => Err(Error::NotFound(format!("conversation {conversation}"))),
         }
-        self.inner
-            .relay_members
-            .insert(conversation, (std::time::Instant::now(), members));
     }
 
     async fn member_ids(&self, conversation: ConversationId) -> Result<Vec<UserId>> {
@@ -591,21 +563,27 @@ impl Engine {
                 "a direct conversation cannot be left".into(),
             ));
         }
+        // The leaver's other devices must learn it too, unless the room
+        // vanishes with them: nobody is told about a room that no longer exists.
+        let vanishes = conv.ephemeral;
+        let engine = self.clone();
+        let dispatch: CommitHook = Box::new(move |appended: &Appended| {
+            if !(vanishes && appended.member_count == 0) {
+                engine.dispatch_on_commit(Some(caller.user_id))(appended);
+            }
+        });
         let appended = self
             .store_system(
                 id,
                 system(v1::SystemKind::Left, caller.user_id, vec![caller.user_id], ""),
                 Some(Membership::Remove(caller.user_id)),
+                dispatch,
             )
             .await?;
         if appended.member_count == 0 && conv.ephemeral {
-            // The room is gone: nobody is told about a room that no longer exists.
             self.inner.store.delete_conversation(id).await?;
-            self.inner.relay_members.remove(&id);
-            return Ok(());
+            self.inner.members.forget(id);
         }
-        // The leaver is no longer a member, but their other devices must learn it too.
-        self.publish_system(&appended, Some(caller.user_id)).await;
         Ok(())
     }
 
@@ -678,52 +656,35 @@ impl Engine {
         self.conversation_for(&caller, id).await
     }
 
-    /// Appends a system message and publishes it to the members.
+    /// Appends a system message; the members get it right after the commit.
     async fn append_system(
         &self,
         id: ConversationId,
         content: v1::Content,
         membership: Option<Membership>,
     ) -> Result<Appended> {
-        let appended = self.store_system(id, content, membership).await?;
-        self.publish_system(&appended, None).await;
-        Ok(appended)
+        self.store_system(id, content, membership, self.dispatch_on_commit(None))
+            .await
     }
 
-    /// Appends a system message (with its membership change, atomically).
+    /// Appends a system message (with its membership change, atomically);
+    /// `dispatch` runs right after the commit.
     async fn store_system(
         &self,
         id: ConversationId,
         content: v1::Content,
         membership: Option<Membership>,
+        dispatch: CommitHook,
     ) -> Result<Appended> {
-        let appended = self
-            .inner
-            .store
-            .append_message(NewMessage {
-                conversation_id: id,
-                sender_id: 0,
-                client_msg_id: None,
-                content,
-                created_at: self.now_ms(),
-                membership,
-            })
-            .await?;
-        self.remember_members(id, appended.members.clone());
-        Ok(appended)
-    }
-
-    /// Publishes a stored system message to the members, and to a user who
-    /// just left.
-    async fn publish_system(&self, appended: &Appended, leaver: Option<UserId>) {
-        let mut recipients = appended.members.to_vec();
-        recipients.extend(leaver);
-        self.publish(
-            recipients,
-            None,
-            v1::event::Kind::Message(appended.message.clone()),
-        )
-        .await;
+        let new = NewMessage {
+            conversation_id: id,
+            sender_id: 0,
+            client_msg_id: None,
+            content,
+            created_at: self.now_ms(),
+            membership,
+        };
+        Ok(self.inner.store.append_message_then(new, dispatch).await?)
     }
 
     /// A conversation as the caller sees it, with members. Members only
@@ -909,17 +870,20 @@ impl Engine {
                 ));
             }
         };
+        // Authorize, dedup, sequence and store in one transaction; the
+        // members get it right after the commit, in sequence order.
+        let new = NewMessage {
+            conversation_id,
+            sender_id: caller.user_id,
+            client_msg_id: (!req.client_msg_id.is_empty()).then_some(req.client_msg_id),
+            content: req.content.unwrap_or_default(),
+            created_at: self.now_ms(),
+            membership: None,
+        };
         let appended = self
             .inner
             .store
-            .append_message(NewMessage {
-                conversation_id,
-                sender_id: caller.user_id,
-                client_msg_id: (!req.client_msg_id.is_empty()).then_some(req.client_msg_id),
-                content: req.content.unwrap_or_default(),
-                created_at: self.now_ms(),
-                membership: None,
-            })
+            .append_message_then(new, self.dispatch_on_commit(None))
             .await?;
         let m = &appended.message;
         let ack = v1::SendAck {
@@ -930,11 +894,6 @@ impl Engine {
             server_time: m.created_at,
             duplicate: appended.duplicate,
         };
-        if !appended.duplicate {
-            self.remember_members(m.conversation_id, appended.members.clone());
-            self.publish(appended.members, None, v1::event::Kind::Message(appended.message))
-                .await;
-        }
         Ok(ack)
     }
 
@@ -1048,20 +1007,20 @@ impl Engine {
             .advance_cursors(id, caller.user_id, read, delivered)
             .await?;
         if (after.read_seq, after.delivered_seq) != (before.read_seq, before.delivered_seq) {
-            let recipients = if conv.member_count <= self.inner.config.large_group_threshold {
-                self.member_ids(id).await?
-            } else {
-                // Large groups: only the reader's own devices (unread counts).
-                vec![caller.user_id]
-            };
-            let receipt = v1::ReceiptEvent {
+            let receipt = v1::event::Kind::Receipt(v1::ReceiptEvent {
                 conversation_id: id,
                 user_id: caller.user_id,
                 read_seq: after.read_seq,
                 delivered_seq: after.delivered_seq,
-            };
-            self.publish(recipients, None, v1::event::Kind::Receipt(receipt))
-                .await;
+            });
+            if conv.member_count <= self.inner.config.large_group_threshold {
+                let members = self.relay_members(id).await?;
+                self.relay(id, &members, None, receipt);
+            } else {
+                // Large groups: only the reader's own devices (unread counts).
+                let envelope = self.envelope(id, Audience::users(vec![caller.user_id]), 0, receipt);
+                self.dispatch(&envelope, None);
+            }
         }
         Ok(v1::Cursor {
             conversation_id: id,
@@ -1087,8 +1046,7 @@ impl Engine {
             user_id: caller.user_id,
             typing,
         };
-        self.publish(members, Some(caller.user_id), v1::event::Kind::Typing(event))
-            .await;
+        self.relay(id, &members, Some(caller.user_id), v1::event::Kind::Typing(event));
         Ok(())
     }
 

@@ -10,7 +10,7 @@
 //! | [`engine`] | [`Engine`]: every operation, authorization in one place |
 //! | [`connection`] | one client connection: the sans-IO session driver and the loop every transport runs |
 //! | [`store`] | the [`Store`] trait, [`MemoryStore`], `SqliteStore` |
-//! | [`fanout`] | the [`FanOut`] trait and [`LocalFanOut`] |
+//! | [`fanout`] | the [`FanOut`] trait, the cross-node [`Envelope`], [`LocalFanOut`] |
 //! | [`auth`] | the [`Authenticator`] trait and password accounts |
 //! | [`sessions`] | sessions connected to this node |
 //!
@@ -51,7 +51,7 @@ pub use connection::{Connection, ConnectionConfig};
 pub use engine::{Caller, Engine, EngineBuilder, EngineConfig};
 pub use error::{Error, Result};
 pub use event::SharedEvent;
-pub use fanout::{Delivery, FanOut, FanOutHandler, LocalFanOut};
+pub use fanout::{Audience, Envelope, FanOut, FanOutHandler, LocalBus, LocalFanOut, Target};
 pub use im_protocol;
 pub use presence::{MemoryPresence, PresenceRegistry};
 pub use store::{MemoryStore, Store};

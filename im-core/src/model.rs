@@ -226,7 +226,14 @@ pub struct Appended {
     /// The members after the change, ascending: the recipients of the
     /// message. Empty for a duplicate (nothing new to deliver).
     pub members: std::sync::Arc<[UserId]>,
+    /// The conversation's member list version after the change: increases
+    /// with every membership change (0 for a duplicate).
+    pub member_version: u64,
 }
+
+/// Called by a store with a message it just stored, right after the commit,
+/// in commit order for each conversation (see [`Store`](crate::store::Store)).
+pub type CommitHook = Box<dyn FnOnce(&Appended) + Send>;
 
 /// Direction of a history page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

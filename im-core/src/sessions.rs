@@ -6,7 +6,6 @@
 //! user's shard, never the whole registry.
 
 use crate::event::SharedEvent;
-use crate::fanout::{Delivery, FanOutHandler};
 use crate::model::{DeviceAddress, DeviceId, SessionId, UserId};
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -236,16 +235,6 @@ impl Sessions {
                 e.queue.push(Outbound::Event(event.clone()));
             }
         }
-    }
-}
-
-impl FanOutHandler for Sessions {
-    fn deliver(&self, delivery: &Delivery) {
-        let except = Except {
-            user: delivery.exclude_user,
-            device: None,
-        };
-        self.deliver_to_users(&delivery.recipients, &except, &delivery.event);
     }
 }
 

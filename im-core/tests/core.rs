@@ -189,11 +189,13 @@ mod postgres_store {
 }
 
 mod local_fanout {
-    use im_core::{FanOut, LocalFanOut};
+    use im_core::{FanOut, LocalBus, LocalFanOut};
     use std::sync::Arc;
     im_core::fanout_conformance_tests!(async {
-        let f: Arc<dyn FanOut> = Arc::new(LocalFanOut::new());
-        (f.clone(), f, ())
+        let bus = LocalBus::new();
+        let a: Arc<dyn FanOut> = Arc::new(LocalFanOut::on(&bus));
+        let b: Arc<dyn FanOut> = Arc::new(LocalFanOut::on(&bus));
+        (a, b, ())
     });
 }
 
@@ -211,7 +213,9 @@ mod two_nodes {
     use im_core::clock::ManualClock;
     use im_core::im_protocol::v1;
     use im_core::sessions::{Outbound, SessionEvents};
-    use im_core::{Caller, Engine, LocalFanOut, MemoryPresence, MemoryStore, PasswordAuthConfig, Store};
+    use im_core::{
+        Caller, Engine, LocalBus, LocalFanOut, MemoryPresence, MemoryStore, PasswordAuthConfig, Store,
+    };
     use std::sync::Arc;
 
     const LEASE: i64 = 30_000;
@@ -219,13 +223,13 @@ mod two_nodes {
     fn node(
         name: &str,
         store: &Arc<dyn Store>,
-        bus: &Arc<LocalFanOut>,
+        bus: &Arc<LocalBus>,
         presence: &Arc<MemoryPresence>,
         clock: &ManualClock,
     ) -> Engine {
         Engine::builder()
             .store(store.clone())
-            .fanout(bus.clone())
+            .fanout(Arc::new(LocalFanOut::on(bus)))
             .presence(presence.clone())
             .clock(Arc::new(clock.clone()))
             .node_id(name)
@@ -255,7 +259,7 @@ mod two_nodes {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let presence = Arc::new(MemoryPresence::new(LEASE));
         let clock = ManualClock::new(1_800_000_000_000);
-        let bus = Arc::new(LocalFanOut::new());
+        let bus = LocalBus::new();
         let (a, b) = (
             node("a", &store, &bus, &presence, &clock),
             node("b", &store, &bus, &presence, &clock),

@@ -3,6 +3,7 @@
 
 use super::{Caller, Engine, Inner};
 use crate::error::{Error, Result};
+use crate::fanout::Audience;
 use crate::model::{DeviceId, SessionId, UserId};
 use crate::presence::PresenceChange;
 use crate::sessions::SessionEvents;
@@ -78,8 +79,13 @@ impl Engine {
             last_seen: if change.online { 0 } else { change.at },
             generation: change.generation,
         };
-        self.publish(contacts, None, v1::event::Kind::Presence(presence))
-            .await;
+        let envelope = self.envelope(
+            0,
+            Audience::users(contacts),
+            0,
+            v1::event::Kind::Presence(presence),
+        );
+        self.dispatch(&envelope, None);
     }
 
     /// Renews this node's presence lease (registering its sessions again if

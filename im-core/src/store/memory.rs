@@ -37,6 +37,8 @@ struct Conv {
     record: ConversationRecord,
     direct_key: Option<String>,
     members: BTreeMap<UserId, MemberRecord>,
+    /// Bumped by every membership change.
+    member_version: u64,
     /// Index = seq - 1.
     messages: Vec<v1::Message>,
 }
@@ -101,6 +103,7 @@ impl Inner {
                 record: record.clone(),
                 direct_key,
                 members,
+                member_version: 0,
                 messages: Vec::new(),
             },
         );
@@ -323,7 +326,7 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended> {
+    async fn append_message_then(&self, new: NewMessage, on_commit: CommitHook) -> StoreResult<Appended> {
         let mut inner = self.inner.lock();
         if !inner.conversations.contains_key(&new.conversation_id) {
             return Err(StoreError::NotFound(format!(
@@ -340,6 +343,7 @@ impl Store for MemoryStore {
                 duplicate: true,
                 member_count: conv.record.member_count,
                 members: Arc::from(Vec::new()),
+                member_version: 0,
             });
         }
         let conv = inner.conv(new.conversation_id)?;
@@ -374,6 +378,9 @@ impl Store for MemoryStore {
             }
             None => {}
         }
+        if new.membership.is_some() {
+            conv.member_version += 1;
+        }
         conv.record.member_count = conv.members.len() as u32;
         conv.record.last_seq += 1;
         conv.record.last_version += 1;
@@ -390,18 +397,31 @@ impl Store for MemoryStore {
         conv.messages.push(message.clone());
         let member_count = conv.record.member_count;
         let members: Arc<[UserId]> = conv.members.keys().copied().collect::<Vec<_>>().into();
+        let member_version = conv.member_version;
         let seq = message.seq;
         if let Some(cid) = new.client_msg_id {
             inner
                 .dedup
                 .insert((new.sender_id, cid), (new.conversation_id, seq));
         }
-        Ok(Appended {
+        let appended = Appended {
             message,
             duplicate: false,
             member_count,
             members,
-        })
+            member_version,
+        };
+        // Under the lock: hooks run in commit order.
+        on_commit(&appended);
+        Ok(appended)
+    }
+
+    async fn member_list(&self, conversation: ConversationId) -> StoreResult<Option<(u64, Arc<[UserId]>)>> {
+        let inner = self.inner.lock();
+        Ok(inner.conversations.get(&conversation).map(|c| {
+            let list: Arc<[UserId]> = c.members.keys().copied().collect::<Vec<_>>().into();
+            (c.member_version, list)
+        }))
     }
 
     async fn history(

@@ -28,6 +28,7 @@
 use crate::model::*;
 use async_trait::async_trait;
 use im_protocol::v1;
+use std::sync::Arc;
 
 pub mod conformance;
 mod error;
@@ -110,7 +111,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends a message: see the trait docs for the guarantees.
     /// `NotFound` if the conversation does not exist.
-    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended>;
+    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended> {
+        self.append_message_then(new, Box::new(|_| {})).await
+    }
+    /// Appends a message and calls `on_commit` with it right after the
+    /// commit: for the messages of one conversation stored through this
+    /// store (this node), hooks run in sequence order, each before the next
+    /// message's hook, even when the calls race. Not called for a duplicate
+    /// or a failed append. The hook must not block (the engine queues the
+    /// event for delivery there); it may run on the store's writer thread.
+    async fn append_message_then(&self, new: NewMessage, on_commit: CommitHook) -> StoreResult<Appended>;
+    /// The members of a conversation, ascending, with the member list
+    /// version they are at (`None` for an unknown conversation): one
+    /// consistent read, so the list is exactly the one of that version.
+    async fn member_list(&self, conversation: ConversationId) -> StoreResult<Option<(u64, Arc<[UserId]>)>>;
     /// A page of history, always returned in ascending seq order.
     async fn history(
         &self,

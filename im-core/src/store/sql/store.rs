@@ -10,6 +10,7 @@ use crate::model::*;
 use crate::store::{Store, StoreError, StoreResult, direct_key};
 use async_trait::async_trait;
 use im_protocol::v1;
+use std::sync::Arc;
 
 /// A [`Store`] on a diesel connection type `C`. Use it through its aliases,
 /// [`SqliteStore`](crate::store::SqliteStore) and `PostgresStore`, whose
@@ -166,6 +167,12 @@ impl<C: SqlConnection> Store for DieselStore<C> {
         self.core.read(move |c| queries::members(c, conversation)).await
     }
 
+    async fn member_list(&self, conversation: ConversationId) -> StoreResult<Option<(u64, Arc<[UserId]>)>> {
+        self.core
+            .read(move |c| queries::member_list(c, conversation))
+            .await
+    }
+
     async fn user_conversations(&self, user: UserId) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>> {
         self.core
             .read(move |c| queries::user_conversations(c, user))
@@ -185,14 +192,23 @@ impl<C: SqlConnection> Store for DieselStore<C> {
             .await
     }
 
-    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended> {
+    async fn append_message_then(&self, new: NewMessage, on_commit: CommitHook) -> StoreResult<Appended> {
         let cache = self.members.clone();
         let dedup_key = new.client_msg_id.clone().map(|id| (new.sender_id as i64, id));
+        // The writer runs completions in commit order: the hook of each
+        // message of a conversation runs before the next one's.
+        let after_commit = move |appended: &Appended| {
+            if !appended.duplicate {
+                on_commit(appended);
+            }
+        };
         let result = self
             .core
-            .write_keyed(new.conversation_id, move |c| {
-                queries::append_message(c, &cache, new)
-            })
+            .write_keyed_then(
+                new.conversation_id,
+                move |c| queries::append_message(c, &cache, new),
+                after_commit,
+            )
             .await;
         match result {
             Err(StoreError::Unavailable(e)) => {
@@ -216,6 +232,7 @@ impl<C: SqlConnection> Store for DieselStore<C> {
                     duplicate: true,
                     member_count: 0,
                     members: std::sync::Arc::from(Vec::new()),
+                    member_version: 0,
                 })
             }
             other => other,

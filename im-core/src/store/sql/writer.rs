@@ -151,9 +151,30 @@ impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
         self.write_on((key % self.writers.len() as u64) as usize, f).await
     }
 
+    /// Like [`DieselCore::write_keyed`], and calls `after` with the result
+    /// right after the commit, on the writer thread, in commit order.
+    pub(crate) async fn write_keyed_then<R, F, A>(&self, key: u64, f: F, after: A) -> StoreResult<R>
+    where
+        F: FnOnce(&mut C) -> StoreResult<R> + Send + 'static,
+        A: FnOnce(&R) + Send + 'static,
+        R: Send + 'static,
+    {
+        let shard = (key % self.writers.len() as u64) as usize;
+        self.write_on_then(shard, f, after).await
+    }
+
     async fn write_on<R, F>(&self, shard: usize, f: F) -> StoreResult<R>
     where
         F: FnOnce(&mut C) -> StoreResult<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.write_on_then(shard, f, |_: &R| {}).await
+    }
+
+    async fn write_on_then<R, F, A>(&self, shard: usize, f: F, after: A) -> StoreResult<R>
+    where
+        F: FnOnce(&mut C) -> StoreResult<R> + Send + 'static,
+        A: FnOnce(&R) + Send + 'static,
         R: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
@@ -166,7 +187,12 @@ impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
             Box::new(move |commit_error: Option<StoreError>| {
                 let _ = tx.send(match commit_error {
                     Some(e) => Err(e),
-                    None => result,
+                    None => {
+                        if let Ok(r) = &result {
+                            after(r);
+                        }
+                        result
+                    }
                 });
             })
         });

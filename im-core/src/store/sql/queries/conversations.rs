@@ -170,6 +170,39 @@ pub(crate) fn members<C: SqlConnection>(
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
+/// The member list and the version it is at: the version is read before and
+/// after the list, and the read repeated if a change came in between.
+pub(crate) fn member_list<C: SqlConnection>(
+    c: &mut C,
+    conversation: ConversationId,
+) -> StoreResult<Option<(u64, Arc<[UserId]>)>> {
+    let version = |c: &mut C| -> StoreResult<Option<i64>> {
+        conversations::table
+            .find(conversation as i64)
+            .select(conversations::member_version)
+            .row(c)
+            .optional()
+            .map_err(Into::into)
+    };
+    for _ in 0..8 {
+        let Some(before) = version(c)? else {
+            return Ok(None);
+        };
+        let ids: Vec<i64> = members::table
+            .filter(members::conversation_id.eq(conversation as i64))
+            .order(members::user_id.asc())
+            .select(members::user_id)
+            .rows(c)?;
+        if version(c)? == Some(before) {
+            let list: Arc<[UserId]> = ids.into_iter().map(|i| i as u64).collect::<Vec<_>>().into();
+            return Ok(Some((before as u64, list)));
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "the members of conversation {conversation} keep changing"
+    )))
+}
+
 pub(crate) fn user_conversations<C: SqlConnection>(
     c: &mut C,
     user: UserId,

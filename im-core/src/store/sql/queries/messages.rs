@@ -50,6 +50,7 @@ pub(crate) fn append_message<C: SqlConnection>(
             duplicate: true,
             member_count: member_count as u32,
             members: Arc::from(Vec::new()),
+            member_version: 0,
         });
     }
     match &new.membership {
@@ -130,6 +131,7 @@ pub(crate) fn append_message<C: SqlConnection>(
         duplicate: false,
         member_count: member_count as u32,
         members,
+        member_version: member_version as u64,
     })
 }
 

@@ -1,0 +1,188 @@
+//! How events leave the engine, and how other nodes' events reach this
+//! node's sessions.
+//!
+//! Every event goes out as an [`Envelope`]: this node's sessions are served
+//! at once ([`Engine::dispatch`]), then the envelope goes to the fan-out for
+//! the other nodes. Stored messages are dispatched from the store's commit
+//! hook ([`Engine::dispatch_on_commit`]), which runs in commit order per
+//! conversation: live events leave in sequence order however many senders
+//! race. Envelopes from other nodes are resolved against this node's member
+//! lists and delivered in partition order ([`RemoteEvents`]).
+
+use super::members::MemberDirectory;
+use super::{Engine, Inner};
+use crate::event::SharedEvent;
+use crate::fanout::{Audience, Envelope, FanOutHandler, Target};
+use crate::model::{Appended, CommitHook, ConversationId, UserId};
+use im_protocol::v1;
+use std::sync::{Arc, OnceLock, Weak};
+use tokio::sync::mpsc;
+
+/// Up to this many members, an envelope names its recipients; above, each
+/// node resolves the conversation's members itself (a record for a room of
+/// 10,000 does not carry 10,000 ids).
+const LISTED_AUDIENCE: usize = 32;
+
+impl Engine {
+    /// An envelope made on this node.
+    pub(super) fn envelope(
+        &self,
+        conversation_id: ConversationId,
+        audience: Audience,
+        member_version: u64,
+        kind: v1::event::Kind,
+    ) -> Envelope {
+        Envelope {
+            conversation_id,
+            origin_node: self.inner.node_id.clone(),
+            audience,
+            member_version,
+            event: SharedEvent::new(kind),
+        }
+    }
+
+    /// Serves this node's sessions, then publishes for the other nodes.
+    /// `members` resolves a [`Target::Members`] audience here (the caller
+    /// has the list at the envelope's version).
+    pub(super) fn dispatch(&self, envelope: &Envelope, members: Option<&[UserId]>) {
+        deliver_locally(&self.inner, envelope, members);
+        self.inner.fanout.publish(envelope);
+    }
+
+    /// Relays an ephemeral event (typing, a receipt) to a conversation's
+    /// members as this node knows them now, leaving out `except_user`.
+    pub(super) fn relay(
+        &self,
+        conversation: ConversationId,
+        members: &Arc<[UserId]>,
+        except_user: Option<UserId>,
+        kind: v1::event::Kind,
+    ) {
+        let mut audience = if members.len() <= LISTED_AUDIENCE {
+            Audience::users(members.clone())
+        } else {
+            Audience::members()
+        };
+        audience.except.user = except_user;
+        let envelope = self.envelope(conversation, audience, 0, kind);
+        self.dispatch(&envelope, Some(members));
+    }
+
+    /// The hook that dispatches a stored message right after its commit, in
+    /// sequence order: to the members after the change, and to a user who
+    /// just left (their other devices must learn it).
+    pub(super) fn dispatch_on_commit(&self, leaver: Option<UserId>) -> CommitHook {
+        let engine = self.clone();
+        Box::new(move |appended: &Appended| engine.dispatch_appended(appended, leaver))
+    }
+
+    fn dispatch_appended(&self, appended: &Appended, leaver: Option<UserId>) {
+        let conversation = appended.message.conversation_id;
+        let members = &appended.members;
+        self.inner
+            .members
+            .remember(conversation, appended.member_version, members.clone());
+        let audience = if members.len() <= LISTED_AUDIENCE {
+            Audience::users(members.clone())
+        } else {
+            Audience::members()
+        };
+        let kind = v1::event::Kind::Message(appended.message.clone());
+        let envelope = self.envelope(conversation, audience, appended.member_version, kind);
+        self.dispatch(&envelope, Some(members));
+        if let Some(user) = leaver {
+            let to_leaver = Envelope {
+                audience: Audience::users(vec![user]),
+                ..envelope
+            };
+            self.dispatch(&to_leaver, None);
+        }
+    }
+}
+
+/// Queues an envelope's event for the recipients connected to this node.
+fn deliver_locally(inner: &Inner, envelope: &Envelope, members: Option<&[UserId]>) {
+    let except = &envelope.audience.except;
+    match &envelope.audience.to {
+        Target::Users(users) => inner.sessions.deliver_to_users(users, except, &envelope.event),
+        Target::Device(device) => inner.sessions.deliver_to_device(device, &envelope.event),
+        Target::Members => match members {
+            Some(list) => inner.sessions.deliver_to_users(list, except, &envelope.event),
+            None => tracing::error!(
+                conversation = envelope.conversation_id,
+                "members audience without a member list"
+            ),
+        },
+    }
+}
+
+/// Receives the envelopes other nodes publish. Envelopes are spread over a
+/// few tasks by partition key, so each partition keeps its order while a
+/// member list is read from the store for one of them.
+pub(super) struct RemoteEvents {
+    inner: Weak<Inner>,
+    /// Started with the first envelope (a runtime is then known to exist).
+    shards: OnceLock<Vec<mpsc::UnboundedSender<Envelope>>>,
+}
+
+impl RemoteEvents {
+    pub(super) fn new(inner: Weak<Inner>) -> Self {
+        Self {
+            inner,
+            shards: OnceLock::new(),
+        }
+    }
+
+    fn start(&self) -> Vec<mpsc::UnboundedSender<Envelope>> {
+        let n = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 16);
+        (0..n)
+            .map(|_| {
+                let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
+                let weak = self.inner.clone();
+                tokio::spawn(async move {
+                    while let Some(envelope) = rx.recv().await {
+                        let Some(inner) = weak.upgrade() else { break };
+                        deliver_remote(&inner, &envelope).await;
+                    }
+                });
+                tx
+            })
+            .collect()
+    }
+}
+
+impl FanOutHandler for RemoteEvents {
+    fn deliver(&self, envelope: Envelope) {
+        let shards = self.shards.get_or_init(|| self.start());
+        let shard = (envelope.partition_key() % shards.len() as u64) as usize;
+        let _ = shards[shard].send(envelope);
+    }
+}
+
+async fn deliver_remote(inner: &Inner, envelope: &Envelope) {
+    if envelope.origin_node == inner.node_id {
+        return; // served when it was made
+    }
+    if envelope.audience.to != Target::Members {
+        deliver_locally(inner, envelope, None);
+        return;
+    }
+    // Ephemeral events (typing, receipts) take any recent list; stored
+    // messages the list of their version.
+    let ephemeral = !matches!(envelope.event.kind(), Some(v1::event::Kind::Message(_)));
+    if ephemeral && let Some(members) = inner.members.recent(envelope.conversation_id) {
+        deliver_locally(inner, envelope, Some(&members));
+        return;
+    }
+    match MemberDirectory::resolve(inner, envelope.conversation_id, envelope.member_version).await {
+        Ok(Some(members)) => deliver_locally(inner, envelope, Some(&members)),
+        Ok(None) => {} // the conversation is gone
+        Err(e) => tracing::warn!(
+            conversation = envelope.conversation_id,
+            error = %e,
+            "fan-out: no member list; clients recover the event on sync"
+        ),
+    }
+}

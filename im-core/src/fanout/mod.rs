@@ -1,0 +1,55 @@
+//! The [`FanOut`] trait: carries [`Envelope`]s from the node that made them
+//! to every other node, and [`LocalFanOut`], its in-process implementation.
+//!
+//! A node serves its own sessions itself, before it publishes (the engine's
+//! sending path does both); the fan-out only reaches the *other* nodes, so a
+//! single node never pays for a bus.
+//!
+//! # Guarantees every backend gives (checked by the conformance suite)
+//! * **Carrier, not store**: at most once. Whatever it drops, clients recover
+//!   from the [`Store`](crate::store::Store) on sync.
+//! * **Other nodes only**: an envelope published through one instance
+//!   reaches the subscribers of every other instance on the bus, once, and
+//!   never comes back to its own.
+//! * **Order per partition**: envelopes with the same
+//!   [`partition_key`](Envelope::partition_key) published by one node reach
+//!   every other node in the order they were published. The engine publishes
+//!   a conversation's events in sequence order, so order holds end to end.
+//! * **Publishing never waits for a remote broker**: [`FanOut::publish`]
+//!   queues and returns; a client's ack is never held up by the bus. When the
+//!   bus cannot take an envelope (broker unreachable, queue full) the backend
+//!   drops it and logs it; the store still has the data and clients recover
+//!   it on sync.
+
+use crate::error::Result;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+mod envelope;
+mod local;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+
+pub use envelope::{Audience, Envelope, EnvelopeError, Target};
+pub use local::{LocalBus, LocalFanOut};
+
+/// Receives the envelopes other nodes published (a node's engine).
+pub trait FanOutHandler: Send + Sync + 'static {
+    /// Takes one envelope. Must not block: queue the work and return.
+    fn deliver(&self, envelope: Envelope);
+}
+
+/// Carries envelopes between nodes. See the module docs for the guarantees.
+#[async_trait]
+pub trait FanOut: Send + Sync + std::fmt::Debug + 'static {
+    /// Hands an envelope to the bus for every other node; never waits for a
+    /// remote broker.
+    fn publish(&self, envelope: &Envelope);
+    /// Adds a subscriber: it gets every envelope other nodes publish from now on.
+    fn subscribe(&self, handler: Arc<dyn FanOutHandler>);
+    /// Stops delivering and flushes what is queued; called at shutdown.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
