@@ -130,6 +130,8 @@ struct Inner {
     /// The highest presence generation seen per user: older events (a late
     /// "offline" from another server node) are dropped.
     presence_generations: Mutex<std::collections::HashMap<u64, u64>>,
+    /// Live messages that arrived after a gap and sent the client fetching.
+    gap_fills: std::sync::atomic::AtomicU64,
 }
 
 /// A connection to the chat server that keeps itself connected and in sync.
@@ -178,6 +180,7 @@ impl Client {
             closed: AtomicBool::new(false),
             reconnect_not_before: Mutex::new(None),
             presence_generations: Mutex::new(Default::default()),
+            gap_fills: Default::default(),
         });
         let (first_tx, first_rx) = oneshot::channel();
         tokio::spawn(supervise(inner.clone(), first_tx));
@@ -199,6 +202,13 @@ impl Client {
     /// Whether a connection is up right now.
     pub fn is_connected(&self) -> bool {
         self.inner.state.borrow().connected
+    }
+
+    /// How many times a live message arrived after a gap and the client had
+    /// to fetch what was missing (an event lost or reordered on the way).
+    /// Zero while the server delivers every conversation in sequence order.
+    pub fn gap_fills(&self) -> u64 {
+        self.inner.gap_fills.load(Ordering::Relaxed)
     }
 
     /// Messages queued in the outbox, not yet acknowledged.
@@ -545,6 +555,7 @@ impl Inner {
                 let conv = m.conversation_id;
                 let outcome = self.tracker.lock().live(m, &mut |e| self.emit(e));
                 if outcome == Live::Fill {
+                    self.gap_fills.fetch_add(1, Ordering::Relaxed);
                     let inner = self.clone();
                     tokio::spawn(async move { inner.fill(conv).await });
                 }

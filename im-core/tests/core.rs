@@ -254,6 +254,122 @@ mod two_nodes {
         }
     }
 
+    async fn next_message(rx: &mut SessionEvents) -> v1::Message {
+        loop {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap();
+            if let Some(Outbound::Event(ev)) = next
+                && let Some(v1::event::Kind::Message(m)) = ev.kind()
+            {
+                return m.clone();
+            }
+        }
+    }
+
+    fn no_message(rx: &mut SessionEvents) -> bool {
+        !std::iter::from_fn(|| rx.try_recv()).any(
+            |o| matches!(o, Outbound::Event(ev) if matches!(ev.kind(), Some(v1::event::Kind::Message(_)))),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_node_serves_its_own_sessions_without_the_bus() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let presence = Arc::new(MemoryPresence::new(LEASE));
+        let clock = ManualClock::new(1_800_000_000_000);
+        // Two buses: the nodes cannot reach each other.
+        let (a, b) = (
+            node("a", &store, &LocalBus::new(), &presence, &clock),
+            node("b", &store, &LocalBus::new(), &presence, &clock),
+        );
+        let alice = a.register("alice", "password123", "").await.unwrap().user.id;
+        let bob = a.register("bob", "password123", "").await.unwrap().user.id;
+        let mut alice_phone = a.connect(alice, "phone".into()).await;
+        let mut bob_on_a = a.connect(bob, "phone".into()).await;
+        let mut bob_on_b = b.connect(bob, "laptop".into()).await;
+        let dm = v1::SendMessage {
+            target: Some(v1::send_message::Target::ToUserId(bob)),
+            client_msg_id: "m1".into(),
+            content: Some(v1::Content::text("hi")),
+        };
+        a.send_message(Caller::user(alice), dm).await.unwrap();
+        assert_eq!(next_message(&mut alice_phone).await.seq, 1);
+        assert_eq!(next_message(&mut bob_on_a).await.seq, 1);
+        assert!(
+            no_message(&mut bob_on_b),
+            "node B is cut off; Bob's laptop syncs later"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_group_reaches_members_on_the_other_node_resolved_there() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let presence = Arc::new(MemoryPresence::new(LEASE));
+        let clock = ManualClock::new(1_800_000_000_000);
+        let bus = LocalBus::new();
+        let (a, b) = (
+            node("a", &store, &bus, &presence, &clock),
+            node("b", &store, &bus, &presence, &clock),
+        );
+        let mut users = Vec::new();
+        for i in 0..40 {
+            users.push(
+                a.register(&format!("member{i}"), "password123", "")
+                    .await
+                    .unwrap()
+                    .user
+                    .id,
+            );
+        }
+        let outsider = a.register("outsider", "password123", "").await.unwrap().user.id;
+        // 40 members: above the listed-audience size, so envelopes say
+        // "members" and node B finds them itself.
+        let group = a
+            .create_group(Caller::user(users[0]), "big", &users[1..])
+            .await
+            .unwrap();
+        let mut on_b = b.connect(users[39], Default::default()).await;
+        let mut outsider_on_b = b.connect(outsider, Default::default()).await;
+        let mut on_a = a.connect(users[1], Default::default()).await;
+        for n in 0..3 {
+            let send = v1::SendMessage {
+                target: Some(v1::send_message::Target::ConversationId(group.id)),
+                client_msg_id: format!("m{n}"),
+                content: Some(v1::Content::text("hello all")),
+            };
+            a.send_message(Caller::user(users[0]), send).await.unwrap();
+        }
+        for rx in [&mut on_a, &mut on_b] {
+            let mut seqs = Vec::new();
+            while seqs.len() < 3 {
+                // The "created" notice may still be crossing to B as B's
+                // session connects: it is older than the session, skip it.
+                let seq = next_message(rx).await.seq;
+                if seq > 1 {
+                    seqs.push(seq);
+                }
+            }
+            assert_eq!(seqs, [2, 3, 4], "once each, in order");
+        }
+        // A member added on A is a recipient on B from the next message on.
+        a.add_members(Caller::user(users[0]), group.id, &[outsider])
+            .await
+            .unwrap();
+        assert_eq!(
+            next_message(&mut outsider_on_b).await.seq,
+            5,
+            "the 'added' notice"
+        );
+        let send = v1::SendMessage {
+            target: Some(v1::send_message::Target::ConversationId(group.id)),
+            client_msg_id: "after".into(),
+            content: Some(v1::Content::text("welcome")),
+        };
+        a.send_message(Caller::user(users[0]), send).await.unwrap();
+        assert_eq!(next_message(&mut outsider_on_b).await.seq, 6);
+    }
+
     #[tokio::test]
     async fn online_while_any_device_on_any_node_and_a_dead_node_expires() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
@@ -299,6 +415,86 @@ mod two_nodes {
         assert!(!expired.online && expired.generation > online.generation);
         assert!(!b.has_live_device(alice).await.unwrap());
         assert!(b.has_live_device(bob).await.unwrap(), "B renewed its own lease");
+    }
+}
+
+/// Live events of a conversation leave in sequence order, however many
+/// senders race (the store's commit hook dispatches them).
+mod sequencing {
+    use im_core::im_protocol::v1;
+    use im_core::sessions::{Outbound, SessionEvents};
+    use im_core::{Caller, Engine, PasswordAuthConfig, SqliteStore, SqliteStoreConfig};
+    use std::sync::Arc;
+
+    fn seqs(rx: &mut SessionEvents, conversation: u64) -> Vec<u64> {
+        std::iter::from_fn(|| rx.try_recv())
+            .filter_map(|o| match o {
+                Outbound::Event(ev) => match ev.kind() {
+                    Some(v1::event::Kind::Message(m)) if m.conversation_id == conversation => Some(m.seq),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_senders_into_one_conversation_arrive_in_strictly_increasing_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteStoreConfig::new(dir.path().join("im.sqlite3")))
+            .await
+            .unwrap();
+        let e = Engine::builder()
+            .store(Arc::new(store))
+            .password_auth(PasswordAuthConfig {
+                argon2_m_cost: 256,
+                argon2_t_cost: 1,
+                ..Default::default()
+            })
+            .build();
+        let mut users = Vec::new();
+        for i in 0..5 {
+            users.push(
+                e.register(&format!("user{i}"), "password123", "")
+                    .await
+                    .unwrap()
+                    .user
+                    .id,
+            );
+        }
+        let group = e
+            .create_group(Caller::user(users[0]), "race", &users[1..])
+            .await
+            .unwrap();
+        let mut sessions = Vec::new();
+        for &u in &users {
+            sessions.push(e.connect(u, Default::default()).await);
+        }
+        let mut tasks = Vec::new();
+        for &u in &users[..4] {
+            let e = e.clone();
+            tasks.push(tokio::spawn(async move {
+                let sends = (0..100).map(|n| {
+                    e.send_message(
+                        Caller::user(u),
+                        v1::SendMessage {
+                            target: Some(v1::send_message::Target::ConversationId(group.id)),
+                            client_msg_id: format!("{u}-{n}"),
+                            content: Some(v1::Content::text("x")),
+                        },
+                    )
+                });
+                for ack in futures_util::future::join_all(sends).await {
+                    ack.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for rx in &mut sessions {
+            assert_eq!(seqs(rx, group.id), (2..=401).collect::<Vec<_>>());
+        }
     }
 }
 

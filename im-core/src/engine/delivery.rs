@@ -186,3 +186,79 @@ async fn deliver_remote(inner: &Inner, envelope: &Envelope) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fanout::{LocalBus, LocalFanOut};
+    use crate::model::{DeviceAddress, DeviceId};
+    use crate::sessions::{Outbound, SessionEvents};
+    use crate::store::{MemoryStore, Store};
+    use std::time::Duration;
+
+    fn node(store: &Arc<dyn Store>, bus: &Arc<LocalBus>) -> Engine {
+        Engine::builder()
+            .store(store.clone())
+            .fanout(Arc::new(LocalFanOut::on(bus)))
+            .build()
+    }
+
+    fn typing() -> v1::event::Kind {
+        v1::event::Kind::Typing(v1::TypingEvent {
+            conversation_id: 0,
+            user_id: 9,
+            typing: true,
+        })
+    }
+
+    /// How many events arrive within a moment (remote ones cross a task).
+    async fn count(rx: &mut SessionEvents) -> usize {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::iter::from_fn(|| rx.try_recv())
+            .filter(
+                |o| matches!(o, Outbound::Event(e) if matches!(e.kind(), Some(v1::event::Kind::Typing(_)))),
+            )
+            .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_addressed_to_one_device_reaches_that_device_only_on_every_node() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let bus = LocalBus::new();
+        let (a, b) = (node(&store, &bus), node(&store, &bus));
+        let phone = DeviceId::new("phone");
+        let mut phone_on_a = a.connect(1, phone.clone()).await;
+        let mut phone_on_b = b.connect(1, phone.clone()).await;
+        let mut laptop_on_b = b.connect(1, "laptop".into()).await;
+        let mut other_user_phone = b.connect(2, phone.clone()).await;
+        let to_phone = DeviceAddress {
+            user_id: 1,
+            device: phone.clone(),
+        };
+        a.dispatch(
+            &a.envelope(0, Audience::device(to_phone.clone()), 0, typing()),
+            None,
+        );
+        assert_eq!(
+            [
+                count(&mut phone_on_a).await,
+                count(&mut phone_on_b).await,
+                count(&mut laptop_on_b).await,
+                count(&mut other_user_phone).await
+            ],
+            [1, 1, 0, 0]
+        );
+        // All of two users' devices but one.
+        let all_but_phone = Audience::users(vec![1, 2]).except_device(to_phone);
+        b.dispatch(&b.envelope(0, all_but_phone, 0, typing()), None);
+        assert_eq!(
+            [
+                count(&mut phone_on_a).await,
+                count(&mut phone_on_b).await,
+                count(&mut laptop_on_b).await,
+                count(&mut other_user_phone).await
+            ],
+            [0, 0, 1, 1]
+        );
+    }
+}

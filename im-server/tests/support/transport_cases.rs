@@ -256,3 +256,40 @@ async fn bad_input_gets_typed_errors_and_never_disturbs_others() {
     server.stop().await;
 }
 
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_into_one_group_reach_everyone_in_sequence_without_gap_fills() {
+    let server = TestServer::start_on(BACKEND, TRANSPORT).await;
+    let mut clients = Vec::new();
+    for name in ["sender1", "sender2", "sender3", "sender4", "watcher"] {
+        clients.push(server.register(name).await);
+    }
+    let ids: Vec<u64> = clients.iter().map(|(c, _)| c.user().id).collect();
+    let group = clients[0].0.create_group("race", &ids[1..]).await.unwrap();
+    for (_, events) in &mut clients {
+        messages(events, group.id, 1).await; // the "created" notice
+    }
+    // Four senders fire 50 messages each, all at once and pipelined.
+    let mut sends = Vec::new();
+    for (i, (client, _)) in clients.iter().take(4).enumerate() {
+        for n in 0..50 {
+            sends.push(client.send_text(group.id, &format!("{i}-{n}")));
+        }
+    }
+    for ack in futures_util::future::join_all(sends).await {
+        ack.unwrap();
+    }
+    for (client, events) in &mut clients {
+        let got = messages(events, group.id, 200).await;
+        assert_eq!(
+            got.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            (2..=201).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            client.gap_fills(),
+            0,
+            "live events came in sequence order: no gap to fill"
+        );
+    }
+    server.stop().await;
+}
