@@ -10,7 +10,7 @@
 //!   membership change on another node reaches typing within that time.
 
 use super::Inner;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{ConversationId, UserId};
 use dashmap::DashMap;
 use std::sync::Arc;
@@ -65,7 +65,7 @@ impl MemberDirectory {
     }
 
     /// The list at exactly `version`, if known.
-    fn at(&self, conversation: ConversationId, version: u64) -> Option<Arc<[UserId]>> {
+    pub(super) fn at(&self, conversation: ConversationId, version: u64) -> Option<Arc<[UserId]>> {
         let e = self.entries.get(&conversation)?;
         (e.version == version).then(|| e.members.clone())
     }
@@ -92,5 +92,36 @@ impl MemberDirectory {
         };
         inner.members.remember(conversation, current, members.clone());
         Ok(Some(members))
+    }
+}
+
+impl super::Engine {
+    /// The members of a conversation for relaying ephemeral events: a list at
+    /// most [`members::RELAY_TTL`] old, refreshed by every append on this
+    /// node, so a typing indicator costs no store read on a busy conversation.
+    pub(super) async fn relay_members(&self, conversation: ConversationId) -> Result<Arc<[UserId]>> {
+        if let Some(members) = self.inner.members.recent(conversation) {
+            return Ok(members);
+        }
+        match self.inner.store.member_list(conversation).await? {
+            Some((version, members)) => {
+                self.inner
+                    .members
+                    .remember(conversation, version, members.clone());
+                Ok(members)
+            }
+            None => Err(Error::NotFound(format!("conversation {conversation}"))),
+        }
+    }
+
+    pub(super) async fn member_ids(&self, conversation: ConversationId) -> Result<Vec<UserId>> {
+        Ok(self
+            .inner
+            .store
+            .members(conversation)
+            .await?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect())
     }
 }

@@ -4,7 +4,7 @@
 use super::{Caller, Engine, Inner};
 use crate::error::{Error, Result};
 use crate::fanout::Audience;
-use crate::model::{DeviceId, SessionId, UserId};
+use crate::model::{ConversationId, DeviceId, SessionId, UserId};
 use crate::presence::PresenceChange;
 use crate::sessions::SessionEvents;
 use im_protocol::v1;
@@ -57,7 +57,7 @@ impl Engine {
         }
     }
 
-    async fn went_offline(&self, change: PresenceChange) {
+    pub(super) async fn went_offline(&self, change: PresenceChange) {
         if let Err(e) = self.inner.store.set_last_seen(change.user_id, change.at).await {
             tracing::warn!(user_id = change.user_id, error = %e, "could not record last seen");
         }
@@ -106,7 +106,7 @@ impl Engine {
         Ok(())
     }
 
-    fn start_presence_upkeep(&self) {
+    pub(super) fn start_presence_upkeep(&self) {
         if self.inner.presence_upkeep.set(()).is_err() {
             return;
         }
@@ -173,5 +173,33 @@ impl Engine {
     /// Whether any device of the user is live on any node (the push decision).
     pub async fn has_live_device(&self, user_id: UserId) -> Result<bool> {
         self.inner.presence.has_live_device(user_id, self.now_ms()).await
+    }
+
+    /// Users who see this user's presence: members of their direct
+    /// conversations and of groups up to the large-group threshold.
+    pub(super) async fn contacts(&self, user_id: UserId) -> Result<Vec<UserId>> {
+        let shared: Vec<ConversationId> = self
+            .inner
+            .store
+            .user_conversations(user_id)
+            .await?
+            .into_iter()
+            .filter(|(conv, _)| {
+                let small_group = conv.kind == v1::ConversationKind::Group
+                    && conv.member_count <= self.inner.config.large_group_threshold;
+                conv.kind == v1::ConversationKind::Direct || small_group
+            })
+            .map(|(conv, _)| conv.id)
+            .collect();
+        let mut out: BTreeSet<UserId> = self
+            .inner
+            .store
+            .members_of(&shared)
+            .await?
+            .into_iter()
+            .map(|(_, user)| user)
+            .collect();
+        out.remove(&user_id);
+        Ok(out.into_iter().collect())
     }
 }

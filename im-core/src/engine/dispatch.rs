@@ -1,0 +1,76 @@
+//! One request of an authenticated session, to the engine method behind it.
+
+use super::{Caller, Engine};
+use crate::error::{Error, Result};
+use im_protocol::v1;
+use im_protocol::v1::{client_frame::Body, response::Result as Reply};
+
+impl Engine {
+    /// Runs one request of an authenticated session. Session-level requests
+    /// (`Hello`, `Register`, `Login`, `Logout`) are handled by
+    /// [`Connection`](crate::connection::Connection).
+    pub async fn handle(&self, caller: Caller, body: Body) -> Result<Reply> {
+        Ok(match body {
+            Body::UpdateProfile(r) => Reply::User(self.update_profile(caller, r).await?),
+            Body::GetUsers(r) => Reply::Users(v1::Users {
+                users: self.get_users(&r.user_ids).await?,
+            }),
+            Body::SearchUsers(r) => Reply::Users(v1::Users {
+                users: self.search_users(&r.prefix, r.limit).await?,
+            }),
+            Body::CreateGroup(r) => {
+                Reply::Conversation(self.create_group(caller, &r.title, &r.member_ids).await?)
+            }
+            Body::CreateRoom(r) => {
+                Reply::Conversation(self.create_room(caller, &r.title, r.ephemeral).await?)
+            }
+            Body::ListRooms(r) => Reply::Rooms(v1::Rooms {
+                rooms: self.list_rooms(r.limit).await?,
+            }),
+            Body::Join(r) => Reply::Conversation(self.join(caller, r.conversation_id).await?),
+            Body::Leave(r) => {
+                self.leave(caller, r.conversation_id).await?;
+                Reply::Ok(v1::Empty {})
+            }
+            Body::AddMembers(r) => {
+                Reply::Conversation(self.add_members(caller, r.conversation_id, &r.user_ids).await?)
+            }
+            Body::Rename(r) => Reply::Conversation(self.rename(caller, r.conversation_id, &r.title).await?),
+            Body::GetConversation(r) => {
+                Reply::Conversation(self.get_conversation(caller, r.conversation_id).await?)
+            }
+            Body::ListConversations(r) => {
+                let (conversations, has_more) = self.list_conversations(caller, r.limit).await?;
+                Reply::Conversations(v1::Conversations {
+                    conversations,
+                    has_more,
+                })
+            }
+            Body::Send(r) => Reply::Ack(self.send_message(caller, r).await?),
+            Body::GetHistory(r) => Reply::Messages(self.history(caller, r).await?),
+            Body::Sync(r) => Reply::Sync(self.sync(caller, &r.cursors).await?),
+            Body::GetChanges(r) => Reply::Changes(self.changes(caller, r).await?),
+            Body::MarkRead(r) => {
+                Reply::Cursor(self.mark(caller, r.conversation_id, Some(r.seq), None).await?)
+            }
+            Body::MarkDelivered(r) => {
+                Reply::Cursor(self.mark(caller, r.conversation_id, None, Some(r.seq)).await?)
+            }
+            Body::Typing(r) => {
+                self.typing(caller, r.conversation_id, r.typing).await?;
+                Reply::Ok(v1::Empty {})
+            }
+            Body::GetPresence(r) => Reply::Presence(v1::PresenceList {
+                presence: self.presence(caller, &r.user_ids).await?,
+            }),
+            Body::Ping(_) => Reply::Pong(v1::Pong {
+                server_time: self.now_ms(),
+            }),
+            Body::Hello(_) | Body::Register(_) | Body::Login(_) | Body::Logout(_) => {
+                return Err(Error::InvalidArgument(
+                    "session request outside a connection".into(),
+                ));
+            }
+        })
+    }
+}

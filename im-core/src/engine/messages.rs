@@ -1,0 +1,159 @@
+//! Messages: the sending path, and history.
+
+use super::{Caller, Engine};
+use crate::error::{Error, Result};
+use crate::model::*;
+use im_protocol::v1;
+use prost::Message as _;
+
+impl Engine {
+    /// Sends a message. The ack is returned only after the store committed it;
+    /// a retry with the same `client_msg_id` returns the first ack.
+    ///
+    /// The sending path, one stage after the other:
+    /// 1. [`validate_send`](Self::validate_send): content and ids, no I/O;
+    /// 2. [`resolve_target`](Self::resolve_target): the conversation (a
+    ///    direct one is created on the first message);
+    /// 3. (a before-send hook will sit here: allow, deny or rewrite);
+    /// 4. [`store_and_dispatch`](Self::store_and_dispatch): authorize, dedup,
+    ///    sequence and store in one transaction; right after the commit the
+    ///    members get it, in sequence order (the after-store stage);
+    /// 5. the ack.
+    pub async fn send_message(&self, caller: Caller, req: v1::SendMessage) -> Result<v1::SendAck> {
+        self.validate_send(&req)?;
+        let conversation_id = self.resolve_target(&caller, req.target).await?;
+        let new = NewMessage {
+            conversation_id,
+            sender_id: caller.user_id,
+            client_msg_id: (!req.client_msg_id.is_empty()).then_some(req.client_msg_id),
+            content: req.content.unwrap_or_default(),
+            created_at: self.now_ms(),
+            membership: None,
+        };
+        let appended = self.store_and_dispatch(new).await?;
+        Ok(ack(&appended))
+    }
+
+    /// Stage 1: what can be checked without I/O.
+    fn validate_send(&self, req: &v1::SendMessage) -> Result<()> {
+        self.validate_content(req.content.as_ref())?;
+        if req.client_msg_id.len() > self.inner.config.max_client_msg_id {
+            return Err(Error::InvalidArgument(format!(
+                "client_msg_id is limited to {} bytes",
+                self.inner.config.max_client_msg_id
+            )));
+        }
+        Ok(())
+    }
+
+    fn validate_content(&self, content: Option<&v1::Content>) -> Result<()> {
+        let content = content.ok_or_else(|| Error::InvalidArgument("content is required".into()))?;
+        let size = content.encoded_len();
+        if size > self.inner.config.max_message_bytes {
+            return Err(Error::TooLarge(format!(
+                "message of {size} bytes exceeds the limit of {} bytes",
+                self.inner.config.max_message_bytes
+            )));
+        }
+        match &content.kind {
+            None => Err(Error::InvalidArgument("content has no kind".into())),
+            Some(v1::content::Kind::System(_)) => Err(Error::PermissionDenied(
+                "system messages are written by the server".into(),
+            )),
+            Some(v1::content::Kind::Text(t)) if t.body.trim().is_empty() => {
+                Err(Error::InvalidArgument("text must not be empty".into()))
+            }
+            Some(v1::content::Kind::Location(l))
+                if !(-90.0..=90.0).contains(&l.latitude) || !(-180.0..=180.0).contains(&l.longitude) =>
+            {
+                Err(Error::InvalidArgument("location out of range".into()))
+            }
+            Some(v1::content::Kind::Custom(c)) if c.r#type.is_empty() => {
+                Err(Error::InvalidArgument("custom content needs a type".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Stage 2: the conversation a send goes to. Existence and membership of
+    /// a conversation id are checked by the store in the appending
+    /// transaction: one round trip for a send.
+    async fn resolve_target(
+        &self,
+        caller: &Caller,
+        target: Option<v1::send_message::Target>,
+    ) -> Result<ConversationId> {
+        match target {
+            Some(v1::send_message::Target::ConversationId(id)) => Ok(id),
+            Some(v1::send_message::Target::ToUserId(to)) => {
+                self.user(to).await?;
+                let direct = self
+                    .inner
+                    .store
+                    .direct_conversation(caller.user_id, to, self.now_ms())
+                    .await?;
+                Ok(direct.id)
+            }
+            None => Err(Error::InvalidArgument(
+                "a target conversation or user is required".into(),
+            )),
+        }
+    }
+
+    /// Stage 4: one transaction authorizes (the sender is a member), dedups on
+    /// `(sender, client_msg_id)`, assigns the sequence and stores; the commit
+    /// hook hands the message to the members (this node's sessions, then the
+    /// fan-out) in sequence order.
+    async fn store_and_dispatch(&self, new: NewMessage) -> Result<Appended> {
+        Ok(self
+            .inner
+            .store
+            .append_message_then(new, self.dispatch_on_commit(None))
+            .await?)
+    }
+
+    /// A page of history (members only).
+    pub async fn history(&self, caller: Caller, req: v1::GetHistory) -> Result<v1::Messages> {
+        if req.after_seq.is_some() && req.before_seq != 0 {
+            return Err(Error::InvalidArgument(
+                "give after_seq or before_seq, not both".into(),
+            ));
+        }
+        self.require_member(&caller, req.conversation_id).await?;
+        let limit = self.page(req.limit);
+        let page = match req.after_seq {
+            Some(after) => Page::After(after),
+            None => Page::Before(req.before_seq),
+        };
+        let mut messages = self
+            .inner
+            .store
+            .history(req.conversation_id, page, limit + 1)
+            .await?;
+        let has_more = messages.len() > limit as usize;
+        if has_more {
+            match page {
+                Page::After(_) => {
+                    messages.pop();
+                }
+                Page::Before(_) => {
+                    messages.remove(0);
+                }
+            }
+        }
+        Ok(v1::Messages { messages, has_more })
+    }
+}
+
+/// Stage 5: the ack of a stored (or already stored) message.
+fn ack(appended: &Appended) -> v1::SendAck {
+    let m = &appended.message;
+    v1::SendAck {
+        message_id: m.id,
+        conversation_id: m.conversation_id,
+        seq: m.seq,
+        version: m.version,
+        server_time: m.created_at,
+        duplicate: appended.duplicate,
+    }
+}
