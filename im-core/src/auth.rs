@@ -1,7 +1,8 @@
 //! The `Authenticator` trait and password accounts.
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::model::{NewUser, UserId, UserRecord, now_ms};
+use crate::model::{NewUser, UserId, UserRecord};
 use crate::store::Store;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -21,15 +22,57 @@ pub struct IssuedToken {
     pub user: UserRecord,
 }
 
-/// Decides who a bearer token belongs to, and (optionally) manages accounts.
+/// The issuer of the engine's own password accounts: their subject is the
+/// local user id.
+pub const LOCAL_ISSUER: &str = "local";
+
+/// Who a credential belongs to, as the authenticator that checked it says.
+/// The engine maps it to a local user: for [`LOCAL_ISSUER`] the subject is
+/// the user id; for any other issuer the user is looked up by
+/// `(issuer, subject)` and created on first sight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Who vouches for the user: [`LOCAL_ISSUER`], a JWT issuer, a host
+    /// product's name.
+    pub issuer: String,
+    /// The user's id at the issuer.
+    pub subject: String,
+    /// The user name wished for a user created on first sight (made valid
+    /// and unique by the engine); `None`: derived from the subject.
+    pub username: Option<String>,
+    /// Shown name for a user created on first sight (empty: the user name).
+    pub display_name: String,
+    /// Avatar for a user created on first sight (http(s) only; else ignored).
+    pub avatar_url: String,
+    /// Unix ms after which the credential is refused; a connection
+    /// authenticated with it is closed then (`None`: it does not expire).
+    pub expires_at: Option<i64>,
+}
+
+impl Identity {
+    /// A password account of this engine.
+    pub fn local(user: UserId, expires_at: i64) -> Self {
+        Self {
+            issuer: LOCAL_ISSUER.to_owned(),
+            subject: user.to_string(),
+            username: None,
+            display_name: String::new(),
+            avatar_url: String::new(),
+            expires_at: Some(expires_at),
+        }
+    }
+}
+
+/// Verifies credentials, and (optionally) manages accounts.
 ///
 /// The engine asks it on every connection. Implementations: [`PasswordAuthenticator`]
 /// (accounts and opaque tokens kept in the [`Store`]); a host product plugs in
-/// its own to trust the tokens it issues.
+/// its own to trust the tokens it issues, and its users need no second
+/// sign-up: the engine creates each on first sight.
 #[async_trait]
 pub trait Authenticator: Send + Sync + 'static {
-    /// The user a token belongs to; `Unauthenticated` if it is unknown or expired.
-    async fn authenticate(&self, token: &str) -> Result<UserId>;
+    /// Who a token belongs to; `Unauthenticated` if it is unknown or expired.
+    async fn authenticate(&self, token: &str) -> Result<Identity>;
     /// Creates an account and returns a token for it.
     async fn register(&self, _username: &str, _password: &str, _display_name: &str) -> Result<IssuedToken> {
         Err(Error::PermissionDenied(
@@ -92,6 +135,8 @@ impl Default for PasswordAuthConfig {
 pub struct PasswordAuthenticator {
     store: Arc<dyn Store>,
     config: PasswordAuthConfig,
+    /// Token issue and expiry times.
+    clock: Arc<dyn Clock>,
     /// A hash to verify against when the user does not exist, so a login for an
     /// unknown name takes as long as one with a wrong password.
     dummy_hash: String,
@@ -111,6 +156,7 @@ impl PasswordAuthenticator {
         let mut this = Self {
             store,
             config,
+            clock: Arc::new(SystemClock),
             dummy_hash: String::new(),
             hashing: tokio::sync::Semaphore::new(cores),
         };
@@ -121,6 +167,13 @@ impl PasswordAuthenticator {
             .or_else(|_| hash_password(&Argon2::default(), "not a real password"))
             .unwrap_or_default();
         this
+    }
+
+    /// The same accounts, with time from `clock` (token issue and expiry).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     async fn hashing_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
@@ -146,7 +199,7 @@ impl PasswordAuthenticator {
         let mut raw = [0u8; 32];
         rand::Rng::fill(&mut rand::rng(), &mut raw);
         let token = hex::encode(raw);
-        let expires_at = now_ms() + self.config.token_ttl.as_millis() as i64;
+        let expires_at = self.clock.now_ms() + self.config.token_ttl.as_millis() as i64;
         self.store
             .insert_token(&token_hash(&token), user.id, expires_at)
             .await?;
@@ -208,12 +261,14 @@ pub fn validate_display_name(name: &str) -> Result<()> {
 
 #[async_trait]
 impl Authenticator for PasswordAuthenticator {
-    async fn authenticate(&self, token: &str) -> Result<UserId> {
+    async fn authenticate(&self, token: &str) -> Result<Identity> {
         if token.is_empty() || token.len() > 512 {
             return Err(Error::Unauthenticated("invalid token".into()));
         }
         match self.store.token(&token_hash(token)).await? {
-            Some((user, expires_at)) if expires_at > now_ms() => Ok(user),
+            Some((user, expires_at)) if expires_at > self.clock.now_ms() => {
+                Ok(Identity::local(user, expires_at))
+            }
             Some(_) => Err(Error::Unauthenticated("token expired".into())),
             None => Err(Error::Unauthenticated("invalid token".into())),
         }
@@ -252,7 +307,7 @@ impl Authenticator for PasswordAuthenticator {
                 username: username.to_owned(),
                 display_name: display,
                 password_hash: this_hash,
-                created_at: now_ms(),
+                created_at: self.clock.now_ms(),
             })
             .await?;
         self.issue(user).await

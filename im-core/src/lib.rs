@@ -45,10 +45,10 @@ pub mod presence;
 pub mod sessions;
 pub mod store;
 
-pub use auth::{Authenticator, PasswordAuthConfig, PasswordAuthenticator};
+pub use auth::{Authenticator, Identity, LOCAL_ISSUER, PasswordAuthConfig, PasswordAuthenticator};
 pub use clock::{Clock, SystemClock};
 pub use connection::{Connection, ConnectionConfig};
-pub use engine::{Caller, Engine, EngineBuilder, EngineConfig};
+pub use engine::{Authenticated, Caller, Engine, EngineBuilder, EngineConfig};
 pub use error::{Error, Result};
 pub use event::SharedEvent;
 pub use fanout::{Audience, Envelope, FanOut, FanOutHandler, LocalBus, LocalFanOut, Target};

@@ -418,6 +418,143 @@ mod two_nodes {
     }
 }
 
+/// Identities: a host product's tokens create their user on first sight; a
+/// session ends when its token expires.
+mod identity {
+    use async_trait::async_trait;
+    use im_core::clock::ManualClock;
+    use im_core::connection::{
+        Close, CloseCode, ConnectionConfig, FrameTransport, Incoming, Transmit, TransportError, serve,
+    };
+    use im_core::im_protocol::{Format, codec, v1};
+    use im_core::{Authenticator, Engine, Error, Identity, PasswordAuthConfig};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    /// A host product's tokens: "host:SUBJECT:NAME", valid forever.
+    struct HostTokens;
+
+    #[async_trait]
+    impl Authenticator for HostTokens {
+        async fn authenticate(&self, token: &str) -> im_core::Result<Identity> {
+            let mut parts = token.splitn(3, ':');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("host"), Some(subject), Some(name)) => Ok(Identity {
+                    issuer: "https://host.example".into(),
+                    subject: subject.into(),
+                    username: Some(name.into()),
+                    display_name: format!("{name} (host)"),
+                    avatar_url: "https://host.example/a.png".into(),
+                    expires_at: None,
+                }),
+                _ => Err(Error::Unauthenticated("not a host token".into())),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_host_products_user_is_created_on_first_sight_and_found_after() {
+        let e = Engine::builder().authenticator(Arc::new(HostTokens)).build();
+        let first = e.identify("host:u-17:ann marie").await.unwrap();
+        assert_eq!(first.user.username, "annmarie");
+        assert_eq!(first.user.display_name, "ann marie (host)");
+        assert_eq!(first.user.avatar_url, "https://host.example/a.png");
+        assert_eq!(first.expires_at, None);
+        let again = e.identify("host:u-17:renamed").await.unwrap();
+        assert_eq!(again.user.id, first.user.id, "the same subject is the same user");
+        // Another subject wishing the same name gets a user of its own.
+        let other = e.identify("host:u-18:ann marie").await.unwrap();
+        assert_ne!(other.user.id, first.user.id);
+        assert_ne!(other.user.username, first.user.username);
+        assert!(matches!(
+            e.identify("garbage").await,
+            Err(Error::Unauthenticated(_))
+        ));
+    }
+
+    /// The server's side of an in-memory connection, for driving `serve`.
+    struct Duplex {
+        up: mpsc::UnboundedReceiver<Vec<u8>>,
+        down: mpsc::UnboundedSender<Result<v1::ServerFrame, Option<Close>>>,
+    }
+
+    impl FrameTransport for Duplex {
+        async fn recv(&mut self) -> Option<Result<Incoming, TransportError>> {
+            let data = self.up.recv().await?;
+            Some(Ok(Incoming::Frame(data.into(), Format::Json)))
+        }
+        async fn feed(&mut self, transmit: Transmit) -> Result<(), TransportError> {
+            if let Transmit::Frame(data, format) = transmit {
+                let frame = codec::decode(&data, format, usize::MAX).unwrap();
+                let _ = self.down.send(Ok(frame));
+            }
+            Ok(())
+        }
+        async fn flush(&mut self) -> Result<(), TransportError> {
+            Ok(())
+        }
+        async fn close(&mut self, close: Option<Close>) {
+            let _ = self.down.send(Err(close));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_ends_with_a_typed_reason_when_its_token_expires() {
+        let clock = ManualClock::new(1_800_000_000_000);
+        let e = Engine::builder()
+            .clock(Arc::new(clock.clone()))
+            .password_auth(PasswordAuthConfig {
+                token_ttl: Duration::from_secs(120),
+                argon2_m_cost: 256,
+                argon2_t_cost: 1,
+                ..Default::default()
+            })
+            .build();
+        let token = e.register("expiring", "password123", "").await.unwrap().token;
+        // Half the lifetime has passed when the client connects.
+        clock.advance_ms(60_000);
+        let (up_tx, up_rx) = mpsc::unbounded_channel();
+        let (down_tx, mut down_rx) = mpsc::unbounded_channel();
+        let transport = Duplex {
+            up: up_rx,
+            down: down_tx,
+        };
+        let server = tokio::spawn(serve(
+            e.clone(),
+            Arc::new(ConnectionConfig::default()),
+            transport,
+            None,
+            std::future::pending(),
+        ));
+        let hello = format!(r#"{{"requestId":"1","hello":{{"protocolVersion":1,"token":"{token}"}}}}"#);
+        up_tx.send(hello.into_bytes()).unwrap();
+        let started = tokio::time::Instant::now();
+        let reply = down_rx.recv().await.unwrap().unwrap();
+        assert!(matches!(
+            reply.body,
+            Some(v1::server_frame::Body::Response(v1::Response { result: Some(v1::response::Result::Hello(ref h)), .. })) if h.user.is_some()
+        ));
+        // Paused time runs ahead to the expiry: a typed notice, then the close.
+        let closing = down_rx.recv().await.unwrap().unwrap();
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(60),
+            "exactly when the token runs out"
+        );
+        match closing.body {
+            Some(v1::server_frame::Body::Event(v1::Event {
+                kind: Some(v1::event::Kind::Closing(c)),
+            })) => assert_eq!(c.code, v1::CloseReason::TokenExpired as i32),
+            other => panic!("{other:?}"),
+        }
+        let close = down_rx.recv().await.unwrap().unwrap_err().unwrap();
+        assert_eq!(close.code, CloseCode::TokenExpired);
+        server.await.unwrap();
+        assert_eq!(e.sessions().len(), 0, "the session ended");
+    }
+}
+
 /// Live events of a conversation leave in sequence order, however many
 /// senders race (the store's commit hook dispatches them).
 mod sequencing {

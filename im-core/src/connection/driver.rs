@@ -53,6 +53,8 @@ pub enum CloseCode {
     TooLarge,
     /// The client read too slowly and events were dropped: resync.
     TryAgainLater,
+    /// The token the session was opened with expired: authenticate again.
+    TokenExpired,
 }
 
 impl CloseCode {
@@ -65,6 +67,8 @@ impl CloseCode {
             CloseCode::PolicyViolation => 1008,
             CloseCode::TooLarge => 1009,
             CloseCode::TryAgainLater => 1013,
+            // The application range (4000-4999).
+            CloseCode::TokenExpired => 4001,
         }
     }
 }
@@ -139,6 +143,8 @@ pub struct SessionDriver {
     last_heard: Instant,
     /// When the next heartbeat is due.
     next_heartbeat: Instant,
+    /// When the session's token expires: the connection closes then.
+    session_deadline: Option<Instant>,
     /// What to write, in order.
     transmits: VecDeque<Transmit>,
     /// The request rate limit, taken when a request starts.
@@ -159,6 +165,7 @@ impl SessionDriver {
             format: Format::Binary,
             last_heard: now,
             next_heartbeat,
+            session_deadline: None,
             transmits: VecDeque::new(),
             state: State::Open,
         }
@@ -256,9 +263,12 @@ impl SessionDriver {
         }
     }
 
-    /// The request handed out last was answered.
-    pub fn request_done(&mut self, outcome: &Outcome) {
+    /// The request handed out last was answered at `now`.
+    pub fn request_done(&mut self, now: Instant, outcome: &Outcome) {
         self.in_flight = false;
+        if let Some(lifetime) = outcome.session_lifetime {
+            self.session_deadline = Some(now + lifetime);
+        }
         let format = self.format;
         self.push_frame(&outcome.reply, format);
         if let Some(reason) = &outcome.close {
@@ -301,12 +311,24 @@ impl SessionDriver {
 
     /// When [`SessionDriver::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.is_open().then_some(self.next_heartbeat)
+        let next = match self.session_deadline {
+            Some(deadline) => deadline.min(self.next_heartbeat),
+            None => self.next_heartbeat,
+        };
+        self.is_open().then_some(next)
     }
 
-    /// Time passed: pings, and closes an idle connection.
+    /// Time passed: pings, closes an idle connection, ends a session whose
+    /// token expired.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.is_open() || now < self.next_heartbeat {
+        if !self.is_open() {
+            return;
+        }
+        if self.session_deadline.is_some_and(|d| now >= d) {
+            self.begin_close(Some(Close::new(CloseCode::TokenExpired, "token expired")));
+            return;
+        }
+        if now < self.next_heartbeat {
             return;
         }
         let idle = Duration::from_millis(u64::from(self.config.idle_timeout_ms));
@@ -358,12 +380,18 @@ impl SessionDriver {
             );
             self.push_frame(&refused, format);
         }
-        if let Some(c) = &close
-            && c.code == CloseCode::GoingAway
-        {
+        let notice = match &close {
+            Some(c) if c.code == CloseCode::GoingAway => {
+                Some((c, v1::CloseReason::GoingAway, self.config.reconnect_after_ms))
+            }
+            Some(c) if c.code == CloseCode::TokenExpired => Some((c, v1::CloseReason::TokenExpired, 0)),
+            _ => None,
+        };
+        if let Some((c, code, reconnect_after_ms)) = notice {
             let closing = v1::ServerFrame::event(v1::event::Kind::Closing(v1::Closing {
                 reason: c.reason.clone(),
-                reconnect_after_ms: self.config.reconnect_after_ms,
+                reconnect_after_ms,
+                code: code as i32,
             }));
             let format = self.format;
             self.push_frame(&closing, format);
@@ -410,6 +438,7 @@ mod tests {
             reply: v1::ServerFrame::response(id, Reply::Ok(v1::Empty {})),
             session: None,
             close: None,
+            session_lifetime: None,
         }
     }
 
@@ -446,7 +475,7 @@ mod tests {
         assert_eq!(first.request_id, 1);
         assert!(d.next_request(now).is_none(), "one request at a time");
         assert!(d.wants_input());
-        d.request_done(&ok(1));
+        d.request_done(now, &ok(1));
         assert_eq!(response_id(d.poll_transmit().unwrap()), (1, None));
         assert_eq!(d.next_request(now).unwrap().request_id, 2);
     }
@@ -465,7 +494,7 @@ mod tests {
         }
         for id in 1..=2 {
             assert_eq!(d.next_request(now).unwrap().request_id, id);
-            d.request_done(&ok(id));
+            d.request_done(now, &ok(id));
             assert_eq!(response_id(d.poll_transmit().unwrap()), (id, None));
         }
         assert!(d.next_request(now).is_none());
@@ -505,7 +534,7 @@ mod tests {
         let mut d = driver(now);
         d.handle_frame(now, &ping_frame(1, Format::Json), Format::Json);
         d.next_request(now).unwrap();
-        d.request_done(&ok(1));
+        d.request_done(now, &ok(1));
         d.poll_transmit().unwrap();
         d.handle_event(Outbound::Event(SharedEvent::new(v1::event::Kind::Typing(
             v1::TypingEvent::default(),
@@ -561,7 +590,7 @@ mod tests {
         d.shutdown();
         assert!(!d.is_open() && !d.is_closed(), "waits for the request in flight");
         assert!(d.poll_transmit().is_none());
-        d.request_done(&ok(1));
+        d.request_done(now, &ok(1));
         assert_eq!(response_id(d.poll_transmit().unwrap()), (1, None));
         for id in 2..=3 {
             assert_eq!(
@@ -586,6 +615,42 @@ mod tests {
             })))
         ));
         assert!(d.is_closed());
+    }
+
+    #[test]
+    fn a_session_ends_when_its_token_expires_with_a_typed_reason() {
+        let now = Instant::now();
+        let mut d = driver(now);
+        d.handle_frame(now, &ping_frame(1, Format::Json), Format::Json);
+        d.next_request(now).unwrap();
+        let mut hello = ok(1);
+        hello.session_lifetime = Some(Duration::from_secs(5));
+        d.request_done(now, &hello);
+        d.poll_transmit().unwrap();
+        assert_eq!(
+            d.poll_timeout(),
+            Some(now + Duration::from_secs(5)),
+            "before the first heartbeat"
+        );
+        d.handle_timeout(now + Duration::from_secs(4));
+        assert!(d.is_open());
+        d.handle_timeout(now + Duration::from_secs(5));
+        match decoded(d.poll_transmit().unwrap()).body {
+            Some(v1::server_frame::Body::Event(v1::Event {
+                kind: Some(v1::event::Kind::Closing(c)),
+            })) => {
+                assert_eq!(c.code, v1::CloseReason::TokenExpired as i32);
+                assert_eq!(c.reconnect_after_ms, 0);
+            }
+            other => panic!("{other:?}"),
+        }
+        match d.poll_transmit() {
+            Some(Transmit::Close(Some(c))) => {
+                assert_eq!(c.code, CloseCode::TokenExpired);
+                assert_eq!(c.code.websocket(), 4001);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

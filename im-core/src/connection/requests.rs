@@ -34,6 +34,9 @@ pub struct Outcome {
     pub session: Option<SessionEvents>,
     /// Close the connection after writing the reply, with this reason.
     pub close: Option<String>,
+    /// The session just became authenticated with a token valid this long:
+    /// close the connection when it runs out.
+    pub session_lifetime: Option<std::time::Duration>,
 }
 
 impl Outcome {
@@ -87,6 +90,7 @@ impl Connection {
             reply: v1::ServerFrame::response(id, Reply::Ok(v1::Empty {})),
             session: None,
             close: None,
+            session_lifetime: None,
         };
         let Some(body) = frame.body else {
             outcome.reply = error(id, &Error::InvalidArgument("empty or unknown request".into()));
@@ -110,14 +114,24 @@ impl Connection {
                     .engine
                     .register(&r.username, &r.password, &r.display_name)
                     .await?;
-                self.attach(issued.user.clone(), issued.token.clone(), outcome)
-                    .await?;
+                self.attach(
+                    issued.user.clone(),
+                    issued.token.clone(),
+                    Some(issued.expires_at),
+                    outcome,
+                )
+                .await?;
                 Ok(Reply::Auth(auth_ok(issued)))
             }
             (State::Anonymous, Body::Login(r)) => {
                 let issued = self.engine.login(&r.username, &r.password).await?;
-                self.attach(issued.user.clone(), issued.token.clone(), outcome)
-                    .await?;
+                self.attach(
+                    issued.user.clone(),
+                    issued.token.clone(),
+                    Some(issued.expires_at),
+                    outcome,
+                )
+                .await?;
                 Ok(Reply::Auth(auth_ok(issued)))
             }
             (State::Anonymous, _) => Err(Error::Unauthenticated(
@@ -164,8 +178,10 @@ impl Connection {
             .or_else(|| self.header_token.take());
         let mut user = None;
         if let Some(token) = token {
-            let record = self.engine.authenticate(&token).await?;
-            self.attach(record.clone(), token, outcome).await?;
+            let signed_in = self.engine.identify(&token).await?;
+            let record = signed_in.user;
+            self.attach(record.clone(), token, signed_in.expires_at, outcome)
+                .await?;
             user = Some(record.to_wire());
         }
         let engine_config = self.engine.config();
@@ -184,7 +200,13 @@ impl Connection {
         }))
     }
 
-    async fn attach(&mut self, user: UserRecord, token: String, outcome: &mut Outcome) -> Result<(), Error> {
+    async fn attach(
+        &mut self,
+        user: UserRecord,
+        token: String,
+        expires_at: Option<i64>,
+        outcome: &mut Outcome,
+    ) -> Result<(), Error> {
         if self.engine.sessions().user_session_count(user.id) >= self.config.max_sessions_per_user {
             return Err(Error::RateLimited(format!(
                 "at most {} connections per user",
@@ -198,6 +220,10 @@ impl Connection {
             session: events.id,
         };
         outcome.session = Some(events);
+        outcome.session_lifetime = expires_at.map(|at| {
+            let left = at.saturating_sub(self.engine.now_ms()).max(0);
+            std::time::Duration::from_millis(left as u64)
+        });
         Ok(())
     }
 

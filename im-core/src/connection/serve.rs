@@ -133,7 +133,7 @@ pub async fn serve<T: FrameTransport>(
                 if let Some(session) = outcome.session.take() {
                     events = Some(session);
                 }
-                driver.request_done(&outcome);
+                driver.request_done(Instant::now(), &outcome);
             }
             incoming = transport.recv(), if !dead && driver.wants_input() => match incoming {
                 Some(Ok(Incoming::Frame(data, format))) => driver.handle_frame(Instant::now(), &data, format),

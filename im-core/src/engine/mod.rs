@@ -132,9 +132,10 @@ impl EngineBuilder {
     pub fn build(self) -> Engine {
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let fanout = self.fanout.unwrap_or_else(|| Arc::new(LocalFanOut::new()));
-        let auth = self
-            .auth
-            .unwrap_or_else(|| Arc::new(PasswordAuthenticator::new(store.clone(), self.auth_config)));
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let auth = self.auth.unwrap_or_else(|| {
+            Arc::new(PasswordAuthenticator::new(store.clone(), self.auth_config).with_clock(clock.clone()))
+        });
         let sessions = Arc::new(Sessions::new(self.config.session_queue));
         let presence = self
             .presence
@@ -150,7 +151,7 @@ impl EngineBuilder {
                 auth,
                 sessions,
                 presence,
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                clock,
                 node_id: node_id.into(),
                 presence_upkeep: std::sync::OnceLock::new(),
                 config: self.config,
@@ -221,6 +222,7 @@ mod conversations;
 mod delivery;
 mod dispatch;
 mod identity;
+pub use identity::Authenticated;
 mod members;
 mod messages;
 mod presence;
@@ -255,7 +257,7 @@ impl Engine {
     }
 
     /// Now, from the engine's clock (Unix ms).
-    pub(super) fn now_ms(&self) -> i64 {
+    pub(crate) fn now_ms(&self) -> i64 {
         self.inner.clock.now_ms()
     }
 

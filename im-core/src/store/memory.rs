@@ -25,6 +25,8 @@ pub struct MemoryStore {
 struct Inner {
     users: BTreeMap<UserId, UserRecord>,
     tokens: HashMap<String, (UserId, i64)>,
+    /// External identities: (issuer, subject) to user.
+    identities: HashMap<(String, String), UserId>,
     conversations: BTreeMap<ConversationId, Conv>,
     direct: HashMap<String, ConversationId>,
     dedup: HashMap<(UserId, String), (ConversationId, u64)>,
@@ -121,20 +123,18 @@ fn matches_prefix(u: &UserRecord, prefix: &str) -> bool {
     u.username.to_lowercase().starts_with(prefix) || u.display_name.to_lowercase().starts_with(prefix)
 }
 
-#[async_trait]
-impl Store for MemoryStore {
-    async fn create_user(&self, user: NewUser) -> StoreResult<UserRecord> {
-        let mut inner = self.inner.lock();
+impl Inner {
+    fn create_user(&mut self, user: NewUser) -> StoreResult<UserRecord> {
         let lower = user.username.to_lowercase();
-        if inner.users.values().any(|u| u.username.to_lowercase() == lower) {
+        if self.users.values().any(|u| u.username.to_lowercase() == lower) {
             return Err(StoreError::Conflict(format!(
                 "user name {:?} is taken",
                 user.username
             )));
         }
-        inner.next_user += 1;
+        self.next_user += 1;
         let record = UserRecord {
-            id: inner.next_user,
+            id: self.next_user,
             username: user.username,
             display_name: user.display_name,
             avatar_url: String::new(),
@@ -142,8 +142,39 @@ impl Store for MemoryStore {
             created_at: user.created_at,
             last_seen: 0,
         };
-        inner.users.insert(record.id, record.clone());
+        self.users.insert(record.id, record.clone());
         Ok(record)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_user(&self, user: NewUser) -> StoreResult<UserRecord> {
+        self.inner.lock().create_user(user)
+    }
+
+    async fn user_by_identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<UserRecord>> {
+        let inner = self.inner.lock();
+        let id = inner.identities.get(&(issuer.to_owned(), subject.to_owned()));
+        Ok(id.and_then(|id| inner.users.get(id)).cloned())
+    }
+
+    async fn create_user_with_identity(
+        &self,
+        user: NewUser,
+        issuer: &str,
+        subject: &str,
+    ) -> StoreResult<UserRecord> {
+        let mut inner = self.inner.lock();
+        let key = (issuer.to_owned(), subject.to_owned());
+        if inner.identities.contains_key(&key) {
+            return Err(StoreError::Conflict(format!(
+                "identity {issuer}/{subject} is already mapped"
+            )));
+        }
+        let created = inner.create_user(user)?;
+        inner.identities.insert(key, created.id);
+        Ok(created)
     }
 
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {

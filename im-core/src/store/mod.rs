@@ -56,6 +56,17 @@ pub use sqlite::{SqliteStore, SqliteStoreConfig};
 pub trait Store: Send + Sync + 'static {
     /// Creates a user. `Conflict` if the user name is taken (case-insensitively).
     async fn create_user(&self, user: NewUser) -> StoreResult<UserRecord>;
+    /// The local user an external identity (issuer, subject) maps to.
+    async fn user_by_identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<UserRecord>>;
+    /// Creates a user and maps an external identity to it, atomically.
+    /// `Conflict` if the user name is taken or the identity is already mapped
+    /// (a concurrent first sight): nothing is written then.
+    async fn create_user_with_identity(
+        &self,
+        user: NewUser,
+        issuer: &str,
+        subject: &str,
+    ) -> StoreResult<UserRecord>;
     /// Finds a user by name, case-insensitively.
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     /// The users with these ids that exist, in no particular order.

@@ -13,7 +13,9 @@ use im_protocol::v1;
 use std::sync::Arc;
 
 mod batch;
+mod identities;
 pub use batch::*;
+pub use identities::*;
 
 /// Generates one `#[tokio::test]` per conformance check.
 ///
@@ -32,7 +34,8 @@ macro_rules! store_conformance_tests {
             appends_are_authorized_and_return_recipients, expired_tokens_are_purged,
             delete_and_rename_conversation, unknown_conversation_is_not_found,
             members_of_many_conversations, last_messages_of_many_conversations,
-            unread_counts_of_many_conversations, batch_reads_of_many_conversations, health_is_ok);
+            unread_counts_of_many_conversations, batch_reads_of_many_conversations, health_is_ok,
+            external_identities_map_to_one_user, commit_hooks_run_in_sequence_order);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(

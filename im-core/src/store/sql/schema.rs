@@ -16,6 +16,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    identities (issuer, subject) {
+        issuer -> Text,
+        subject -> Text,
+        user_id -> BigInt,
+    }
+}
+
+diesel::table! {
     tokens (token_hash) {
         token_hash -> Text,
         user_id -> BigInt,

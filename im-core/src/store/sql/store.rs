@@ -42,6 +42,25 @@ impl<C: SqlConnection> Store for DieselStore<C> {
         self.core.write(move |c| queries::create_user(c, &user)).await
     }
 
+    async fn user_by_identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<UserRecord>> {
+        let (issuer, subject) = (issuer.to_owned(), subject.to_owned());
+        self.core
+            .read(move |c| queries::user_by_identity(c, &issuer, &subject))
+            .await
+    }
+
+    async fn create_user_with_identity(
+        &self,
+        user: NewUser,
+        issuer: &str,
+        subject: &str,
+    ) -> StoreResult<UserRecord> {
+        let (issuer, subject) = (issuer.to_owned(), subject.to_owned());
+        self.core
+            .write(move |c| queries::create_user_with_identity(c, &user, &issuer, &subject))
+            .await
+    }
+
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
         let lower = username.to_lowercase();
         self.core.read(move |c| queries::user_by_name(c, &lower)).await

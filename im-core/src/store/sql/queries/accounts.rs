@@ -32,6 +32,47 @@ pub(crate) fn create_user<C: SqlConnection>(c: &mut C, user: &NewUser) -> StoreR
     Ok(row.into())
 }
 
+/// The local user an external identity maps to.
+pub(crate) fn user_by_identity<C: SqlConnection>(
+    c: &mut C,
+    issuer: &str,
+    subject: &str,
+) -> StoreResult<Option<UserRecord>> {
+    let user_id: Option<i64> = identities::table
+        .find((issuer, subject))
+        .select(identities::user_id)
+        .row(c)
+        .optional()?;
+    match user_id {
+        Some(id) => Ok(users_by_ids(c, &[id as UserId])?.pop()),
+        None => Ok(None),
+    }
+}
+
+/// Creates a user and maps an external identity to it, in one transaction.
+pub(crate) fn create_user_with_identity<C: SqlConnection>(
+    c: &mut C,
+    user: &NewUser,
+    issuer: &str,
+    subject: &str,
+) -> StoreResult<UserRecord> {
+    let created = create_user(c, user)?;
+    diesel::insert_into(identities::table)
+        .values((
+            identities::issuer.eq(issuer),
+            identities::subject.eq(subject),
+            identities::user_id.eq(created.id as i64),
+        ))
+        .run(c)
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("identity {issuer}/{subject} is already mapped"))
+            }
+            other => other,
+        })?;
+    Ok(created)
+}
+
 pub(crate) fn user_by_name<C: SqlConnection>(c: &mut C, lower: &str) -> StoreResult<Option<UserRecord>> {
     Ok(users::table
         .filter(users::username_lower.eq(lower))

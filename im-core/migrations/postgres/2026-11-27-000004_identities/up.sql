@@ -1,0 +1,8 @@
+-- Users known from an external identity (a host product's tokens): who the
+-- issuer says they are, mapped to the local user created on first sight.
+CREATE TABLE identities (
+    issuer  TEXT   NOT NULL,
+    subject TEXT   NOT NULL,
+    user_id BIGINT NOT NULL REFERENCES users (id),
+    PRIMARY KEY (issuer, subject)
+);
