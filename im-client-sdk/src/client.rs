@@ -955,6 +955,16 @@ async fn flush_outbox(inner: Arc<Inner>) {
     }
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("user_id", &self.inner.auth.lock().user.id)
+            .field("connected", &self.is_connected())
+            .field("outbox", &self.outbox_len())
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

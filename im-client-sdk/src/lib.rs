@@ -30,6 +30,7 @@
 //! }
 //! # Ok(()) }
 //! ```
+#![warn(missing_debug_implementations, unreachable_pub)]
 
 mod client;
 mod link;

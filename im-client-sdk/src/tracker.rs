@@ -44,7 +44,7 @@ impl Tracker {
     }
 
     /// A message that arrived live.
-    pub fn live(&mut self, m: v1::Message, emit: &mut dyn FnMut(Event)) -> Live {
+    pub(crate) fn live(&mut self, m: v1::Message, emit: &mut dyn FnMut(Event)) -> Live {
         let state = self.convs.entry(m.conversation_id).or_default();
         if m.version <= state.version {
             return Live::Done; // already applied
@@ -57,7 +57,7 @@ impl Tracker {
     }
 
     /// A page of `GetChanges`, in version order, covering up to `next_version`.
-    pub fn page(
+    pub(crate) fn page(
         &mut self,
         conv: u64,
         messages: Vec<v1::Message>,
@@ -74,13 +74,13 @@ impl Tracker {
     }
 
     /// The server said our cursor is invalid: start over.
-    pub fn reset(&mut self, conv: u64) {
+    pub(crate) fn reset(&mut self, conv: u64) {
         let state = self.convs.entry(conv).or_default();
         state.version = 0;
         state.seq = 0;
     }
 
-    pub fn cursors(&self) -> Vec<v1::SyncCursor> {
+    pub(crate) fn cursors(&self) -> Vec<v1::SyncCursor> {
         self.convs
             .iter()
             .map(|(&id, s)| v1::SyncCursor {

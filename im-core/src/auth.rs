@@ -340,3 +340,11 @@ impl Authenticator for PasswordAuthenticator {
         Ok(self.store.delete_token(&token_hash(token)).await?)
     }
 }
+
+impl std::fmt::Debug for PasswordAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordAuthenticator")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}

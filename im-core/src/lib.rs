@@ -1,27 +1,30 @@
 //! # im-core
 //!
-//! The chat engine as a library, with no sockets: users and auth,
-//! conversations (direct, groups, public rooms), messages with a gap-free
-//! sequence per conversation, idempotent sends, sync after reconnect,
-//! receipts, typing and presence.
+//! The chat engine as a library, with no sockets: identity, conversations
+//! (direct, groups, public rooms), messages with a gap-free sequence per
+//! conversation, idempotent sends, sync after reconnect, receipts, typing and
+//! presence, on one node or several.
 //!
 //! | module | what |
 //! |---|---|
-//! | [`engine`] | [`Engine`]: every operation, authorization in one place |
-//! | [`connection`] | one client connection: the sans-IO session driver and the loop every transport runs |
-//! | [`store`] | the [`Store`] trait, [`MemoryStore`], `SqliteStore` |
+//! | [`Engine`] | every operation; built with [`EngineBuilder`] |
+//! | [`connection`] | one client connection: the sans-IO [`SessionDriver`](connection::SessionDriver) and [`serve`](connection::serve), the loop every transport runs |
+//! | [`sessions`] | who is connected to this node, by user, device and session |
+//! | [`store`] | the [`Store`] trait, [`MemoryStore`], `SqliteStore`, `PostgresStore` |
 //! | [`fanout`] | the [`FanOut`] trait, the cross-node [`Envelope`], [`LocalFanOut`] |
-//! | [`auth`] | the [`Authenticator`] trait and password accounts |
-//! | [`sessions`] | sessions connected to this node |
+//! | [`presence`] | the [`PresenceRegistry`] trait and [`MemoryPresence`] |
+//! | [`auth`] | the [`Authenticator`] trait, [`Identity`] and password accounts |
+//! | [`clock`] | the [`Clock`] the engine takes its time from |
+//! | [`model`] | ids and the records the store keeps |
 //!
 //! | feature | default | what |
 //! |---|---|---|
 //! | `sqlite` | yes | `SqliteStore` (diesel, bundled SQLite) |
 //! | `postgres` | no | `PostgresStore` (diesel, libpq) |
+//! | `testing` | no | the conformance suites (`store_conformance_tests!`, `fanout_conformance_tests!`, `presence_conformance_tests!`) for backends written elsewhere, and test helpers |
 //!
 //! Backends are injected as `Arc<dyn Trait>` through [`EngineBuilder`]; each
-//! trait has a conformance suite ([`store_conformance_tests!`],
-//! [`fanout_conformance_tests!`]) that every backend runs.
+//! trait has a conformance suite that every backend runs.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> im_core::Result<()> {
@@ -32,13 +35,14 @@
 //! assert_eq!(engine.list_rooms(10).await?[0].member_count, 1);
 //! # let _ = room; Ok(()) }
 //! ```
+#![warn(missing_debug_implementations, unreachable_pub)]
 
 pub mod auth;
 pub mod clock;
 pub mod connection;
-pub mod engine;
-pub mod error;
-pub mod event;
+mod engine;
+mod error;
+mod event;
 pub mod fanout;
 pub mod model;
 pub mod presence;

@@ -21,6 +21,7 @@
 //! let back: v1::ClientFrame = codec::decode(&bytes, Format::Json, 1024).unwrap();
 //! assert_eq!(back, frame);
 //! ```
+#![warn(missing_debug_implementations, unreachable_pub)]
 
 pub mod codec;
 

@@ -20,6 +20,7 @@
 //! | `GET /healthz` | the process is up |
 //! | `GET /readyz` | the store answers and the server is not shutting down |
 //! | `GET /v1/ws` | WebSocket; see `docs/PROTOCOL.md` |
+#![warn(missing_debug_implementations, unreachable_pub)]
 
 pub mod config;
 mod error;
@@ -263,5 +264,13 @@ impl Server {
             })?;
         tracing::info!("shutdown complete");
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
     }
 }

@@ -266,3 +266,12 @@ fn auth_ok(issued: crate::auth::IssuedToken) -> v1::AuthOk {
         expires_at: issued.expires_at,
     }
 }
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("user_id", &self.user_id())
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}

@@ -11,11 +11,11 @@ impl Engine {
     /// a retry with the same `client_msg_id` returns the first ack.
     ///
     /// The sending path, one stage after the other:
-    /// 1. [`validate_send`](Self::validate_send): content and ids, no I/O;
-    /// 2. [`resolve_target`](Self::resolve_target): the conversation (a
-    ///    direct one is created on the first message);
+    /// 1. `validate_send`: content and ids, no I/O;
+    /// 2. `resolve_target`: the conversation (a direct one is created on the
+    ///    first message);
     /// 3. (a before-send hook will sit here: allow, deny or rewrite);
-    /// 4. [`store_and_dispatch`](Self::store_and_dispatch): authorize, dedup,
+    /// 4. `store_and_dispatch`: authorize, dedup,
     ///    sequence and store in one transaction; right after the commit the
     ///    members get it, in sequence order (the after-store stage);
     /// 5. the ack.

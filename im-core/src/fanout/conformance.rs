@@ -29,7 +29,7 @@ macro_rules! fanout_conformance_tests {
     };
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Recorder(Mutex<Vec<Envelope>>);
 
 impl FanOutHandler for Recorder {

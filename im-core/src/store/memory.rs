@@ -587,3 +587,13 @@ impl Store for MemoryStore {
         Ok(m.clone())
     }
 }
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.inner.lock();
+        f.debug_struct("MemoryStore")
+            .field("users", &inner.users.len())
+            .field("conversations", &inner.conversations.len())
+            .finish_non_exhaustive()
+    }
+}

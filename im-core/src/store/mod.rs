@@ -1,6 +1,6 @@
 //! The `Store` trait: the one source of truth, and its backends.
 //!
-//! # Guarantees every backend gives (checked by [`conformance`])
+//! # Guarantees every backend gives (checked by the conformance suite, feature `testing`)
 //! * **Sequence numbers**: each message appended to a conversation gets
 //!   `last_seq + 1`, assigned inside the transaction that stores it, so seqs are
 //!   1, 2, 3... with no gap and no repeat, even with concurrent appenders.
@@ -30,6 +30,7 @@ use async_trait::async_trait;
 use im_protocol::v1;
 use std::sync::Arc;
 
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod error;
 pub mod memory;

@@ -144,7 +144,7 @@ impl DieselStore<PgConnection> {
 
 /// Test support: a throw-away schema in a shared database, so tests on one
 /// database do not see each other's data.
-#[doc(hidden)]
+#[cfg(feature = "testing")]
 pub mod testing {
     use diesel::connection::SimpleConnection;
     use diesel::prelude::*;
@@ -156,6 +156,7 @@ pub mod testing {
     }
 
     /// A fresh schema, dropped with this value.
+    #[derive(Debug)]
     pub struct TempSchema {
         base: String,
         name: String,

@@ -337,3 +337,9 @@ impl<C: SqlConnection> Store for DieselStore<C> {
         self.core.close().await
     }
 }
+
+impl<C: SqlConnection> std::fmt::Debug for DieselStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DieselStore").finish_non_exhaustive()
+    }
+}
