@@ -1,5 +1,6 @@
 //! Examples of the im chat engine. The runnable programs are the `*.rs`
 //! files beside this crate's manifest; the terminal client's logic lives in
-//! [`cli`] so that it can be tested.
+//! [`cli`] and [`embed`] so that they can be tested.
 
 pub mod cli;
+pub mod embed;
