@@ -304,7 +304,22 @@ mod two_nodes {
 
     #[tokio::test]
     async fn a_large_group_reaches_members_on_the_other_node_resolved_there() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        large_group_across_nodes(Arc::new(MemoryStore::new())).await;
+    }
+
+    /// The same on SQLite, where the commit hook publishes from the store's
+    /// writer thread, outside the runtime.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_group_reaches_the_other_node_from_the_sqlite_writer_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            im_core::SqliteStore::open(im_core::SqliteStoreConfig::new(dir.path().join("im.sqlite3")))
+                .await
+                .unwrap();
+        large_group_across_nodes(Arc::new(store)).await;
+    }
+
+    async fn large_group_across_nodes(store: Arc<dyn Store>) {
         let presence = Arc::new(MemoryPresence::new(LEASE));
         let clock = ManualClock::new(1_800_000_000_000);
         let bus = LocalBus::new();

@@ -114,25 +114,11 @@ impl Connection {
                     .engine
                     .register(&r.username, &r.password, &r.display_name)
                     .await?;
-                self.attach(
-                    issued.user.clone(),
-                    issued.token.clone(),
-                    Some(issued.expires_at),
-                    outcome,
-                )
-                .await?;
-                Ok(Reply::Auth(auth_ok(issued)))
+                self.signed_in(issued, outcome).await
             }
             (State::Anonymous, Body::Login(r)) => {
                 let issued = self.engine.login(&r.username, &r.password).await?;
-                self.attach(
-                    issued.user.clone(),
-                    issued.token.clone(),
-                    Some(issued.expires_at),
-                    outcome,
-                )
-                .await?;
-                Ok(Reply::Auth(auth_ok(issued)))
+                self.signed_in(issued, outcome).await
             }
             (State::Anonymous, _) => Err(Error::Unauthenticated(
                 "authenticate first (Hello with a token, Login or Register)".into(),
@@ -198,6 +184,18 @@ impl Connection {
                 max_page_size: engine_config.max_page_size,
             }),
         }))
+    }
+
+    /// A token was just issued on this connection: the session starts with it.
+    async fn signed_in(
+        &mut self,
+        issued: crate::auth::IssuedToken,
+        outcome: &mut Outcome,
+    ) -> Result<Reply, Error> {
+        let expires_at = Some(issued.expires_at);
+        self.attach(issued.user.clone(), issued.token.clone(), expires_at, outcome)
+            .await?;
+        Ok(Reply::Auth(auth_ok(issued)))
     }
 
     async fn attach(

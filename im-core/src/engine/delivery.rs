@@ -121,7 +121,11 @@ fn deliver_locally(inner: &Inner, envelope: &Envelope, members: Option<&[UserId]
 /// member list is read from the store for one of them.
 pub(super) struct RemoteEvents {
     inner: Weak<Inner>,
-    /// Started with the first envelope (a runtime is then known to exist).
+    /// The runtime the engine was built in: envelopes may arrive on a
+    /// thread that is not the runtime's (a store writer publishing from its
+    /// commit hook).
+    runtime: Option<tokio::runtime::Handle>,
+    /// Started with the first envelope.
     shards: OnceLock<Vec<mpsc::UnboundedSender<Envelope>>>,
 }
 
@@ -129,11 +133,22 @@ impl RemoteEvents {
     pub(super) fn new(inner: Weak<Inner>) -> Self {
         Self {
             inner,
+            runtime: tokio::runtime::Handle::try_current().ok(),
             shards: OnceLock::new(),
         }
     }
 
     fn start(&self) -> Vec<mpsc::UnboundedSender<Envelope>> {
+        let Some(runtime) = self
+            .runtime
+            .clone()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+        else {
+            tracing::error!(
+                "fan-out: build the engine inside a tokio runtime to receive other nodes' events"
+            );
+            return Vec::new();
+        };
         let n = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(2, 16);
@@ -141,7 +156,7 @@ impl RemoteEvents {
             .map(|_| {
                 let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
                 let weak = self.inner.clone();
-                tokio::spawn(async move {
+                runtime.spawn(async move {
                     while let Some(envelope) = rx.recv().await {
                         let Some(inner) = weak.upgrade() else { break };
                         deliver_remote(&inner, &envelope).await;
@@ -156,6 +171,9 @@ impl RemoteEvents {
 impl FanOutHandler for RemoteEvents {
     fn deliver(&self, envelope: Envelope) {
         let shards = self.shards.get_or_init(|| self.start());
+        if shards.is_empty() {
+            return;
+        }
         let shard = (envelope.partition_key() % shards.len() as u64) as usize;
         let _ = shards[shard].send(envelope);
     }

@@ -97,7 +97,7 @@ impl MemberDirectory {
 
 impl super::Engine {
     /// The members of a conversation for relaying ephemeral events: a list at
-    /// most [`members::RELAY_TTL`] old, refreshed by every append on this
+    /// most [`RELAY_TTL`] old, refreshed by every append on this
     /// node, so a typing indicator costs no store read on a busy conversation.
     pub(super) async fn relay_members(&self, conversation: ConversationId) -> Result<Arc<[UserId]>> {
         if let Some(members) = self.inner.members.recent(conversation) {

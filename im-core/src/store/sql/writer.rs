@@ -189,7 +189,12 @@ impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
                     Some(e) => Err(e),
                     None => {
                         if let Ok(r) = &result {
-                            after(r);
+                            // The write is committed whatever the hook does:
+                            // a panicking hook must not take the writer down.
+                            let hook = std::panic::AssertUnwindSafe(|| after(r));
+                            if std::panic::catch_unwind(hook).is_err() {
+                                tracing::error!("a commit hook panicked; its events were not delivered");
+                            }
                         }
                         result
                     }
