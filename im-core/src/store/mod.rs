@@ -33,11 +33,11 @@ use std::sync::Arc;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod error;
-pub mod memory;
+mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub mod sql;
+mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

@@ -2,7 +2,7 @@
 //! server nodes sharing one database.
 //!
 //! The queries and the group-commit writer are shared with SQLite (see
-//! [`sql`](super::sql)). Sequence numbers are assigned by `UPDATE conversations SET
+//! [`DieselStore`](super::DieselStore)). Sequence numbers are assigned by `UPDATE conversations SET
 //! last_seq = last_seq + 1 ... RETURNING` inside the transaction that stores
 //! the message: the row lock serializes writers of one conversation across
 //! processes, so seqs stay gap-free and unique with several nodes.

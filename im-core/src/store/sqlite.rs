@@ -1,7 +1,7 @@
 //! `SqliteStore`: the embedded default store (diesel, bundled SQLite, WAL).
 //!
 //! The queries and the group-commit writer are shared with the PostgreSQL
-//! store (see [`sql`](super::sql)). SQLite specifics: WAL journal,
+//! store (see [`DieselStore`]). SQLite specifics: WAL journal,
 //! `synchronous = FULL` by default (an acked write survives a power loss),
 //! read-only reader connections, a single writer thread, recognising
 //! `SQLITE_BUSY`/`SQLITE_LOCKED`, and migrations from `migrations/sqlite`
