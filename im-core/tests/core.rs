@@ -1038,6 +1038,186 @@ mod engine {
         ));
     }
 
+    /// Syncs in pages the way a client in many conversations must: sorted
+    /// cursors, `per_page` of them per request (up to the last one's id, the
+    /// last page open-ended), at most `limit` changed per answer, continuing
+    /// on `has_more`. Checks every page's `has_more`/`nextAfterConversationId`
+    /// and returns (changed ids, removed ids, requests).
+    async fn sync_in_pages(
+        e: &Engine,
+        who: &Caller,
+        cursors: &[v1::SyncCursor],
+        per_page: usize,
+        limit: u32,
+    ) -> (Vec<u64>, Vec<u64>, usize) {
+        let mut cursors = cursors.to_vec();
+        cursors.sort_unstable_by_key(|c| c.conversation_id);
+        let (mut changed, mut removed, mut requests) = (Vec::new(), Vec::new(), 0);
+        let mut after = 0;
+        loop {
+            let rest: Vec<_> = cursors
+                .iter()
+                .filter(|c| c.conversation_id > after)
+                .cloned()
+                .collect();
+            let until = if rest.len() > per_page {
+                rest[per_page - 1].conversation_id
+            } else {
+                0
+            };
+            let page = &rest[..rest.len().min(per_page)];
+            let r = e
+                .sync_page(
+                    who.clone(),
+                    &v1::Sync {
+                        cursors: page.to_vec(),
+                        after_conversation_id: after,
+                        until_conversation_id: until,
+                        limit,
+                    },
+                )
+                .await
+                .unwrap();
+            requests += 1;
+            let ids: Vec<u64> = r.changed.iter().map(|c| c.id).collect();
+            assert!(limit == 0 || ids.len() <= limit as usize, "the limit holds");
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "ascending ids");
+            assert!(
+                ids.iter()
+                    .chain(&r.removed)
+                    .all(|&id| id > after && (until == 0 || id <= until)),
+                "only the range is answered"
+            );
+            if r.has_more {
+                assert_eq!(ids.len(), limit as usize, "cut short only by the limit");
+                assert_eq!(
+                    r.next_after_conversation_id,
+                    *ids.last().unwrap(),
+                    "covered up to the last changed entry"
+                );
+                assert!(r.removed.iter().all(|&id| id <= r.next_after_conversation_id));
+            } else {
+                assert_eq!(r.next_after_conversation_id, 0);
+            }
+            changed.extend(ids);
+            removed.extend(r.removed);
+            after = if r.has_more {
+                r.next_after_conversation_id
+            } else if until != 0 {
+                until
+            } else {
+                break;
+            };
+        }
+        (changed, removed, requests)
+    }
+
+    #[tokio::test]
+    async fn paged_sync_answers_exactly_what_one_sync_does() {
+        let e = engine();
+        let (a, b) = (user(&e, "alice").await, user(&e, "bob").await);
+        let mut groups = Vec::new();
+        for i in 0..1_200 {
+            groups.push(
+                e.create_group(a.clone(), &format!("g{i}"), &[b.user_id])
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        // A new device: everything changed. Pages of 100 answers, the last
+        // one full but with nothing after it, so has_more is false there.
+        let full = e.sync(b.clone(), &[]).await.unwrap();
+        assert_eq!(full.changed.len(), 1_200);
+        let (changed, removed, requests) = sync_in_pages(&e, &b, &[], 100, 100).await;
+        assert_eq!(changed, groups, "every conversation once, in id order");
+        assert!(removed.is_empty());
+        assert_eq!(requests, 12);
+
+        // A device that knew them all; since then some changed, some were
+        // left, some were never seen, and some listed ones never existed.
+        let mut cursors: Vec<v1::SyncCursor> = full
+            .changed
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 13 != 5)
+            .map(|(_, c)| v1::SyncCursor {
+                conversation_id: c.id,
+                version: c.last_version,
+            })
+            .collect();
+        for (i, &g) in groups.iter().enumerate() {
+            if i % 7 == 3 {
+                e.send_message(a.clone(), text(g, "news", &format!("n{i}")))
+                    .await
+                    .unwrap();
+            }
+            if i % 11 == 4 {
+                e.leave(b.clone(), g).await.unwrap();
+            }
+        }
+        let last = *groups.last().unwrap();
+        for ghost in [last + 1, last + 500, last + 10_000] {
+            cursors.push(v1::SyncCursor {
+                conversation_id: ghost,
+                version: 3,
+            });
+        }
+        let one = e.sync(b.clone(), &cursors).await.unwrap();
+        let mut one_changed: Vec<u64> = one.changed.iter().map(|c| c.id).collect();
+        one_changed.sort_unstable();
+        let mut one_removed = one.removed.clone();
+        one_removed.sort_unstable();
+        assert!(one_changed.len() > 200 && one_removed.len() > 100, "a real mix");
+        for (per_page, limit) in [(100, 100), (100, 25), (1_000, 7), (100, 0)] {
+            let (changed, mut removed, _) = sync_in_pages(&e, &b, &cursors, per_page, limit).await;
+            assert_eq!(
+                changed, one_changed,
+                "pages of {per_page}, limit {limit}: changed"
+            );
+            removed.sort_unstable();
+            assert_eq!(
+                removed, one_removed,
+                "pages of {per_page}, limit {limit}: removed"
+            );
+        }
+
+        // Cursors outside the range, or an empty range, are refused.
+        let page = |cursors: Vec<v1::SyncCursor>, after, until| v1::Sync {
+            cursors,
+            after_conversation_id: after,
+            until_conversation_id: until,
+            limit: 100,
+        };
+        let at = |id| v1::SyncCursor {
+            conversation_id: id,
+            version: 1,
+        };
+        let (g0, g9) = (groups[0], groups[9]);
+        for bad in [
+            page(vec![at(g0)], g0, 0),
+            page(vec![at(g9 + 1)], g0, g9),
+            page(vec![at(g0), at(g9)], g0 + 1, g9),
+            page(vec![], g9, g0),
+            page(vec![], g9, g9),
+        ] {
+            assert!(
+                matches!(e.sync_page(b.clone(), &bad).await, Err(Error::InvalidArgument(_))),
+                "{bad:?}"
+            );
+        }
+        let ok = e
+            .sync_page(b.clone(), &page(vec![at(g0), at(g9)], g0 - 1, g9))
+            .await
+            .unwrap();
+        assert!(!ok.has_more);
+        let too_many: Vec<_> = (1..=100_001).map(at).collect();
+        assert!(matches!(
+            e.sync_page(b.clone(), &page(too_many, 0, 0)).await,
+            Err(Error::TooLarge(_))
+        ));
+    }
+
     #[tokio::test]
     async fn receipts_typing_and_presence_events() {
         use im_core::sessions::Outbound;

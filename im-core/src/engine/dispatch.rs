@@ -48,7 +48,7 @@ impl Engine {
             }
             Body::Send(r) => Reply::Ack(self.send_message(caller, r).await?),
             Body::GetHistory(r) => Reply::Messages(self.history(caller, r).await?),
-            Body::Sync(r) => Reply::Sync(self.sync(caller, &r.cursors).await?),
+            Body::Sync(r) => Reply::Sync(self.sync_page(caller, &r).await?),
             Body::GetChanges(r) => Reply::Changes(self.changes(caller, r).await?),
             Body::MarkRead(r) => {
                 Reply::Cursor(self.mark(caller, r.conversation_id, Some(r.seq), None).await?)

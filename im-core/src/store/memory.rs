@@ -342,6 +342,27 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn user_conversations_in(
+        &self,
+        user: UserId,
+        after: ConversationId,
+        until: Option<ConversationId>,
+        limit: Option<usize>,
+    ) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>> {
+        use std::ops::Bound;
+        let upper = until.map_or(Bound::Unbounded, Bound::Included);
+        if until.is_some_and(|u| u <= after) {
+            return Ok(Vec::new());
+        }
+        let inner = self.inner.lock();
+        Ok(inner
+            .conversations
+            .range((Bound::Excluded(after), upper))
+            .filter_map(|(_, c)| c.members.get(&user).map(|m| (c.record.clone(), m.clone())))
+            .take(limit.unwrap_or(usize::MAX))
+            .collect())
+    }
+
     async fn members_of(
         &self,
         conversations: &[ConversationId],

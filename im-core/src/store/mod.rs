@@ -112,6 +112,30 @@ pub trait Store: Send + Sync + 'static {
     async fn members(&self, conversation: ConversationId) -> StoreResult<Vec<MemberRecord>>;
     /// The conversations a user belongs to, with the membership.
     async fn user_conversations(&self, user: UserId) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>>;
+    /// The conversations a user belongs to with an id in `(after, until]`
+    /// (`until` `None`: no upper bound), in ascending id order, at most
+    /// `limit` (`None`: all of them). Paged sync reads one id range at a time
+    /// with this, so a user in very many conversations is never read whole.
+    ///
+    /// The default filters [`Store::user_conversations`]; backends override it
+    /// with a ranged read.
+    async fn user_conversations_in(
+        &self,
+        user: UserId,
+        after: ConversationId,
+        until: Option<ConversationId>,
+        limit: Option<usize>,
+    ) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>> {
+        let mut all: Vec<_> = self
+            .user_conversations(user)
+            .await?
+            .into_iter()
+            .filter(|(c, _)| c.id > after && until.is_none_or(|u| c.id <= u))
+            .collect();
+        all.sort_unstable_by_key(|(c, _)| c.id);
+        all.truncate(limit.unwrap_or(usize::MAX));
+        Ok(all)
+    }
     /// The members of several conversations as `(conversation, user)` pairs,
     /// ordered by conversation then user; unknown conversations have none.
     /// One read however many conversations (backends may split very long

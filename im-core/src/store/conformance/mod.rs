@@ -27,7 +27,8 @@ macro_rules! store_conformance_tests {
     ($make:expr) => {
         $crate::store_conformance_tests!(@tests $make;
             users_profiles_and_search, tokens, direct_conversation_once_per_pair,
-            groups_and_members, append_assigns_seq_and_version, history_pages,
+            groups_and_members, user_conversations_in_a_range, append_assigns_seq_and_version,
+            history_pages,
             concurrent_appends_are_gap_free, client_msg_id_deduplicates,
             membership_changes_are_atomic_with_message, rooms_listed_by_size,
             cursors_only_move_forward, unread_counts_skip_own_messages,
@@ -192,6 +193,70 @@ pub async fn groups_and_members(store: Arc<dyn Store>) {
     assert_eq!(convs.len(), 1);
     assert_eq!(convs[0].0.id, g.id);
     assert!(store.user_conversations(other.id).await.unwrap().is_empty());
+}
+
+pub async fn user_conversations_in_a_range(store: Arc<dyn Store>) {
+    let a = user(&store, "a").await;
+    let b = user(&store, "b").await;
+    let mut mine = Vec::new();
+    for i in 0..6 {
+        // Every other conversation is someone else's, so ids have holes.
+        let g = group(&store, a.id, vec![]).await;
+        mine.push(g.id);
+        group(&store, b.id, vec![]).await;
+        if i == 4 {
+            let mut leave = text(g.id, 0, "left", None);
+            leave.membership = Some(Membership::Remove(a.id));
+            store.append_message(leave).await.unwrap();
+            mine.pop();
+        }
+    }
+    let ids = |rows: Vec<(ConversationRecord, MemberRecord)>| -> Vec<ConversationId> {
+        assert!(
+            rows.iter()
+                .all(|(c, m)| m.user_id == a.id && m.conversation_id == c.id)
+        );
+        rows.into_iter().map(|(c, _)| c.id).collect()
+    };
+    let read = |after, until, limit| {
+        let store = store.clone();
+        async move {
+            store
+                .user_conversations_in(a.id, after, until, limit)
+                .await
+                .unwrap()
+        }
+    };
+    // Everything, ascending, like user_conversations.
+    assert_eq!(ids(read(0, None, None).await), mine);
+    let mut all = ids(store.user_conversations(a.id).await.unwrap());
+    all.sort_unstable();
+    assert_eq!(all, mine);
+    // `after` is exclusive, `until` inclusive, `limit` keeps the lowest ids.
+    assert_eq!(ids(read(mine[0], None, None).await), mine[1..]);
+    assert_eq!(ids(read(mine[0], Some(mine[3]), None).await), mine[1..=3]);
+    assert_eq!(ids(read(mine[0] - 1, Some(mine[3] - 1), None).await), mine[..3]);
+    assert_eq!(ids(read(0, None, Some(2)).await), mine[..2]);
+    assert_eq!(ids(read(mine[1], Some(mine[4]), Some(2)).await), mine[2..4]);
+    assert!(read(0, None, Some(0)).await.is_empty());
+    assert!(read(*mine.last().unwrap(), None, None).await.is_empty());
+    assert!(
+        read(mine[3], Some(mine[3]), None).await.is_empty(),
+        "an empty range"
+    );
+    assert!(
+        read(mine[3], Some(mine[1]), None).await.is_empty(),
+        "an inverted range"
+    );
+    assert!(read(u64::MAX, None, None).await.is_empty());
+    assert_eq!(ids(read(0, Some(u64::MAX), None).await), mine);
+    assert!(
+        store
+            .user_conversations_in(987_654, 0, None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn append_assigns_seq_and_version(store: Arc<dyn Store>) {

@@ -198,6 +198,18 @@ impl<C: SqlConnection> Store for DieselStore<C> {
             .await
     }
 
+    async fn user_conversations_in(
+        &self,
+        user: UserId,
+        after: ConversationId,
+        until: Option<ConversationId>,
+        limit: Option<usize>,
+    ) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>> {
+        self.core
+            .read(move |c| queries::user_conversations_in(c, user, after, until, limit))
+            .await
+    }
+
     async fn members_of(
         &self,
         conversations: &[ConversationId],

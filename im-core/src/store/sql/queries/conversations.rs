@@ -216,6 +216,32 @@ pub(crate) fn user_conversations<C: SqlConnection>(
     Ok(rows.into_iter().map(|(a, b)| (a.into(), b.into())).collect())
 }
 
+pub(crate) fn user_conversations_in<C: SqlConnection>(
+    c: &mut C,
+    user: UserId,
+    after: ConversationId,
+    until: Option<ConversationId>,
+    limit: Option<usize>,
+) -> StoreResult<Vec<(ConversationRecord, MemberRecord)>> {
+    // Ids are stored as i64: anything above i64::MAX is no bound at all.
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let until = until.map_or(i64::MAX, |u| i64::try_from(u).unwrap_or(i64::MAX));
+    let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+    if until <= after || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(ConvRow, MemberRow)> = conversations::table
+        .inner_join(members::table.on(members::conversation_id.eq(conversations::id)))
+        .filter(members::user_id.eq(user as i64))
+        .filter(members::conversation_id.gt(after))
+        .filter(members::conversation_id.le(until))
+        .order(members::conversation_id.asc())
+        .limit(limit)
+        .select((CONVERSATION, MEMBER))
+        .rows(c)?;
+    Ok(rows.into_iter().map(|(a, b)| (a.into(), b.into())).collect())
+}
+
 pub(crate) fn members_of<C: SqlConnection>(
     c: &mut C,
     conversations: &[ConversationId],
