@@ -654,31 +654,44 @@ impl Inner {
         }
     }
 
-    /// After a (re)connect: asks which conversations changed and fills them.
+    /// After a (re)connect: asks which conversations changed and fills them,
+    /// in `Sync` pages of at most [`SYNC_PAGE`] cursors and answers, so a
+    /// user in any number of conversations stays under the frame limit.
     async fn resync(self: Arc<Self>, generation: u64) {
-        let mut attempt = 0;
-        let result = loop {
-            let cursors = self.tracker.lock().cursors();
-            match self.request(Body::Sync(v1::Sync { cursors })).await {
-                Ok(Reply::Sync(r)) => break r,
-                other => {
-                    tracing::debug!(?other, "sync failed");
-                    let s = *self.state.borrow();
-                    if s.generation != generation || !s.connected || s.closed {
-                        return; // the next connection resyncs
-                    }
-                    attempt += 1;
-                    tokio::time::sleep(backoff(&self.config, attempt)).await;
-                }
+        let mut cursors = self.tracker.lock().cursors();
+        cursors.sort_unstable_by_key(|c| c.conversation_id);
+        let mut changed: Vec<u64> = Vec::new();
+        // Everything up to `after` is covered; `rest` are the cursors above it.
+        let mut after = 0u64;
+        let mut rest: &[v1::SyncCursor] = &cursors;
+        loop {
+            let (request, until) = sync_page(after, rest);
+            let result = match self.sync_once(generation, request).await {
+                Some(r) => r,
+                None => return, // the next connection resyncs
+            };
+            for conv in result.removed {
+                self.tracker.lock().convs.remove(&conv);
+                self.emit(Event::ConversationRemoved(conv));
             }
-        };
-        for conv in result.removed {
-            self.tracker.lock().convs.remove(&conv);
-            self.emit(Event::ConversationRemoved(conv));
-        }
-        let changed: Vec<u64> = result.changed.iter().map(|c| c.id).collect();
-        for &conv in &changed {
-            self.fill(conv).await;
+            let page: Vec<u64> = result.changed.iter().map(|c| c.id).collect();
+            for &conv in &page {
+                self.fill(conv).await;
+            }
+            changed.extend(page);
+            after = if result.has_more {
+                if result.next_after_conversation_id <= after {
+                    tracing::warn!(after, "sync page made no progress");
+                    return; // a broken server: try again on the next connection
+                }
+                result.next_after_conversation_id
+            } else if until != 0 {
+                until
+            } else {
+                break;
+            };
+            let skip = rest.partition_point(|c| c.conversation_id <= after);
+            rest = &rest[skip..];
         }
         // A fill started by a live event may still be running: `Synced`
         // promises that every changed conversation is caught up.
@@ -703,6 +716,26 @@ impl Inner {
         if current {
             self.emit(Event::Synced);
             self.outbox_changed.notify_one();
+        }
+    }
+
+    /// One `Sync` request, retried with back-off while this connection lasts.
+    /// `None` when the connection is gone.
+    async fn sync_once(&self, generation: u64, request: v1::Sync) -> Option<v1::SyncResult> {
+        let mut attempt = 0;
+        loop {
+            match self.request(Body::Sync(request.clone())).await {
+                Ok(Reply::Sync(r)) => return Some(r),
+                other => {
+                    tracing::debug!(?other, "sync failed");
+                    let s = *self.state.borrow();
+                    if s.generation != generation || !s.connected || s.closed {
+                        return None;
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(backoff(&self.config, attempt)).await;
+                }
+            }
         }
     }
 
@@ -825,6 +858,29 @@ fn backoff(config: &ClientConfig, attempt: u32) -> Duration {
     let capped = base.min(config.reconnect_max.as_secs_f64());
     let jitter: f64 = rand::Rng::random_range(&mut rand::rng(), 0.5..=1.0);
     Duration::from_secs_f64(capped * jitter)
+}
+
+/// Cursors per `Sync` page, and the most changed conversations per answer:
+/// a page of cursors or summaries stays far below the 64 KiB frame limit,
+/// in JSON too.
+const SYNC_PAGE: usize = 500;
+
+/// The next `Sync` page after `after`, given the (sorted) cursors above it:
+/// the first [`SYNC_PAGE`] of them, up to the last one's id, or open-ended
+/// when they are the last. Returns the request and its upper bound (0: none).
+fn sync_page(after: u64, rest: &[v1::SyncCursor]) -> (v1::Sync, u64) {
+    let until = if rest.len() > SYNC_PAGE {
+        rest[SYNC_PAGE - 1].conversation_id
+    } else {
+        0
+    };
+    let request = v1::Sync {
+        cursors: rest[..rest.len().min(SYNC_PAGE)].to_vec(),
+        after_conversation_id: after,
+        until_conversation_id: until,
+        limit: SYNC_PAGE as u32,
+    };
+    (request, until)
 }
 
 /// Keeps the client connected: connect, authenticate, resync, wait for the
@@ -983,5 +1039,29 @@ mod tests {
         assert!(!newer_presence(&mut seen, &p(true, 11)), "late and older");
         assert!(!newer_presence(&mut seen, &p(false, 12)), "a repeat");
         assert!(newer_presence(&mut seen, &p(true, 13)));
+    }
+
+    #[test]
+    fn sync_pages_split_sorted_cursors_by_id() {
+        let cursors: Vec<v1::SyncCursor> = (1..=1_001)
+            .map(|i| v1::SyncCursor {
+                conversation_id: i * 2,
+                version: 1,
+            })
+            .collect();
+        let (first, until) = sync_page(0, &cursors);
+        assert_eq!(first.cursors.len(), SYNC_PAGE);
+        assert_eq!((first.after_conversation_id, until), (0, 1_000));
+        assert_eq!(first.until_conversation_id, 1_000);
+        assert_eq!(first.limit, SYNC_PAGE as u32);
+        let (second, until) = sync_page(1_000, &cursors[500..]);
+        assert_eq!((second.cursors.len(), until), (SYNC_PAGE, 2_000));
+        let (last, until) = sync_page(2_000, &cursors[1_000..]);
+        assert_eq!((last.cursors.len(), until), (1, 0), "the last page is open-ended");
+        let (empty, until) = sync_page(0, &[]);
+        assert_eq!(
+            (empty.cursors.len(), until, empty.limit),
+            (0, 0, SYNC_PAGE as u32)
+        );
     }
 }

@@ -431,3 +431,235 @@ async fn sdk_errors_are_typed() {
     assert_eq!(c.send_text(1, "x").await.unwrap_err(), SdkError::Closed);
     server.stop().await;
 }
+
+/// The next response of a raw client, skipping events.
+async fn next_response(raw: &mut RawWs) -> serde_json::Value {
+    loop {
+        let v = raw.next_json().await;
+        if v.get("response").is_some() {
+            return v;
+        }
+    }
+}
+
+/// One paged sync of a raw JSON client, the way `docs/PROTOCOL.md` tells it:
+/// sorted cursors, `per_page` of them per frame (up to the last one's id, the
+/// last page open-ended), at most `limit` changed per answer, continuing on
+/// `hasMore`. Every request frame must fit the frame limit. Returns the
+/// changed conversations (id to lastVersion), the removed ids, and how many
+/// answers had `hasMore`.
+async fn sync_json_in_pages(
+    raw: &mut RawWs,
+    max_frame: usize,
+    cursors: &[(u64, u64)],
+    per_page: usize,
+    limit: u32,
+) -> (std::collections::BTreeMap<u64, u64>, Vec<u64>, usize) {
+    let mut cursors = cursors.to_vec();
+    cursors.sort_unstable();
+    let id = |v: &serde_json::Value| v.as_str().unwrap().parse::<u64>().unwrap();
+    let (mut changed, mut removed, mut cut_short) = (std::collections::BTreeMap::new(), Vec::new(), 0);
+    let mut after = 0u64;
+    for request_id in 100.. {
+        let rest: Vec<(u64, u64)> = cursors.iter().copied().filter(|c| c.0 > after).collect();
+        let until = if rest.len() > per_page { rest[per_page - 1].0 } else { 0 };
+        let listed: Vec<String> = rest[..rest.len().min(per_page)]
+            .iter()
+            .map(|(c, v)| format!(r#"{{"conversationId":"{c}","version":"{v}"}}"#))
+            .collect();
+        let frame = format!(
+            r#"{{"requestId":"{request_id}","sync":{{"cursors":[{}],"afterConversationId":"{after}","untilConversationId":"{until}","limit":{limit}}}}}"#,
+            listed.join(",")
+        );
+        assert!(frame.len() < max_frame, "a page fits one frame");
+        raw.send_json(&frame).await;
+        let v = next_response(raw).await;
+        assert_eq!(v["response"]["requestId"], request_id.to_string(), "{v}");
+        let r = &v["response"]["sync"];
+        assert!(r.is_object(), "{v}");
+        let page: Vec<(u64, u64)> = r["changed"]
+            .as_array()
+            .map(|a| a.iter().map(|c| (id(&c["id"]), id(&c["lastVersion"]))).collect())
+            .unwrap_or_default();
+        assert!(page.len() <= limit as usize);
+        for &(c, version) in &page {
+            assert!(c > after && (until == 0 || c <= until), "inside the range");
+            assert!(changed.insert(c, version).is_none(), "{c} answered once");
+        }
+        if let Some(list) = r["removed"].as_array() {
+            removed.extend(list.iter().map(id));
+        }
+        let has_more = r["hasMore"].as_bool().unwrap_or(false);
+        after = if has_more {
+            cut_short += 1;
+            let next = id(&r["nextAfterConversationId"]);
+            assert_eq!(next, page.last().unwrap().0, "covered up to the last changed");
+            next
+        } else if until != 0 {
+            assert!(r.get("nextAfterConversationId").is_none(), "{v}");
+            until
+        } else {
+            break;
+        };
+    }
+    (changed, removed, cut_short)
+}
+
+/// A user in more conversations than one 64 KiB frame of JSON cursors can
+/// list: a JSON client syncs completely in pages, and the SDK (JSON frames
+/// too) resyncs after a reconnect in pages and gets every message of every
+/// conversation exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_sync_covers_more_conversations_than_one_frame_holds() {
+    use futures_util::StreamExt;
+    use std::collections::{BTreeMap, BTreeSet};
+    const CONVERSATIONS: usize = 1_800;
+    let server = TestServer::start(BACKEND).await;
+    let proxy = Proxy::start(server.addr).await;
+    let mut config = client_config(&proxy.url());
+    config.format = im_client_sdk::Format::Json;
+    let (a, mut a_ev) = Client::connect(
+        config,
+        Credentials::Register {
+            username: "crowded".into(),
+            password: PASSWORD.into(),
+            display_name: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    // The other user writes from several devices: a connection runs one
+    // request at a time, and the store commits concurrent writes together.
+    let mut bs = vec![server.register("chatty").await.0];
+    for _ in 1..8 {
+        bs.push(server.login("chatty").await.0);
+    }
+    let a_id = a.user().id;
+    let mut groups: Vec<u64> = futures_util::stream::iter(0..CONVERSATIONS)
+        .map(|i| {
+            let b = bs[i % bs.len()].clone();
+            async move { b.create_group(&format!("g{i}"), &[a_id]).await.unwrap().id }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    groups.sort_unstable();
+    // The SDK has seen every creation notice: its cursors list them all.
+    let mut seen = BTreeSet::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while seen.len() < CONVERSATIONS {
+            if let Some(Event::Message(m)) = a_ev.next().await {
+                assert_eq!(m.seq, 1);
+                assert!(seen.insert(m.conversation_id));
+            }
+        }
+    })
+    .await
+    .expect("every creation notice arrives");
+
+    // A raw JSON client of the same user: one frame of all its cursors is
+    // over the frame limit...
+    let token = a.token();
+    let raw_client = || async {
+        let mut raw = RawWs::connect(server.addr, Some(&token)).await;
+        raw.send_json(r#"{"requestId":"1","hello":{"protocolVersion":1}}"#)
+            .await;
+        assert!(next_response(&mut raw).await["response"]["hello"].is_object());
+        raw
+    };
+    let mut raw = raw_client().await;
+    let all: Vec<String> = groups
+        .iter()
+        .map(|c| format!(r#"{{"conversationId":"{c}","version":"1"}}"#))
+        .collect();
+    let whole = format!(
+        r#"{{"requestId":"2","sync":{{"cursors":[{}]}}}}"#,
+        all.join(",")
+    );
+    assert!(whole.len() > server.max_frame, "{} bytes", whole.len());
+    raw.send_json(&whole).await;
+    assert_eq!(
+        next_response(&mut raw).await["response"]["error"]["code"],
+        "TOO_LARGE"
+    );
+    // ...so it syncs in pages: from nothing (pages of 500 answers)...
+    let (changed, removed, cut_short) = sync_json_in_pages(&mut raw, server.max_frame, &[], 500, 500).await;
+    assert_eq!(changed.keys().copied().collect::<Vec<_>>(), groups);
+    assert!(changed.values().all(|&v| v == 1));
+    assert!(removed.is_empty());
+    assert_eq!(cut_short, CONVERSATIONS.div_ceil(500) - 1);
+    // (It stays away while the news arrive: it would not read them.)
+    drop(raw);
+
+    // The SDK client goes away; meanwhile every conversation gets news,
+    // every fourth twice.
+    proxy.refuse(true);
+    proxy.cut();
+    wait_for(&mut a_ev, |e| matches!(e, Event::Disconnected { .. })).await;
+    let twice = |i: usize| i.is_multiple_of(4);
+    futures_util::stream::iter(groups.iter().copied().enumerate())
+        .map(|(i, g)| {
+            let b = bs[i % bs.len()].clone();
+            async move {
+                for n in 0..if twice(i) { 2 } else { 1 } {
+                    match b
+                        .request(v1::client_frame::Body::Send(v1::SendMessage {
+                            target: Some(v1::send_message::Target::ConversationId(g)),
+                            client_msg_id: format!("{g}-{n}"),
+                            content: Some(v1::Content::text(format!("{g}-{n}"))),
+                        }))
+                        .await
+                        .unwrap()
+                    {
+                        v1::response::Result::Ack(ack) => assert_eq!(ack.seq, 2 + n),
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+
+    // The raw client, with cursors at version 2 (and one for a conversation
+    // that does not exist), pages of 500 cursors and 100 answers: exactly the
+    // conversations that got two messages changed.
+    let mut cursors: Vec<(u64, u64)> = groups.iter().map(|&g| (g, 2)).collect();
+    let ghost = groups.last().unwrap() + 1_000;
+    cursors.push((ghost, 5));
+    let mut raw = raw_client().await;
+    let (changed, removed, cut_short) =
+        sync_json_in_pages(&mut raw, server.max_frame, &cursors, 500, 100).await;
+    let expected: BTreeMap<u64, u64> = groups
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| twice(i))
+        .map(|(_, &g)| (g, 3))
+        .collect();
+    assert_eq!(changed, expected);
+    assert_eq!(removed, vec![ghost]);
+    assert!(cut_short > 0, "the limit cut some pages short");
+
+    // The SDK comes back and resyncs in pages: every message of every
+    // conversation, once, in order, before `Synced`.
+    while a_ev.try_next().is_some() {}
+    proxy.refuse(false);
+    let events = events_until(&mut a_ev, |e| matches!(e, Event::Synced)).await;
+    let mut got: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for e in events {
+        if let Event::Message(m) = e {
+            got.entry(m.conversation_id).or_default().push(text_of(&m));
+        }
+    }
+    let expected: BTreeMap<u64, Vec<String>> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, &g)| {
+            let n = if twice(i) { 2 } else { 1 };
+            (g, (0..n).map(|n| format!("{g}-{n}")).collect())
+        })
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "every message of every conversation, once, in order");
+    server.stop().await;
+}
