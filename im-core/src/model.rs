@@ -18,12 +18,23 @@ pub type SessionId = u64;
 /// A device or app install, as its client names itself in `Hello` (at most
 /// 64 bytes). Empty when the client gave none; then every such connection
 /// of a user shares the empty device id.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId(std::sync::Arc<str>);
+
+impl Default for DeviceId {
+    /// The empty device id, shared: connections without one allocate nothing.
+    fn default() -> Self {
+        static EMPTY: std::sync::OnceLock<std::sync::Arc<str>> = std::sync::OnceLock::new();
+        Self(EMPTY.get_or_init(|| std::sync::Arc::from("")).clone())
+    }
+}
 
 impl DeviceId {
     /// Wraps a device id (not validated here; `Hello` checks the length).
     pub fn new(id: &str) -> Self {
+        if id.is_empty() {
+            return Self::default();
+        }
         Self(id.into())
     }
 

@@ -591,6 +591,47 @@ mod sequencing {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_whose_sender_went_away_before_the_ack_is_still_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteStoreConfig::new(dir.path().join("im.sqlite3")))
+            .await
+            .unwrap();
+        let e = Engine::builder()
+            .store(Arc::new(store))
+            .password_auth(PasswordAuthConfig {
+                argon2_m_cost: 256,
+                argon2_t_cost: 1,
+                ..Default::default()
+            })
+            .build();
+        let a = e.register("leaver", "password123", "").await.unwrap().user.id;
+        let b = e.register("stayer", "password123", "").await.unwrap().user.id;
+        let group = e.create_group(Caller::user(a), "g", &[b]).await.unwrap();
+        let mut rx = e.connect(b, Default::default()).await;
+        let send = e.send_message(
+            Caller::user(a),
+            v1::SendMessage {
+                target: Some(v1::send_message::Target::ConversationId(group.id)),
+                client_msg_id: "gone".into(),
+                content: Some(v1::Content::text("x")),
+            },
+        );
+        // The sender gives up before its commit: the message is stored anyway
+        // and must reach the members.
+        let gave_up = tokio::time::timeout(std::time::Duration::from_micros(1), send).await;
+        assert!(gave_up.is_err(), "the send was cut off before its ack");
+        let mut got = Vec::new();
+        for _ in 0..200 {
+            got.extend(seqs(&mut rx, group.id));
+            if got.contains(&2) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(got, vec![2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_senders_into_one_conversation_arrive_in_strictly_increasing_sequence() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(SqliteStoreConfig::new(dir.path().join("im.sqlite3")))

@@ -346,6 +346,11 @@ impl SessionDriver {
         self.begin_close(Some(Close::new(CloseCode::GoingAway, "server shutting down")));
     }
 
+    /// True while something waits to be written.
+    pub fn has_transmits(&self) -> bool {
+        !self.transmits.is_empty()
+    }
+
     /// The next thing to write.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let t = self.transmits.pop_front();

@@ -70,13 +70,6 @@ async fn next_event(events: &mut Option<SessionEvents>) -> Option<Outbound> {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Serves one client connection until it closes: the same protocol on every
 /// transport. `bearer_token` is what the transport learned before the first
 /// frame (the HTTP `Authorization` header, gRPC metadata); `shutdown`
@@ -103,22 +96,36 @@ pub async fn serve<T: FrameTransport>(
     let mut shutdown = std::pin::pin!(shutdown);
     let mut shutting_down = false;
     let mut dead = false;
+    // One timer for the connection's life, moved when the driver's next
+    // time-out moves: a timer made per wake-up would cost more than the write.
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+    let mut close = None;
 
     loop {
         if let Some(frame) = driver.next_request(Instant::now()) {
             let c = conn.take().expect("no request is in flight");
             in_flight = Some(start(c, frame));
         }
-        if !dead && !write(&mut transport, &mut driver).await {
-            dead = true;
-            driver.handle_write_failed();
-            continue;
+        if !dead {
+            match write(&mut transport, &mut driver).await {
+                Ok(goodbye) => close = goodbye.or(close),
+                Err(()) => {
+                    dead = true;
+                    driver.handle_write_failed();
+                    continue;
+                }
+            }
         }
         if driver.is_closed() {
             break;
         }
         let open = driver.is_open();
         let deadline = driver.poll_timeout();
+        if let Some(d) = deadline
+            && timer.deadline() != d
+        {
+            timer.as_mut().reset(d);
+        }
         tokio::select! {
             biased;
             _ = &mut shutdown, if !shutting_down => {
@@ -158,8 +165,12 @@ pub async fn serve<T: FrameTransport>(
                     driver.handle_overflow();
                 }
             }
-            _ = sleep_until(deadline), if open => driver.handle_timeout(Instant::now()),
+            _ = &mut timer, if open && deadline.is_some() => driver.handle_timeout(Instant::now()),
         }
+    }
+    if let Some(goodbye) = close.filter(|_| !dead) {
+        // Boxed: it runs once, its future need not live in every idle connection.
+        let _ = Box::pin(tokio::time::timeout(WRITE_TIMEOUT, transport.close(goodbye))).await;
     }
     if let Some(conn) = conn {
         // Boxed: it runs once, its future need not live in every idle connection.
@@ -167,10 +178,17 @@ pub async fn serve<T: FrameTransport>(
     }
 }
 
-/// Writes what the driver queued with one flush, all within
-/// [`WRITE_TIMEOUT`]; false if the transport failed or the client stopped
-/// reading. A close is written last and bounded by the same time.
-async fn write<T: FrameTransport>(transport: &mut T, driver: &mut SessionDriver) -> bool {
+/// Writes the frames the driver queued with one flush, within
+/// [`WRITE_TIMEOUT`]. `Ok(Some(close))` when the driver's last word, the
+/// close, was reached (the caller says it once the loop ends); `Err` if the
+/// transport failed or the client stopped reading.
+async fn write<T: FrameTransport>(
+    transport: &mut T,
+    driver: &mut SessionDriver,
+) -> Result<Option<Option<Close>>, ()> {
+    if !driver.has_transmits() {
+        return Ok(None);
+    }
     let work = async {
         let (mut fed, mut close) = (false, None);
         while let Some(t) = driver.poll_transmit() {
@@ -188,10 +206,10 @@ async fn write<T: FrameTransport>(transport: &mut T, driver: &mut SessionDriver)
         if fed {
             transport.flush().await?;
         }
-        if let Some(c) = close {
-            transport.close(c).await;
-        }
-        Ok::<(), TransportError>(())
+        Ok::<_, TransportError>(close)
     };
-    matches!(tokio::time::timeout(WRITE_TIMEOUT, work).await, Ok(Ok(())))
+    match tokio::time::timeout(WRITE_TIMEOUT, work).await {
+        Ok(Ok(close)) => Ok(close),
+        _ => Err(()),
+    }
 }

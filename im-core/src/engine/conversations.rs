@@ -239,7 +239,7 @@ impl Engine {
             created_at: self.now_ms(),
             membership,
         };
-        Ok(self.inner.store.append_message_then(new, dispatch).await?)
+        self.append_and_dispatch(new, dispatch).await
     }
 
     /// A conversation as the caller sees it, with members. Members only

@@ -3,13 +3,14 @@
 //!
 //! Every event goes out as an [`Envelope`]: this node's sessions are served
 //! at once ([`Engine::dispatch`]), then the envelope goes to the fan-out for
-//! the other nodes. Stored messages are dispatched from the store's commit
-//! hook ([`Engine::dispatch_on_commit`]), which runs in commit order per
-//! conversation: live events leave in sequence order however many senders
-//! race. Envelopes from other nodes are resolved against this node's member
+//! the other nodes. Stored messages are queued by the store's commit hook
+//! ([`Engine::dispatch_on_commit`]), which runs in commit order per
+//! conversation, and delivered from the [`Outbox`](super::outbox) in that
+//! order: live events leave in sequence order however many senders race. Envelopes from other nodes are resolved against this node's member
 //! lists and delivered in partition order ([`RemoteEvents`]).
 
 use super::members::MemberDirectory;
+use super::outbox::{self, Committed};
 use super::{Engine, Inner};
 use crate::event::SharedEvent;
 use crate::fanout::{Audience, Envelope, FanOutHandler, Target};
@@ -76,6 +77,10 @@ impl Engine {
         Box::new(move |appended: &Appended| engine.dispatch_appended(appended, leaver))
     }
 
+    /// Runs in the commit hook: records the member list and queues the
+    /// message in the outbox, in commit order. The sending task delivers it
+    /// (see [`outbox`](super::outbox)); if no send is in progress in its
+    /// slot, a task does.
     fn dispatch_appended(&self, appended: &Appended, leaver: Option<UserId>) {
         let conversation = appended.message.conversation_id;
         let members = &appended.members;
@@ -89,14 +94,43 @@ impl Engine {
         };
         let kind = v1::event::Kind::Message(appended.message.clone());
         let envelope = self.envelope(conversation, audience, appended.member_version, kind);
-        self.dispatch(&envelope, Some(members));
-        if let Some(user) = leaver {
-            let to_leaver = Envelope {
-                audience: Audience::users(vec![user]),
-                ..envelope
-            };
-            self.dispatch(&to_leaver, None);
+        let to_leaver = leaver.map(|user| Envelope {
+            audience: Audience::users(vec![user]),
+            ..envelope.clone()
+        });
+        let committed = Committed {
+            envelope,
+            members: members.clone(),
+            to_leaver,
+        };
+        if self.inner.outbox.push(conversation, committed) {
+            let inner = self.inner.clone();
+            match runtime_of(&self.inner) {
+                Some(runtime) => {
+                    runtime.spawn(async move { outbox::drain(&inner, conversation) });
+                }
+                None => outbox::drain(&inner, conversation),
+            }
         }
+    }
+}
+
+/// The runtime to start work on: the one the engine was built in, else the
+/// current one (none on a thread outside every runtime).
+fn runtime_of(inner: &Inner) -> Option<tokio::runtime::Handle> {
+    inner
+        .runtime
+        .clone()
+        .or_else(|| tokio::runtime::Handle::try_current().ok())
+}
+
+/// Delivers a committed message: this node's sessions, then the fan-out.
+pub(super) fn deliver_committed(inner: &Inner, committed: &Committed) {
+    deliver_locally(inner, &committed.envelope, Some(&committed.members));
+    inner.fanout.publish(&committed.envelope);
+    if let Some(to_leaver) = &committed.to_leaver {
+        deliver_locally(inner, to_leaver, None);
+        inner.fanout.publish(to_leaver);
     }
 }
 
@@ -121,10 +155,6 @@ fn deliver_locally(inner: &Inner, envelope: &Envelope, members: Option<&[UserId]
 /// member list is read from the store for one of them.
 pub(super) struct RemoteEvents {
     inner: Weak<Inner>,
-    /// The runtime the engine was built in: envelopes may arrive on a
-    /// thread that is not the runtime's (a store writer publishing from its
-    /// commit hook).
-    runtime: Option<tokio::runtime::Handle>,
     /// Started with the first envelope.
     shards: OnceLock<Vec<mpsc::UnboundedSender<Envelope>>>,
 }
@@ -133,17 +163,12 @@ impl RemoteEvents {
     pub(super) fn new(inner: Weak<Inner>) -> Self {
         Self {
             inner,
-            runtime: tokio::runtime::Handle::try_current().ok(),
             shards: OnceLock::new(),
         }
     }
 
     fn start(&self) -> Vec<mpsc::UnboundedSender<Envelope>> {
-        let Some(runtime) = self
-            .runtime
-            .clone()
-            .or_else(|| tokio::runtime::Handle::try_current().ok())
-        else {
+        let Some(runtime) = self.inner.upgrade().and_then(|inner| runtime_of(&inner)) else {
             tracing::error!(
                 "fan-out: build the engine inside a tokio runtime to receive other nodes' events"
             );

@@ -1,5 +1,6 @@
 //! Messages: the sending path, and history.
 
+use super::outbox;
 use super::{Caller, Engine};
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -105,11 +106,19 @@ impl Engine {
     /// hook hands the message to the members (this node's sessions, then the
     /// fan-out) in sequence order.
     async fn store_and_dispatch(&self, new: NewMessage) -> Result<Appended> {
-        Ok(self
-            .inner
-            .store
-            .append_message_then(new, self.dispatch_on_commit(None))
-            .await?)
+        self.append_and_dispatch(new, self.dispatch_on_commit(None)).await
+    }
+
+    /// Appends through the store with `dispatch` as the commit hook; when
+    /// the append returns (or the call is dropped), this task delivers what
+    /// the outbox holds for the conversation, its own message included.
+    pub(super) async fn append_and_dispatch(
+        &self,
+        new: NewMessage,
+        dispatch: CommitHook,
+    ) -> Result<Appended> {
+        let _sending = outbox::Sending::start(&self.inner, new.conversation_id);
+        Ok(self.inner.store.append_message_then(new, dispatch).await?)
     }
 
     /// A page of history (members only).

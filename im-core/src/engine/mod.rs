@@ -156,6 +156,8 @@ impl EngineBuilder {
                 presence_upkeep: std::sync::OnceLock::new(),
                 config: self.config,
                 members: members::MemberDirectory::default(),
+                outbox: outbox::Outbox::default(),
+                runtime: tokio::runtime::Handle::try_current().ok(),
             }
         });
         Engine { inner }
@@ -177,6 +179,11 @@ struct Inner {
     config: EngineConfig,
     /// Member lists by conversation and version (delivery, typing).
     members: members::MemberDirectory,
+    /// Committed messages waiting for delivery, in commit order.
+    outbox: outbox::Outbox,
+    /// The runtime the engine was built in, for work started off it (a
+    /// store writer thread's commit hook).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// The chat engine. Cheap to clone; all clones share state.
@@ -225,6 +232,7 @@ mod identity;
 pub use identity::Authenticated;
 mod members;
 mod messages;
+mod outbox;
 mod presence;
 mod receipts;
 mod sync;

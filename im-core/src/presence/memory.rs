@@ -1,12 +1,15 @@
 //! [`MemoryPresence`]: presence for the nodes of one process (the default,
 //! and the reference the conformance suite is written against).
+//!
+//! Kept small per connected user (one map entry, the first session inline,
+//! no allocation), since every idle connection pays for it.
 
 use super::{NodeId, PresenceChange, PresenceRegistry, UserPresence};
 use crate::error::Result;
 use crate::model::{SessionId, UserId};
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// In-memory [`PresenceRegistry`]. Shared by several engines in one process
@@ -20,27 +23,64 @@ pub struct MemoryPresence {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Lease deadline and sessions of each node.
-    nodes: HashMap<Arc<str>, Node>,
+    /// Every node ever seen; users refer to them by index.
+    nodes: Vec<Node>,
+    node_index: HashMap<Arc<str>, u32>,
     /// Users with at least one session somewhere, or reported online.
     users: HashMap<UserId, User>,
     /// The last generation handed out.
     last_generation: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Node {
     lease_until: i64,
-    sessions: HashSet<(UserId, SessionId)>,
+    /// Its lease expired and its sessions were dropped.
+    dropped: bool,
 }
+
+/// A session: the node it is on, and its id there.
+type Session = (u32, SessionId);
 
 #[derive(Debug, Default)]
 struct User {
-    /// Sessions per node.
-    sessions: HashMap<Arc<str>, usize>,
+    /// The first session, inline (most users have one).
+    first: Option<Session>,
+    /// Any others.
+    more: Vec<Session>,
     /// The last change reported was "online".
     reported_online: bool,
     generation: u64,
+}
+
+impl User {
+    fn sessions(&self) -> impl Iterator<Item = &Session> {
+        self.first.iter().chain(self.more.iter())
+    }
+
+    fn insert(&mut self, session: Session) {
+        if self.sessions().any(|s| *s == session) {
+            return;
+        }
+        match self.first {
+            None => self.first = Some(session),
+            Some(_) => self.more.push(session),
+        }
+    }
+
+    /// Keeps the sessions `keep` says yes to.
+    fn retain(&mut self, keep: impl Fn(&Session) -> bool) {
+        self.more.retain(&keep);
+        if self.first.as_ref().is_some_and(|s| !keep(s)) {
+            self.first = self.more.pop();
+        }
+        if self.first.is_none() {
+            self.first = self.more.pop();
+        }
+        if self.more.is_empty() {
+            self.more = Vec::new();
+        }
+    }
 }
 
 impl MemoryPresence {
@@ -70,14 +110,27 @@ impl State {
         self.last_generation
     }
 
-    fn node_live(&self, node: &str, now: i64) -> bool {
-        self.nodes.get(node).is_some_and(|n| n.lease_until > now)
+    /// The node's index, the node created if new.
+    fn node(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.node_index.get(name) {
+            return i;
+        }
+        let i = self.nodes.len() as u32;
+        self.nodes.push(Node {
+            lease_until: 0,
+            dropped: false,
+        });
+        self.node_index.insert(name.into(), i);
+        i
+    }
+
+    fn node_live(&self, node: u32, now: i64) -> bool {
+        let n = &self.nodes[node as usize];
+        !n.dropped && n.lease_until > now
     }
 
     fn user_live(&self, user: &User, now: i64) -> bool {
-        user.sessions
-            .iter()
-            .any(|(node, &n)| n > 0 && self.node_live(node, now))
+        user.sessions().any(|&(node, _)| self.node_live(node, now))
     }
 
     /// Reports the user's transition if their liveness differs from what
@@ -102,45 +155,25 @@ impl State {
         if self
             .users
             .get(&user_id)
-            .is_some_and(|u| !u.reported_online && u.sessions.is_empty())
+            .is_some_and(|u| !u.reported_online && u.first.is_none())
         {
             self.users.remove(&user_id);
         }
         change
     }
 
-    fn remove_session(&mut self, node: &str, user_id: UserId, session: SessionId) {
-        let removed = self
-            .nodes
-            .get_mut(node)
-            .is_some_and(|n| n.sessions.remove(&(user_id, session)));
-        if !removed {
-            return;
-        }
-        if let Some(user) = self.users.get_mut(&user_id)
-            && let Some(count) = user.sessions.get_mut(node)
-        {
-            *count -= 1;
-            if *count == 0 {
-                user.sessions.remove(node);
+    /// Removes every session on the nodes `dropped` says yes to; the users
+    /// it affected, ascending.
+    fn drop_sessions(&mut self, dropped: impl Fn(u32) -> bool) -> Vec<UserId> {
+        let mut affected = Vec::new();
+        for (&user_id, user) in self.users.iter_mut() {
+            if user.sessions().any(|&(node, _)| dropped(node)) {
+                user.retain(|&(node, _)| !dropped(node));
+                affected.push(user_id);
             }
         }
-    }
-
-    /// Removes every session of a node; the users it affected.
-    fn drop_node(&mut self, node: &str) -> Vec<UserId> {
-        let Some(n) = self.nodes.remove(node) else {
-            return Vec::new();
-        };
-        let mut users: Vec<UserId> = n.sessions.iter().map(|(u, _)| *u).collect();
-        users.sort_unstable();
-        users.dedup();
-        for user_id in &users {
-            if let Some(user) = self.users.get_mut(user_id) {
-                user.sessions.remove(node);
-            }
-        }
-        users
+        affected.sort_unstable();
+        affected
     }
 }
 
@@ -154,22 +187,12 @@ impl PresenceRegistry for MemoryPresence {
         now: i64,
     ) -> Result<Option<PresenceChange>> {
         let mut state = self.state.lock();
-        let key: Arc<str> = match state.nodes.get_key_value(node) {
-            Some((k, _)) => k.clone(),
-            None => node.into(),
-        };
-        let n = state.nodes.entry(key.clone()).or_default();
+        let index = state.node(node);
+        let n = &mut state.nodes[index as usize];
         // A node that registers a session is alive.
+        n.dropped = false;
         n.lease_until = n.lease_until.max(now + self.lease_ms);
-        if n.sessions.insert((user_id, session)) {
-            *state
-                .users
-                .entry(user_id)
-                .or_default()
-                .sessions
-                .entry(key)
-                .or_default() += 1;
-        }
+        state.users.entry(user_id).or_default().insert((index, session));
         Ok(state.settle(user_id, now))
     }
 
@@ -181,44 +204,48 @@ impl PresenceRegistry for MemoryPresence {
         now: i64,
     ) -> Result<Option<PresenceChange>> {
         let mut state = self.state.lock();
-        state.remove_session(node, user_id, session);
+        let Some(&index) = state.node_index.get(node) else {
+            return Ok(None);
+        };
+        if let Some(user) = state.users.get_mut(&user_id) {
+            user.retain(|&s| s != (index, session));
+        }
         Ok(state.settle(user_id, now))
     }
 
     async fn renew(&self, node: &NodeId, now: i64) -> Result<bool> {
         let mut state = self.state.lock();
-        if let Some(n) = state.nodes.get_mut(node) {
-            n.lease_until = n.lease_until.max(now + self.lease_ms);
-            return Ok(true);
-        }
-        let fresh = Node {
-            lease_until: now + self.lease_ms,
-            sessions: HashSet::new(),
-        };
-        state.nodes.insert(node.into(), fresh);
-        Ok(false)
+        let index = state.node(node);
+        let n = &mut state.nodes[index as usize];
+        let kept = !n.dropped && n.lease_until > 0;
+        n.dropped = false;
+        n.lease_until = n.lease_until.max(now + self.lease_ms);
+        Ok(kept)
     }
 
     async fn remove_node(&self, node: &NodeId, now: i64) -> Result<Vec<PresenceChange>> {
         let mut state = self.state.lock();
-        let users = state.drop_node(node);
+        let Some(&index) = state.node_index.get(node) else {
+            return Ok(Vec::new());
+        };
+        state.nodes[index as usize].dropped = true;
+        let users = state.drop_sessions(|n| n == index);
         Ok(users.into_iter().filter_map(|u| state.settle(u, now)).collect())
     }
 
     async fn expire(&self, now: i64) -> Result<Vec<PresenceChange>> {
         let mut state = self.state.lock();
-        let expired: Vec<Arc<str>> = state
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.lease_until <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut users = Vec::new();
-        for node in expired {
-            users.extend(state.drop_node(&node));
+        let mut expired = vec![false; state.nodes.len()];
+        for (i, n) in state.nodes.iter_mut().enumerate() {
+            if !n.dropped && n.lease_until <= now {
+                n.dropped = true;
+                expired[i] = true;
+            }
         }
-        users.sort_unstable();
-        users.dedup();
+        if !expired.contains(&true) {
+            return Ok(Vec::new());
+        }
+        let users = state.drop_sessions(|n| expired[n as usize]);
         Ok(users.into_iter().filter_map(|u| state.settle(u, now)).collect())
     }
 
