@@ -159,11 +159,15 @@ impl Sessions {
             capacity: self.queue_capacity,
             overflowed: AtomicBool::new(false),
         });
-        self.by_user.entry(user_id).or_default().entries.push(Entry {
+        let mut user = self.by_user.entry(user_id).or_default();
+        // Most users have one session: room for exactly one, not four.
+        user.entries.reserve_exact(1);
+        user.entries.push(Entry {
             id,
             device: device.clone(),
             queue: queue.clone(),
         });
+        drop(user);
         SessionEvents {
             id,
             user_id,

@@ -82,18 +82,51 @@ async fn next_event(events: &mut Option<SessionEvents>) -> Option<Outbound> {
 /// serve(engine, Arc::new(ConnectionConfig::default()), transport, None, std::future::pending()).await;
 /// # }
 /// ```
-pub async fn serve<T: FrameTransport>(
+pub fn serve<T: FrameTransport>(
     engine: Engine,
     config: Arc<ConnectionConfig>,
-    mut transport: T,
+    transport: T,
     bearer_token: Option<String>,
     shutdown: impl Future<Output = ()> + Send,
+) -> impl Future<Output = ()> + Send {
+    // Built before the future, and borrowed by it: an idle connection holds
+    // its transport, driver and state once (an `async fn` would keep a
+    // second, dead copy of every argument).
+    let parts = Parts {
+        driver: SessionDriver::new(config.clone(), Instant::now()),
+        conn: Some(Connection::new(engine, config, bearer_token)),
+        transport,
+    };
+    async move {
+        let mut parts = parts;
+        let mut shutdown = std::pin::pin!(shutdown);
+        run(&mut parts, shutdown.as_mut()).await;
+        if let Some(conn) = parts.conn.take() {
+            // Boxed: it runs once, its future need not live in every idle connection.
+            Box::pin(conn.close()).await;
+        }
+    }
+}
+
+/// What a connection owns for its whole life.
+struct Parts<T> {
+    driver: SessionDriver,
+    /// The request state; inside the request future while one runs.
+    conn: Option<Connection>,
+    transport: T,
+}
+
+async fn run<T: FrameTransport>(
+    parts: &mut Parts<T>,
+    mut shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
 ) {
-    let mut driver = SessionDriver::new(config.clone(), Instant::now());
-    let mut conn = Some(Connection::new(engine, config, bearer_token));
+    let Parts {
+        driver,
+        conn,
+        transport,
+    } = parts;
     let mut in_flight: Option<InFlight> = None;
     let mut events: Option<SessionEvents> = None;
-    let mut shutdown = std::pin::pin!(shutdown);
     let mut shutting_down = false;
     let mut dead = false;
     // One timer for the connection's life, moved when the driver's next
@@ -107,7 +140,7 @@ pub async fn serve<T: FrameTransport>(
             in_flight = Some(start(c, frame));
         }
         if !dead {
-            match write(&mut transport, &mut driver).await {
+            match write(transport, driver).await {
                 Ok(goodbye) => close = goodbye.or(close),
                 Err(()) => {
                     dead = true;
@@ -128,14 +161,14 @@ pub async fn serve<T: FrameTransport>(
         }
         tokio::select! {
             biased;
-            _ = &mut shutdown, if !shutting_down => {
+            _ = shutdown.as_mut(), if !shutting_down => {
                 shutting_down = true;
                 driver.shutdown();
             }
             done = in_flight_done(&mut in_flight) => {
                 in_flight = None;
                 let (c, outcome) = *done;
-                conn = Some(c);
+                *conn = Some(c);
                 let mut outcome = outcome;
                 if let Some(session) = outcome.session.take() {
                     events = Some(session);
@@ -171,10 +204,6 @@ pub async fn serve<T: FrameTransport>(
     if let Some(goodbye) = close.filter(|_| !dead) {
         // Boxed: it runs once, its future need not live in every idle connection.
         let _ = Box::pin(tokio::time::timeout(WRITE_TIMEOUT, transport.close(goodbye))).await;
-    }
-    if let Some(conn) = conn {
-        // Boxed: it runs once, its future need not live in every idle connection.
-        Box::pin(conn.close()).await;
     }
 }
 
