@@ -102,8 +102,11 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for ReaderSetup 
 
 fn open_writer(url: &str, synchronous_full: bool) -> StoreResult<SqliteConnection> {
     let mut conn = SqliteConnection::establish(url).map_err(unavailable)?;
+    // The busy timeout first: another process's connections (or the last
+    // ones of a store closing in this process, which checkpoint as they go)
+    // may hold a lock for a moment while this one switches to WAL.
     conn.batch_execute(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA busy_timeout = 5000;",
+        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {};",
         if synchronous_full { "FULL" } else { "NORMAL" }
     ))
     .map_err(unavailable)?;
