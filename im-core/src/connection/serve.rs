@@ -92,13 +92,14 @@ pub fn serve<T: FrameTransport>(
     // Built before the future, and borrowed by it: an idle connection holds
     // its transport, driver and state once (an `async fn` would keep a
     // second, dead copy of every argument).
-    let parts = Parts {
+    let mut parts = Parts {
         driver: SessionDriver::new(config.clone(), Instant::now()),
         conn: Some(Connection::new(engine, config, bearer_token)),
         transport,
     };
     async move {
-        let mut parts = parts;
+        // `parts` is used where it was captured: moving it to a local would
+        // store it twice.
         let mut shutdown = std::pin::pin!(shutdown);
         run(&mut parts, shutdown.as_mut()).await;
         if let Some(conn) = parts.conn.take() {
