@@ -189,6 +189,13 @@ impl Sessions {
         removed
     }
 
+    /// Whether this session is still registered.
+    pub fn contains(&self, user_id: UserId, id: SessionId) -> bool {
+        self.by_user
+            .get(&user_id)
+            .is_some_and(|u| u.entries.iter().any(|e| e.id == id))
+    }
+
     /// Every session on this node, as (user, session).
     pub fn snapshot(&self) -> Vec<(UserId, SessionId)> {
         self.by_user

@@ -271,16 +271,24 @@ impl SessionDriver {
         }
         let format = self.format;
         self.push_frame(&outcome.reply, format);
-        if let Some(reason) = &outcome.close {
-            let code = if outcome.reply_is_version_error() {
-                CloseCode::ProtocolError
-            } else {
-                CloseCode::Normal
-            };
-            self.begin_close(Some(Close::new(code, reason)));
-        } else if let State::Closing(close) = &mut self.state {
-            let close = close.take();
-            self.finish_close(close);
+        match &mut self.state {
+            // Closing already (shutdown, the peer left): the reason decided
+            // then stands, whatever the request asked for.
+            State::Closing(close) => {
+                let close = close.take();
+                self.finish_close(close);
+            }
+            State::Open => {
+                if let Some(reason) = &outcome.close {
+                    let code = if outcome.reply_is_version_error() {
+                        CloseCode::ProtocolError
+                    } else {
+                        CloseCode::Normal
+                    };
+                    self.begin_close(Some(Close::new(code, reason)));
+                }
+            }
+            State::Closed => {}
         }
     }
 
@@ -656,6 +664,26 @@ mod tests {
                 assert_eq!(c.code.websocket(), 4001);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_logout_answered_while_closing_still_ends_the_connection() {
+        let now = Instant::now();
+        for begin in [
+            SessionDriver::handle_peer_closed as fn(&mut SessionDriver),
+            SessionDriver::shutdown,
+        ] {
+            let mut d = driver(now);
+            d.handle_frame(now, &ping_frame(1, Format::Binary), Format::Binary);
+            d.next_request(now).unwrap();
+            begin(&mut d);
+            let mut logout = ok(1);
+            logout.close = Some("logged out".into());
+            d.request_done(now, &logout);
+            assert!(d.is_closed(), "no request in flight, nothing left to wait for");
+            let last = std::iter::from_fn(|| d.poll_transmit()).last();
+            assert!(matches!(last, Some(Transmit::Close(_))), "{last:?}");
         }
     }
 

@@ -104,14 +104,20 @@ impl Engine {
             to_leaver,
         };
         if self.inner.outbox.push(conversation, committed) {
-            let inner = self.inner.clone();
-            match runtime_of(&self.inner) {
-                Some(runtime) => {
-                    runtime.spawn(async move { outbox::drain(&inner, conversation) });
-                }
-                None => outbox::drain(&inner, conversation),
-            }
+            drain_later(&self.inner, conversation);
         }
+    }
+}
+
+/// Drains a conversation's outbox slot on a task (here, when no runtime can
+/// be found).
+pub(super) fn drain_later(inner: &Arc<Inner>, conversation: ConversationId) {
+    match runtime_of(inner) {
+        Some(runtime) => {
+            let inner = inner.clone();
+            runtime.spawn(async move { outbox::drain(&inner, conversation) });
+        }
+        None => outbox::drain(inner, conversation),
     }
 }
 

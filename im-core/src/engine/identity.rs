@@ -40,7 +40,11 @@ impl Engine {
                 .subject
                 .parse()
                 .map_err(|_| Error::Unauthenticated("malformed local identity".into()))?;
-            return self.user(id).await;
+            // A token of a user who no longer exists proves nothing.
+            return self.user(id).await.map_err(|e| match e {
+                Error::NotFound(_) => Error::Unauthenticated("unknown user".into()),
+                other => other,
+            });
         }
         let store = &self.inner.store;
         let (issuer, subject) = (identity.issuer.as_str(), identity.subject.as_str());

@@ -75,7 +75,7 @@ impl Outbox {
 
 /// Delivers everything queued in a conversation's slot, in order, unless
 /// another task is at it (it then delivers what was queued meanwhile too).
-pub(super) fn drain(inner: &Inner, conversation: ConversationId) {
+pub(super) fn drain(inner: &Arc<Inner>, conversation: ConversationId) {
     let slot = inner.outbox.slot(conversation);
     loop {
         if slot
@@ -85,12 +85,26 @@ pub(super) fn drain(inner: &Inner, conversation: ConversationId) {
         {
             return;
         }
-        loop {
-            let next = slot.queue.lock().pop_front();
-            let Some(committed) = next else { break };
-            super::delivery::deliver_committed(inner, &committed);
+        let more = {
+            // Cleared however this ends, a panicking delivery included.
+            let _draining = Draining(&slot.draining);
+            let mut delivered = 0;
+            loop {
+                let next = slot.queue.lock().pop_front();
+                let Some(committed) = next else { break false };
+                super::delivery::deliver_committed(inner, &committed);
+                delivered += 1;
+                if delivered == MAX_DRAIN {
+                    break true;
+                }
+            }
+        };
+        if more {
+            // A hot slot: hand the rest to a task, so that this sender's ack
+            // does not wait behind everybody else's messages.
+            super::delivery::drain_later(inner, conversation);
+            return;
         }
-        slot.draining.store(false, Ordering::SeqCst);
         // A message queued after the last pop, while the flag was still set.
         if slot.queue.lock().is_empty() {
             return;
@@ -98,15 +112,27 @@ pub(super) fn drain(inner: &Inner, conversation: ConversationId) {
     }
 }
 
+/// Most messages one drain delivers before it hands over to a task.
+const MAX_DRAIN: usize = 256;
+
+/// Clears a slot's draining flag when dropped.
+struct Draining<'a>(&'a AtomicBool);
+
+impl Drop for Draining<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// A send in progress in a slot; when it ends (returned, failed or dropped)
 /// it delivers what its slot holds.
 pub(super) struct Sending<'a> {
-    inner: &'a Inner,
+    inner: &'a Arc<Inner>,
     conversation: ConversationId,
 }
 
 impl<'a> Sending<'a> {
-    pub(super) fn start(inner: &'a Inner, conversation: ConversationId) -> Self {
+    pub(super) fn start(inner: &'a Arc<Inner>, conversation: ConversationId) -> Self {
         inner
             .outbox
             .slot(conversation)

@@ -96,8 +96,20 @@ impl Engine {
         let (presence, node) = (&self.inner.presence, &self.inner.node_id);
         let now = self.now_ms();
         if !presence.renew(node, now).await? {
+            // The registry dropped this node's sessions: register the live
+            // ones again, and say those users are back.
             for (user_id, session) in self.inner.sessions.snapshot() {
-                presence.connected(node, user_id, session, now).await?;
+                let change = presence.connected(node, user_id, session, now).await?;
+                if !self.inner.sessions.contains(user_id, session) {
+                    // It ended meanwhile: its disconnect may have come first.
+                    if let Some(gone) = presence.disconnected(node, user_id, session, now).await? {
+                        self.went_offline(gone).await;
+                    }
+                    continue;
+                }
+                if let Some(change) = change {
+                    self.announce_presence(change).await;
+                }
             }
         }
         for change in presence.expire(now).await? {

@@ -37,6 +37,9 @@ struct Node {
     lease_until: i64,
     /// Its lease expired and its sessions were dropped.
     dropped: bool,
+    /// Dropped since its last renewal: the next `renew` tells the node to
+    /// register its sessions again (even if a new session revived it).
+    lapsed: bool,
 }
 
 /// A session: the node it is on, and its id there.
@@ -119,6 +122,7 @@ impl State {
         self.nodes.push(Node {
             lease_until: 0,
             dropped: false,
+            lapsed: false,
         });
         self.node_index.insert(name.into(), i);
         i
@@ -217,8 +221,9 @@ impl PresenceRegistry for MemoryPresence {
         let mut state = self.state.lock();
         let index = state.node(node);
         let n = &mut state.nodes[index as usize];
-        let kept = !n.dropped && n.lease_until > 0;
+        let kept = !n.dropped && !n.lapsed && n.lease_until > 0;
         n.dropped = false;
+        n.lapsed = false;
         n.lease_until = n.lease_until.max(now + self.lease_ms);
         Ok(kept)
     }
@@ -228,7 +233,9 @@ impl PresenceRegistry for MemoryPresence {
         let Some(&index) = state.node_index.get(node) else {
             return Ok(Vec::new());
         };
-        state.nodes[index as usize].dropped = true;
+        let n = &mut state.nodes[index as usize];
+        n.dropped = true;
+        n.lapsed = true;
         let users = state.drop_sessions(|n| n == index);
         Ok(users.into_iter().filter_map(|u| state.settle(u, now)).collect())
     }
@@ -239,6 +246,7 @@ impl PresenceRegistry for MemoryPresence {
         for (i, n) in state.nodes.iter_mut().enumerate() {
             if !n.dropped && n.lease_until <= now {
                 n.dropped = true;
+                n.lapsed = true;
                 expired[i] = true;
             }
         }
