@@ -47,6 +47,10 @@ pub struct ServerSection {
     /// Told to clients at shutdown: reconnect after this long (each client
     /// adds up to half again at random), milliseconds.
     pub reconnect_after_ms: u32,
+    /// A node's users count as online this long after its last presence
+    /// lease renewal (renewed every third of it), seconds: how long the users
+    /// of a node that died stay online.
+    pub presence_lease_secs: u64,
 }
 
 /// `[store]`
@@ -128,6 +132,7 @@ impl Default for ServerSection {
             idle_timeout_secs: 90,
             shutdown_timeout_secs: 10,
             reconnect_after_ms: 1000,
+            presence_lease_secs: 30,
         }
     }
 }
@@ -249,6 +254,9 @@ impl ServerConfig {
         if !(1..=10_000).contains(&self.limits.max_page_size) {
             bail!("limits.max_page_size must be 1 to 10000");
         }
+        if !(3..=3_600).contains(&self.server.presence_lease_secs) {
+            bail!("server.presence_lease_secs must be 3 to 3600");
+        }
         if self.server.reconnect_after_ms > 600_000 {
             bail!("server.reconnect_after_ms is limited to 10 minutes");
         }
@@ -302,6 +310,7 @@ impl ServerConfig {
             max_page_size: self.limits.max_page_size,
             large_group_threshold: self.limits.large_group_threshold,
             session_queue: self.limits.session_queue,
+            presence_lease_ms: (self.server.presence_lease_secs * 1000) as i64,
             ..Default::default()
         }
     }
