@@ -21,6 +21,7 @@
 //! |---|---|---|
 //! | `sqlite` | yes | `SqliteStore` (diesel, bundled SQLite) |
 //! | `postgres` | no | `PostgresStore` (diesel, libpq) |
+//! | `redis` | no | `RedisFanOut`: several server processes joined by Redis pub/sub |
 //! | `testing` | no | the conformance suites (`store_conformance_tests!`, `fanout_conformance_tests!`, `presence_conformance_tests!`) for backends written elsewhere, and test helpers |
 //!
 //! Backends are injected as `Arc<dyn Trait>` through [`EngineBuilder`]; each
@@ -56,6 +57,8 @@ pub use engine::{Authenticated, Caller, Engine, EngineBuilder, EngineConfig};
 pub use error::{Error, Result};
 pub use event::SharedEvent;
 pub use fanout::{Audience, Envelope, FanOut, FanOutHandler, LocalBus, LocalFanOut, Target};
+#[cfg(feature = "redis")]
+pub use fanout::{RedisFanOut, RedisFanOutConfig};
 pub use im_protocol;
 pub use presence::{MemoryPresence, PresenceRegistry};
 pub use store::{MemoryStore, Store};

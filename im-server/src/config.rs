@@ -28,6 +28,31 @@ pub struct ServerConfig {
     pub limits: LimitsSection,
     /// Logging.
     pub log: LogSection,
+    /// How events reach the other server processes.
+    pub fanout: FanOutSection,
+}
+
+/// `[fanout]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FanOutSection {
+    /// `local` (one process, the default) or `redis` (several processes
+    /// joined by Redis pub/sub).
+    pub backend: String,
+    /// Redis: `redis://host:port/db`.
+    pub url: String,
+    /// Redis: the channel every node of the cluster shares.
+    pub channel: String,
+}
+
+impl Default for FanOutSection {
+    fn default() -> Self {
+        Self {
+            backend: "local".into(),
+            url: "redis://127.0.0.1:6379".into(),
+            channel: "im:events".into(),
+        }
+    }
 }
 
 /// `[server]`
@@ -233,6 +258,9 @@ impl ServerConfig {
         self.store_url()?;
         if !matches!(self.store.synchronous.as_str(), "full" | "normal") {
             bail!("store.synchronous must be \"full\" or \"normal\"");
+        }
+        if !matches!(self.fanout.backend.as_str(), "local" | "redis") {
+            bail!("fanout.backend must be \"local\" or \"redis\"");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");

@@ -25,6 +25,9 @@ pub enum ServerError {
         /// The store's error.
         source: im_core::Error,
     },
+    /// The fan-out (Redis) cannot be reached.
+    #[error("fan-out: {0}")]
+    FanOut(#[source] im_core::Error),
     /// Another I/O failure (the runtime, the listener).
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

@@ -151,6 +151,22 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
     })
 }
 
+/// Opens the fan-out named by the configuration.
+pub async fn open_fanout(config: &ServerConfig) -> Result<Arc<dyn im_core::FanOut>> {
+    Ok(match config.fanout.backend.as_str() {
+        "redis" => {
+            let mut c = im_core::RedisFanOutConfig::new(&config.fanout.url);
+            c.channel = config.fanout.channel.clone();
+            Arc::new(
+                im_core::RedisFanOut::connect(c)
+                    .await
+                    .map_err(ServerError::FanOut)?,
+            )
+        }
+        _ => Arc::new(im_core::LocalFanOut::new()),
+    })
+}
+
 impl Server {
     /// Opens the store and binds the configured address.
     pub async fn bind(config: ServerConfig) -> Result<Self> {
@@ -165,6 +181,7 @@ impl Server {
         let store = open_store(&config).await?;
         let engine = Engine::builder()
             .store(store)
+            .fanout(open_fanout(&config).await?)
             .config(config.engine_config())
             .password_auth(config.auth_config())
             .build();

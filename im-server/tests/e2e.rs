@@ -150,3 +150,70 @@ mod postgres_outage {
         server.stop().await;
     }
 }
+
+/// Two server processes on one PostgreSQL database, joined by Redis pub/sub:
+/// a message sent on one reaches a client of the other live, in order.
+mod redis_cluster {
+    use crate::support::*;
+    use im_client_sdk::{Client, Credentials, Event};
+    use im_core::store::postgres::testing::TempSchema;
+    use im_server::{Server, ServerConfig};
+    use std::time::Duration;
+
+    async fn node(
+        store_url: &str,
+        channel: &str,
+    ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let (mut config, _data): (ServerConfig, _) = test_config(Backend::Sqlite);
+        config.store.url = store_url.to_owned();
+        config.fanout.backend = "redis".into();
+        config.fanout.url =
+            std::env::var("IM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        config.fanout.channel = channel.to_owned();
+        let server = Server::bind(config)
+            .await
+            .expect("Redis and PostgreSQL are required for this test");
+        let addr = server.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_sent_on_one_node_reaches_a_client_of_the_other_live() {
+        let schema = TempSchema::create();
+        let channel = format!("im-e2e-{}", std::process::id());
+        let (a, stop_a) = node(&schema.url(), &channel).await;
+        let (b, stop_b) = node(&schema.url(), &channel).await;
+        let register = |addr: std::net::SocketAddr, name: &str| {
+            let credentials = Credentials::Register {
+                username: name.into(),
+                password: PASSWORD.into(),
+                display_name: String::new(),
+            };
+            Client::connect(client_config(&format!("ws://{addr}/v1/ws")), credentials)
+        };
+        let (ann, _) = register(a, "ann_on_a").await.unwrap();
+        let (bob, mut bob_events) = register(b, "bob_on_b").await.unwrap();
+        let first = ann.send_direct(bob.user().id, "m0").await.unwrap();
+        let conv = first.conversation_id;
+        for i in 1..20 {
+            ann.send_text(conv, &format!("m{i}")).await.unwrap();
+        }
+        let got = messages(&mut bob_events, conv, 20).await;
+        assert_eq!(
+            got.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            (1..=20).collect::<Vec<_>>()
+        );
+        assert_eq!(bob.gap_fills(), 0, "live over Redis, in order");
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(e) = bob_events.next().await {
+                assert!(!matches!(e, Event::Message(_)), "no duplicate");
+            }
+        })
+        .await;
+        let _ = (stop_a.send(()), stop_b.send(()));
+    }
+}

@@ -27,12 +27,16 @@ use std::sync::Arc;
 
 mod envelope;
 mod local;
+#[cfg(feature = "redis")]
+mod redis_fanout;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 
 pub use envelope::{Audience, Envelope, EnvelopeError, Target};
 pub use local::{LocalBus, LocalFanOut};
+#[cfg(feature = "redis")]
+pub use redis_fanout::{RedisFanOut, RedisFanOutConfig};
 
 /// Receives the envelopes other nodes published (a node's engine).
 pub trait FanOutHandler: Send + Sync + 'static {

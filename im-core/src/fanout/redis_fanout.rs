@@ -1,0 +1,204 @@
+//! [`RedisFanOut`]: the fan-out of several server processes over Redis
+//! pub/sub (feature `redis`).
+//!
+//! Every node publishes its envelopes on one channel and subscribes to it.
+//! * **Order**: one publishing task per node sends its envelopes in the order
+//!   `publish` was called, on one connection; Redis hands a subscriber the
+//!   messages of one connection in that order, so each partition keeps its
+//!   order end to end.
+//! * **Other nodes only**: each payload starts with the publishing
+//!   instance's random id; a node skips its own.
+//! * **Never waits**: `publish` puts the encoded envelope on a bounded queue
+//!   (`queue` envelopes); a full queue or a failed `PUBLISH` drops the
+//!   envelope with a warning. A lost subscription is re-established with
+//!   back-off; what was published meanwhile is not replayed (Redis pub/sub
+//!   keeps nothing): clients recover it on sync.
+//! * Every node receives every envelope of the cluster: traffic per node
+//!   grows with the cluster's total.
+
+use super::{Envelope, FanOut, FanOutHandler};
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::{Mutex, RwLock};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Settings of a [`RedisFanOut`].
+#[derive(Debug, Clone)]
+pub struct RedisFanOutConfig {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// The channel every node of the cluster shares (default `im:events`).
+    pub channel: String,
+    /// Envelopes waiting to be published at most; more are dropped (default 65,536).
+    pub queue: usize,
+}
+
+impl RedisFanOutConfig {
+    /// Defaults for the Redis at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            channel: "im:events".into(),
+            queue: 65_536,
+        }
+    }
+}
+
+type Handlers = Arc<RwLock<Vec<Arc<dyn FanOutHandler>>>>;
+
+/// Fan-out over Redis pub/sub. See the module docs for its guarantees.
+pub struct RedisFanOut {
+    /// Marks this instance's payloads, to skip them when they come back.
+    instance: [u8; 16],
+    outgoing: mpsc::Sender<Bytes>,
+    handlers: Handlers,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for RedisFanOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisFanOut")
+            .field("instance", &hex::encode(self.instance))
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> Error {
+    Error::Unavailable(format!("redis: {e}"))
+}
+
+impl RedisFanOut {
+    /// Connects, subscribes, and starts publishing. `Unavailable` if Redis
+    /// cannot be reached now.
+    pub async fn connect(config: RedisFanOutConfig) -> Result<Self> {
+        let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
+        let publisher = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(unavailable)?;
+        let mut pubsub = client.get_async_pubsub().await.map_err(unavailable)?;
+        pubsub.subscribe(&config.channel).await.map_err(unavailable)?;
+        let mut instance = [0u8; 16];
+        rand::Rng::fill(&mut rand::rng(), &mut instance);
+        let (outgoing, queue) = mpsc::channel(config.queue.max(1));
+        let handlers: Handlers = Arc::default();
+        let tasks = vec![
+            tokio::spawn(publish_loop(
+                client.clone(),
+                publisher,
+                config.channel.clone(),
+                queue,
+            )),
+            tokio::spawn(subscribe_loop(
+                client,
+                pubsub,
+                config.channel,
+                instance,
+                handlers.clone(),
+            )),
+        ];
+        Ok(Self {
+            instance,
+            outgoing,
+            handlers,
+            tasks: Mutex::new(tasks),
+        })
+    }
+}
+
+async fn publish_loop(
+    client: redis::Client,
+    mut conn: redis::aio::MultiplexedConnection,
+    channel: String,
+    mut queue: mpsc::Receiver<Bytes>,
+) {
+    while let Some(payload) = queue.recv().await {
+        let sent: redis::RedisResult<()> = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(payload.as_ref())
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "fan-out: publish to Redis failed; the envelope is dropped");
+            if let Ok(fresh) = client.get_multiplexed_async_connection().await {
+                conn = fresh;
+            }
+        }
+    }
+}
+
+async fn subscribe_loop(
+    client: redis::Client,
+    mut pubsub: redis::aio::PubSub,
+    channel: String,
+    instance: [u8; 16],
+    handlers: Handlers,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        {
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                let payload = message.get_payload_bytes();
+                let Some((origin, body)) = payload.split_at_checked(16) else {
+                    continue;
+                };
+                if origin == instance {
+                    continue;
+                }
+                match Envelope::from_bytes(body) {
+                    Ok(envelope) => {
+                        for handler in handlers.read().iter() {
+                            handler.deliver(envelope.clone());
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "fan-out: unreadable envelope from Redis"),
+                }
+            }
+        }
+        tracing::warn!(
+            "fan-out: Redis subscription lost; reconnecting (clients recover missed events on sync)"
+        );
+        loop {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            if let Ok(mut fresh) = client.get_async_pubsub().await
+                && fresh.subscribe(&channel).await.is_ok()
+            {
+                pubsub = fresh;
+                backoff = Duration::from_millis(100);
+                break;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl FanOut for RedisFanOut {
+    fn publish(&self, envelope: &Envelope) {
+        let body = envelope.to_bytes();
+        let mut payload = Vec::with_capacity(16 + body.len());
+        payload.extend_from_slice(&self.instance);
+        payload.extend_from_slice(&body);
+        if self.outgoing.try_send(Bytes::from(payload)).is_err() {
+            tracing::warn!("fan-out: the Redis publish queue is full; an envelope is dropped");
+        }
+    }
+
+    fn subscribe(&self, handler: Arc<dyn FanOutHandler>) {
+        self.handlers.write().push(handler);
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.handlers.write().clear();
+        for task in self.tasks.lock().drain(..) {
+            task.abort();
+        }
+        Ok(())
+    }
+}
