@@ -21,7 +21,7 @@
 //! |---|---|---|
 //! | `sqlite` | yes | `SqliteStore` (diesel, bundled SQLite) |
 //! | `postgres` | no | `PostgresStore` (diesel, libpq) |
-//! | `redis` | no | `RedisFanOut`: several server processes joined by Redis pub/sub |
+//! | `redis` | no | `RedisFanOut` and `RedisPresence`: several server processes joined by Redis |
 //! | `testing` | no | the conformance suites (`store_conformance_tests!`, `fanout_conformance_tests!`, `presence_conformance_tests!`) for backends written elsewhere, and test helpers |
 //!
 //! Backends are injected as `Arc<dyn Trait>` through [`EngineBuilder`]; each
@@ -61,6 +61,8 @@ pub use fanout::{Audience, Envelope, FanOut, FanOutHandler, LocalBus, LocalFanOu
 pub use fanout::{RedisFanOut, RedisFanOutConfig};
 pub use im_protocol;
 pub use presence::{MemoryPresence, PresenceRegistry};
+#[cfg(feature = "redis")]
+pub use presence::{RedisPresence, RedisPresenceConfig};
 pub use store::{MemoryStore, Store};
 #[cfg(feature = "postgres")]
 pub use store::{PostgresStore, PostgresStoreConfig};

@@ -230,6 +230,22 @@ mod redis_fanout {
     });
 }
 
+/// Presence in a real Redis, each test under a key prefix of its own.
+mod redis_presence {
+    use im_core::{PresenceRegistry, RedisPresence, RedisPresenceConfig};
+    use std::sync::Arc;
+    im_core::presence_conformance_tests!(async {
+        let url = std::env::var("IM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let mut config = RedisPresenceConfig::new(&url);
+        config.prefix = crate::redis_fanout::channel();
+        config.lease_ms = 30_000;
+        let r = RedisPresence::connect(config)
+            .await
+            .unwrap_or_else(|e| panic!("Redis is required for this test and is not reachable at {url}: {e}"));
+        (Arc::new(r) as Arc<dyn PresenceRegistry>, 30_000, ())
+    });
+}
+
 mod memory_presence {
     use im_core::{MemoryPresence, PresenceRegistry};
     use std::sync::Arc;

@@ -167,6 +167,22 @@ pub async fn open_fanout(config: &ServerConfig) -> Result<Arc<dyn im_core::FanOu
     })
 }
 
+/// The presence registry a cluster shares: in Redis with the Redis fan-out
+/// (keys under `{fanout.channel}:presence`); `None`: the engine's in-memory
+/// default, for one process.
+pub async fn open_presence(config: &ServerConfig) -> Result<Option<Arc<dyn im_core::PresenceRegistry>>> {
+    if config.fanout.backend != "redis" {
+        return Ok(None);
+    }
+    let mut c = im_core::RedisPresenceConfig::new(&config.fanout.url);
+    c.prefix = format!("{}:presence", config.fanout.channel);
+    c.lease_ms = (config.server.presence_lease_secs * 1000) as i64;
+    let presence = im_core::RedisPresence::connect(c)
+        .await
+        .map_err(ServerError::FanOut)?;
+    Ok(Some(Arc::new(presence)))
+}
+
 impl Server {
     /// Opens the store and binds the configured address.
     pub async fn bind(config: ServerConfig) -> Result<Self> {
@@ -179,7 +195,11 @@ impl Server {
     pub async fn with_listener(config: ServerConfig, listener: TcpListener) -> Result<Self> {
         config.validate()?;
         let store = open_store(&config).await?;
-        let engine = Engine::builder()
+        let mut builder = Engine::builder();
+        if let Some(presence) = open_presence(&config).await? {
+            builder = builder.presence(presence);
+        }
+        let engine = builder
             .store(store)
             .fanout(open_fanout(&config).await?)
             .config(config.engine_config())

@@ -208,6 +208,13 @@ mod redis_cluster {
             (1..=20).collect::<Vec<_>>()
         );
         assert_eq!(bob.gap_fills(), 0, "live over Redis, in order");
+        // Presence is shared: Ann on A is online for Bob on B, then offline
+        // when her only device leaves.
+        let p = bob.presence(&[ann.user().id]).await.unwrap();
+        assert!(p[0].online, "counted on node A, seen from node B");
+        ann.close();
+        let offline = wait_for(&mut bob_events, |e| matches!(e, Event::Presence(p) if !p.online)).await;
+        assert!(matches!(offline, Event::Presence(p) if p.user_id == ann.user().id));
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             while let Some(e) = bob_events.next().await {
                 assert!(!matches!(e, Event::Message(_)), "no duplicate");

@@ -27,8 +27,12 @@ use crate::model::{SessionId, UserId};
 use async_trait::async_trait;
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis_presence;
 
 pub use memory::MemoryPresence;
+#[cfg(feature = "redis")]
+pub use redis_presence::{RedisPresence, RedisPresenceConfig};
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
