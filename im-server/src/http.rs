@@ -153,13 +153,17 @@ async fn ready(shared: &Shared) -> Response<Body> {
     if shared.shutdown.is_cancelled() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     }
-    match shared.engine.store().health().await {
-        Ok(()) => text(StatusCode::OK, "ready\n"),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: store unavailable");
-            text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
-        }
+    if let Err(e) = shared.engine.store().health().await {
+        tracing::warn!(error = %e, "readiness: store unavailable");
+        return text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n");
     }
+    // Sends are still stored and acked during a broker outage; only live
+    // delivery between nodes waits for it.
+    if let Err(e) = shared.engine.fanout_health().await {
+        tracing::warn!(error = %e, "readiness: fan-out unavailable");
+        return text(StatusCode::SERVICE_UNAVAILABLE, "fan-out unavailable\n");
+    }
+    text(StatusCode::OK, "ready\n")
 }
 
 #[derive(serde::Deserialize)]

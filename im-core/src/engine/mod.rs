@@ -264,6 +264,12 @@ impl Engine {
         Ok(self.inner.store.purge_expired_tokens(self.now_ms()).await?)
     }
 
+    /// `Ok` while the fan-out reaches the other nodes (see
+    /// [`FanOut::health`]); the store's is [`Store::health`].
+    pub async fn fanout_health(&self) -> Result<()> {
+        self.inner.fanout.health().await
+    }
+
     /// Now, from the engine's clock (Unix ms).
     pub(crate) fn now_ms(&self) -> i64 {
         self.inner.clock.now_ms()

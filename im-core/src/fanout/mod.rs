@@ -52,6 +52,12 @@ pub trait FanOut: Send + Sync + std::fmt::Debug + 'static {
     fn publish(&self, envelope: &Envelope);
     /// Adds a subscriber: it gets every envelope other nodes publish from now on.
     fn subscribe(&self, handler: Arc<dyn FanOutHandler>);
+    /// `Ok` while envelopes can reach the other nodes and theirs arrive;
+    /// `Unavailable` during a broker outage (sends are still stored and
+    /// acked; live delivery between nodes resumes when it ends).
+    async fn health(&self) -> Result<()> {
+        Ok(())
+    }
     /// Stops delivering and flushes what is queued; called at shutdown.
     async fn close(&self) -> Result<()> {
         Ok(())

@@ -55,6 +55,11 @@ type Handlers = Arc<RwLock<Vec<Arc<dyn FanOutHandler>>>>;
 pub struct RedisFanOut {
     /// Marks this instance's payloads, to skip them when they come back.
     instance: [u8; 16],
+    /// For health checks: a connection, made again after a failure.
+    probe: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    client: redis::Client,
+    /// False while the subscription is lost.
+    subscribed: Arc<std::sync::atomic::AtomicBool>,
     outgoing: mpsc::Sender<Bytes>,
     handlers: Handlers,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -87,6 +92,9 @@ impl RedisFanOut {
         rand::Rng::fill(&mut rand::rng(), &mut instance);
         let (outgoing, queue) = mpsc::channel(config.queue.max(1));
         let handlers: Handlers = Arc::default();
+        let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let probe = tokio::sync::Mutex::new(Some(publisher.clone()));
+        let probe_client = client.clone();
         let tasks = vec![
             tokio::spawn(publish_loop(
                 client.clone(),
@@ -100,10 +108,14 @@ impl RedisFanOut {
                 config.channel,
                 instance,
                 handlers.clone(),
+                subscribed.clone(),
             )),
         ];
         Ok(Self {
             instance,
+            probe,
+            client: probe_client,
+            subscribed,
             outgoing,
             handlers,
             tasks: Mutex::new(tasks),
@@ -138,7 +150,9 @@ async fn subscribe_loop(
     channel: String,
     instance: [u8; 16],
     handlers: Handlers,
+    subscribed: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    use std::sync::atomic::Ordering;
     let mut backoff = Duration::from_millis(100);
     loop {
         {
@@ -172,6 +186,8 @@ async fn subscribe_loop(
             {
                 pubsub = fresh;
                 backoff = Duration::from_millis(100);
+                subscribed.store(true, Ordering::SeqCst);
+                tracing::info!("fan-out: Redis subscription back");
                 break;
             }
         }
@@ -192,6 +208,31 @@ impl FanOut for RedisFanOut {
 
     fn subscribe(&self, handler: Arc<dyn FanOutHandler>) {
         self.handlers.write().push(handler);
+    }
+
+    async fn health(&self) -> Result<()> {
+        if !self.subscribed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Unavailable("the Redis subscription is lost".into()));
+        }
+        let mut probe = self.probe.lock().await;
+        let answer = async {
+            if probe.is_none() {
+                *probe = Some(self.client.get_multiplexed_async_connection().await?);
+            }
+            let conn = probe.as_mut().expect("made above");
+            redis::cmd("PING").query_async::<()>(conn).await
+        };
+        match tokio::time::timeout(Duration::from_secs(2), answer).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                *probe = None;
+                Err(unavailable(e))
+            }
+            Err(_) => {
+                *probe = None;
+                Err(Error::Unavailable("Redis does not answer".into()))
+            }
+        }
     }
 
     async fn close(&self) -> Result<()> {
