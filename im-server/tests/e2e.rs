@@ -195,7 +195,7 @@ mod redis_cluster {
             };
             Client::connect(client_config(&format!("ws://{addr}/v1/ws")), credentials)
         };
-        let (ann, _) = register(a, "ann_on_a").await.unwrap();
+        let (ann, mut ann_events) = register(a, "ann_on_a").await.unwrap();
         let (bob, mut bob_events) = register(b, "bob_on_b").await.unwrap();
         let first = ann.send_direct(bob.user().id, "m0").await.unwrap();
         let conv = first.conversation_id;
@@ -208,6 +208,18 @@ mod redis_cluster {
             (1..=20).collect::<Vec<_>>()
         );
         assert_eq!(bob.gap_fills(), 0, "live over Redis, in order");
+        // Typing, receipts and group changes cross too.
+        bob.typing(conv, true).await.unwrap();
+        wait_for(&mut ann_events, |e| matches!(e, Event::Typing(t) if t.typing)).await;
+        bob.mark_read(conv, 20).await.unwrap();
+        wait_for(
+            &mut ann_events,
+            |e| matches!(e, Event::Receipt(r) if r.read_seq == 20),
+        )
+        .await;
+        let group = ann.create_group("across", &[bob.user().id]).await.unwrap();
+        let created = messages(&mut bob_events, group.id, 1).await;
+        assert_eq!(created[0].seq, 1, "the group's creation reaches node B");
         // Presence is shared: Ann on A is online for Bob on B, then offline
         // when her only device leaves.
         let p = bob.presence(&[ann.user().id]).await.unwrap();
