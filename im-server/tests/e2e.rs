@@ -302,4 +302,60 @@ mod redis_cluster {
         let _ = stop.send(());
         running.await.unwrap().unwrap();
     }
+
+    /// Three server processes on one database and one Redis: 30 members of a
+    /// group spread over the nodes, every member gets every message exactly
+    /// once and in order, and 1:1 chats across nodes too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_nodes_a_group_of_30_spread_over_them_gets_every_message_once_in_order() {
+        let schema = TempSchema::create();
+        let channel = format!("im-e2e-three-{}", std::process::id());
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(node(&schema.url(), &channel).await);
+        }
+        let mut members = Vec::new();
+        for i in 0..30 {
+            let addr = nodes[i % 3].0;
+            let credentials = Credentials::Register {
+                username: format!("member{i}"),
+                password: PASSWORD.into(),
+                display_name: String::new(),
+            };
+            members.push(
+                Client::connect(client_config(&format!("ws://{addr}/v1/ws")), credentials)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let ids: Vec<u64> = members.iter().map(|(c, _)| c.user().id).collect();
+        let group = members[0].0.create_group("thirty", &ids[1..]).await.unwrap();
+        // Three senders, one per node, 10 messages each, at once.
+        let mut sends = Vec::new();
+        for sender in 0..3 {
+            for n in 0..10 {
+                sends.push(members[sender].0.send_text(group.id, &format!("{sender}-{n}")));
+            }
+        }
+        for ack in futures_util::future::join_all(sends).await {
+            ack.unwrap();
+        }
+        for (client, events) in &mut members {
+            let got = messages(events, group.id, 31).await;
+            assert_eq!(
+                got.iter().map(|m| m.seq).collect::<Vec<_>>(),
+                (1..=31).collect::<Vec<_>>()
+            );
+            assert_no_more_messages(events, group.id).await;
+            let _ = client;
+        }
+        // A 1:1 chat between clients of two other nodes.
+        let (one, two) = (&members[1].0, &members[2].0);
+        let dm = one.send_direct(two.user().id, "node 2 to node 3").await.unwrap();
+        let got = messages(&mut members[2].1, dm.conversation_id, 1).await;
+        assert_eq!(text_of(&got[0]), "node 2 to node 3");
+        for (_, stop) in nodes {
+            let _ = stop.send(());
+        }
+    }
 }
