@@ -332,9 +332,9 @@ mod redis_cluster {
         let group = members[0].0.create_group("thirty", &ids[1..]).await.unwrap();
         // Three senders, one per node, 10 messages each, at once.
         let mut sends = Vec::new();
-        for sender in 0..3 {
+        for (sender, (client, _)) in members.iter().take(3).enumerate() {
             for n in 0..10 {
-                sends.push(members[sender].0.send_text(group.id, &format!("{sender}-{n}")));
+                sends.push(client.send_text(group.id, &format!("{sender}-{n}")));
             }
         }
         for ack in futures_util::future::join_all(sends).await {
