@@ -358,4 +358,74 @@ mod redis_cluster {
             let _ = stop.send(());
         }
     }
+
+    /// A node started after traffic began: what came before reaches its
+    /// clients by sync, what comes after live, each message once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_started_late_leaves_the_past_to_sync_and_delivers_the_rest_live() {
+        let schema = TempSchema::create();
+        let channel = format!("im-e2e-late-{}", std::process::id());
+        let (a, stop_a) = node(&schema.url(), &channel).await;
+        let connect = |addr: std::net::SocketAddr, credentials: Credentials| {
+            Client::connect(client_config(&format!("ws://{addr}/v1/ws")), credentials)
+        };
+        let (ann, _) = connect(
+            a,
+            Credentials::Register {
+                username: "early_ann".into(),
+                password: PASSWORD.into(),
+                display_name: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+        let (bob, _) = connect(
+            a,
+            Credentials::Register {
+                username: "late_bob".into(),
+                password: PASSWORD.into(),
+                display_name: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+        let bob_id = bob.user().id;
+        bob.close();
+        let mut conv = 0;
+        for i in 0..10 {
+            conv = ann
+                .send_direct(bob_id, &format!("before {i}"))
+                .await
+                .unwrap()
+                .conversation_id;
+        }
+        // Node B starts now; Bob connects there.
+        let (b, stop_b) = node(&schema.url(), &channel).await;
+        let (bob, mut bob_events) = connect(
+            b,
+            Credentials::Login {
+                username: "late_bob".into(),
+                password: PASSWORD.into(),
+            },
+        )
+        .await
+        .unwrap();
+        let past = messages(&mut bob_events, conv, 10).await;
+        assert_eq!(
+            past.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            (1..=10).collect::<Vec<_>>()
+        );
+        wait_for(&mut bob_events, |e| matches!(e, Event::Synced)).await;
+        for i in 0..10 {
+            ann.send_text(conv, &format!("after {i}")).await.unwrap();
+        }
+        let live = messages(&mut bob_events, conv, 10).await;
+        assert_eq!(
+            live.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            (11..=20).collect::<Vec<_>>()
+        );
+        assert_eq!(bob.gap_fills(), 0, "the new events came live");
+        assert_no_more_messages(&mut bob_events, conv).await;
+        let _ = (stop_a.send(()), stop_b.send(()));
+    }
 }
