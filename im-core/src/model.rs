@@ -243,7 +243,7 @@ pub struct Appended {
 }
 
 /// Called by a store with a message it just stored, right after the commit,
-/// in commit order for each conversation (see [`Store`](crate::store::Store)).
+/// in commit order for each conversation (see `Store::append_message_then`).
 pub type CommitHook = Box<dyn FnOnce(&Appended) + Send>;
 
 /// Direction of a history page.

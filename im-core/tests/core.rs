@@ -625,6 +625,24 @@ mod sequencing {
     use im_core::{Caller, Engine, PasswordAuthConfig, SqliteStore, SqliteStoreConfig};
     use std::sync::Arc;
 
+    /// An engine on a SQLite file (its writer thread runs the commit hooks),
+    /// and the directory holding the file.
+    async fn sqlite_engine() -> (Engine, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteStoreConfig::new(dir.path().join("im.sqlite3")))
+            .await
+            .unwrap();
+        let engine = Engine::builder()
+            .store(Arc::new(store))
+            .password_auth(PasswordAuthConfig {
+                argon2_m_cost: 256,
+                argon2_t_cost: 1,
+                ..Default::default()
+            })
+            .build();
+        (engine, dir)
+    }
+
     fn seqs(rx: &mut SessionEvents, conversation: u64) -> Vec<u64> {
         std::iter::from_fn(|| rx.try_recv())
             .filter_map(|o| match o {
@@ -639,18 +657,7 @@ mod sequencing {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_message_whose_sender_went_away_before_the_ack_is_still_delivered() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(SqliteStoreConfig::new(dir.path().join("im.sqlite3")))
-            .await
-            .unwrap();
-        let e = Engine::builder()
-            .store(Arc::new(store))
-            .password_auth(PasswordAuthConfig {
-                argon2_m_cost: 256,
-                argon2_t_cost: 1,
-                ..Default::default()
-            })
-            .build();
+        let (e, _dir) = sqlite_engine().await;
         let a = e.register("leaver", "password123", "").await.unwrap().user.id;
         let b = e.register("stayer", "password123", "").await.unwrap().user.id;
         let group = e.create_group(Caller::user(a), "g", &[b]).await.unwrap();
@@ -680,18 +687,7 @@ mod sequencing {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_senders_into_one_conversation_arrive_in_strictly_increasing_sequence() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(SqliteStoreConfig::new(dir.path().join("im.sqlite3")))
-            .await
-            .unwrap();
-        let e = Engine::builder()
-            .store(Arc::new(store))
-            .password_auth(PasswordAuthConfig {
-                argon2_m_cost: 256,
-                argon2_t_cost: 1,
-                ..Default::default()
-            })
-            .build();
+        let (e, _dir) = sqlite_engine().await;
         let mut users = Vec::new();
         for i in 0..5 {
             users.push(

@@ -136,13 +136,7 @@ fn websocket(shared: &Shared, mut req: Request<Incoming>, permit: &PermitSlot) -
     ) {
         Ok((response, serve)) => {
             let permit = permit.lock().ok().and_then(|mut slot| slot.take());
-            // Boxed once: a future moved into an async block and awaited
-            // there would be stored twice in every idle connection's task.
-            let serve = Box::pin(serve);
-            shared.tasks.spawn(async move {
-                serve.await;
-                drop(permit);
-            });
+            shared.spawn_connection(serve, permit);
             response
         }
         Err(e) => error(&e),

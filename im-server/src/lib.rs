@@ -76,17 +76,14 @@ impl ServerHandle {
             .clone()
             .try_acquire_owned()
             .map_err(|_| im_core::Error::Unavailable("connection limit reached".into()))?;
-        let serve = Box::pin(im_core::connection::serve(
+        let serve = im_core::connection::serve(
             shared.engine.clone(),
             shared.connection.clone(),
             transport,
             bearer_token,
             shared.shutdown.clone().cancelled_owned(),
-        ));
-        shared.tasks.spawn(async move {
-            serve.await;
-            drop(permit);
-        });
+        );
+        shared.spawn_connection(serve, Some(permit));
         Ok(())
     }
 }

@@ -22,3 +22,21 @@ pub(crate) struct Shared {
     /// Tracks every connection task, to drain them at shutdown.
     pub(crate) tasks: TaskTracker,
 }
+
+impl Shared {
+    /// Runs a connection's future as a tracked task (drained at shutdown)
+    /// that holds its permit (if it has one) until it ends. The future is
+    /// boxed once: moved into an async block and awaited there it would be
+    /// stored twice in every idle connection's task.
+    pub(crate) fn spawn_connection(
+        &self,
+        serve: impl std::future::Future<Output = ()> + Send + 'static,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) {
+        let serve = Box::pin(serve);
+        self.tasks.spawn(async move {
+            serve.await;
+            drop(permit);
+        });
+    }
+}

@@ -6,8 +6,9 @@
 //! the other nodes. Stored messages are queued by the store's commit hook
 //! ([`Engine::dispatch_on_commit`]), which runs in commit order per
 //! conversation, and delivered from the [`Outbox`](super::outbox) in that
-//! order: live events leave in sequence order however many senders race. Envelopes from other nodes are resolved against this node's member
-//! lists and delivered in partition order ([`RemoteEvents`]).
+//! order: live events leave in sequence order however many senders race.
+//! Envelopes from other nodes are resolved against this node's member lists
+//! and delivered in partition order ([`RemoteEvents`]).
 
 use super::members::MemberDirectory;
 use super::outbox::{self, Committed};
@@ -46,8 +47,7 @@ impl Engine {
     /// `members` resolves a [`Target::Members`] audience here (the caller
     /// has the list at the envelope's version).
     pub(super) fn dispatch(&self, envelope: &Envelope, members: Option<&[UserId]>) {
-        deliver_locally(&self.inner, envelope, members);
-        self.inner.fanout.publish(envelope);
+        send(&self.inner, envelope, members);
     }
 
     /// Relays an ephemeral event (typing, a receipt) to a conversation's
@@ -59,11 +59,7 @@ impl Engine {
         except_user: Option<UserId>,
         kind: v1::event::Kind,
     ) {
-        let mut audience = if members.len() <= LISTED_AUDIENCE {
-            Audience::users(members.clone())
-        } else {
-            Audience::members()
-        };
+        let mut audience = audience_of(members);
         audience.except.user = except_user;
         let envelope = self.envelope(conversation, audience, 0, kind);
         self.dispatch(&envelope, Some(members));
@@ -87,11 +83,7 @@ impl Engine {
         self.inner
             .members
             .remember(conversation, appended.member_version, members.clone());
-        let audience = if members.len() <= LISTED_AUDIENCE {
-            Audience::users(members.clone())
-        } else {
-            Audience::members()
-        };
+        let audience = audience_of(members);
         let kind = v1::event::Kind::Message(appended.message.clone());
         let envelope = self.envelope(conversation, audience, appended.member_version, kind);
         let to_leaver = leaver.map(|user| Envelope {
@@ -130,13 +122,27 @@ fn runtime_of(inner: &Inner) -> Option<tokio::runtime::Handle> {
         .or_else(|| tokio::runtime::Handle::try_current().ok())
 }
 
+/// The members of a conversation as an audience: listed by id when few,
+/// else resolved by each node.
+fn audience_of(members: &Arc<[UserId]>) -> Audience {
+    if members.len() <= LISTED_AUDIENCE {
+        Audience::users(members.clone())
+    } else {
+        Audience::members()
+    }
+}
+
+/// Serves this node's sessions, then publishes for the other nodes.
+fn send(inner: &Inner, envelope: &Envelope, members: Option<&[UserId]>) {
+    deliver_locally(inner, envelope, members);
+    inner.fanout.publish(envelope);
+}
+
 /// Delivers a committed message: this node's sessions, then the fan-out.
 pub(super) fn deliver_committed(inner: &Inner, committed: &Committed) {
-    deliver_locally(inner, &committed.envelope, Some(&committed.members));
-    inner.fanout.publish(&committed.envelope);
+    send(inner, &committed.envelope, Some(&committed.members));
     if let Some(to_leaver) = &committed.to_leaver {
-        deliver_locally(inner, to_leaver, None);
-        inner.fanout.publish(to_leaver);
+        send(inner, to_leaver, None);
     }
 }
 

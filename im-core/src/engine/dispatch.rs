@@ -7,8 +7,8 @@ use im_protocol::v1::{client_frame::Body, response::Result as Reply};
 
 impl Engine {
     /// Runs one request of an authenticated session. Session-level requests
-    /// (`Hello`, `Register`, `Login`, `Logout`) are handled by
-    /// [`Connection`](crate::connection::Connection).
+    /// (`Hello`, `Register`, `Login`, `Logout`) are handled by the
+    /// connection (`im_core::connection::Connection`).
     pub async fn handle(&self, caller: Caller, body: Body) -> Result<Reply> {
         Ok(match body {
             Body::UpdateProfile(r) => Reply::User(self.update_profile(caller, r).await?),

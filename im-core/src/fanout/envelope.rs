@@ -123,6 +123,11 @@ impl Envelope {
 
     /// The protobuf encoding.
     pub fn to_bytes(&self) -> Bytes {
+        self.to_proto().encode_to_vec().into()
+    }
+
+    /// The protobuf message (to encode after a prefix of a backend's own).
+    pub(crate) fn to_proto(&self) -> v1::FanOutEnvelope {
         let device = |d: &DeviceAddress| v1::DeviceAddress {
             user_id: d.user_id,
             device_id: d.device.as_str().to_owned(),
@@ -148,8 +153,6 @@ impl Envelope {
             event,
             member_version: self.member_version,
         }
-        .encode_to_vec()
-        .into()
     }
 
     /// Reads an envelope written by [`Envelope::to_bytes`] on any node.

@@ -197,10 +197,10 @@ async fn subscribe_loop(
 #[async_trait]
 impl FanOut for RedisFanOut {
     fn publish(&self, envelope: &Envelope) {
-        let body = envelope.to_bytes();
-        let mut payload = Vec::with_capacity(16 + body.len());
+        let body = envelope.to_proto();
+        let mut payload = Vec::with_capacity(16 + prost::Message::encoded_len(&body));
         payload.extend_from_slice(&self.instance);
-        payload.extend_from_slice(&body);
+        prost::Message::encode_raw(&body, &mut payload);
         if self.outgoing.try_send(Bytes::from(payload)).is_err() {
             tracing::warn!("fan-out: the Redis publish queue is full; an envelope is dropped");
         }

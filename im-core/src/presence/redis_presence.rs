@@ -47,6 +47,31 @@ pub struct RedisPresence {
     conn: redis::aio::MultiplexedConnection,
     prefix: String,
     lease_ms: i64,
+    /// Built (and hashed) once; Redis caches them by hash.
+    scripts: Scripts,
+}
+
+struct Scripts {
+    connected: redis::Script,
+    disconnected: redis::Script,
+    renew: redis::Script,
+    expire: redis::Script,
+    remove_node: redis::Script,
+    presence: redis::Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        let script = |body: &str| redis::Script::new(&format!("{COMMON}\n{body}"));
+        Self {
+            connected: script(CONNECTED),
+            disconnected: script(DISCONNECTED),
+            renew: script(RENEW),
+            expire: script(EXPIRE),
+            remove_node: script(REMOVE_NODE),
+            presence: script(PRESENCE),
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisPresence {
@@ -190,11 +215,11 @@ impl RedisPresence {
             conn,
             prefix: config.prefix,
             lease_ms: config.lease_ms.max(1),
+            scripts: Scripts::new(),
         })
     }
 
-    async fn run(&self, body: &str, now: i64, args: &[String]) -> Result<redis::Value> {
-        let script = redis::Script::new(&format!("{COMMON}\n{body}"));
+    async fn run(&self, script: &redis::Script, now: i64, args: &[String]) -> Result<redis::Value> {
         let mut invocation = script.prepare_invoke();
         invocation.arg(&self.prefix).arg(now);
         for a in args {
@@ -206,8 +231,13 @@ impl RedisPresence {
             .map_err(unavailable)
     }
 
-    async fn changes(&self, body: &str, now: i64, args: &[String]) -> Result<Vec<PresenceChange>> {
-        let value = self.run(body, now, args).await?;
+    async fn changes(
+        &self,
+        script: &redis::Script,
+        now: i64,
+        args: &[String],
+    ) -> Result<Vec<PresenceChange>> {
+        let value = self.run(script, now, args).await?;
         let flat: Vec<String> = redis::from_redis_value(&value).map_err(unavailable)?;
         flat.chunks(3)
             .map(|c| {
@@ -241,7 +271,7 @@ impl PresenceRegistry for RedisPresence {
             session.to_string(),
             self.lease_ms.to_string(),
         ];
-        Ok(self.changes(CONNECTED, now, &args).await?.pop())
+        Ok(self.changes(&self.scripts.connected, now, &args).await?.pop())
     }
 
     async fn disconnected(
@@ -252,28 +282,33 @@ impl PresenceRegistry for RedisPresence {
         now: i64,
     ) -> Result<Option<PresenceChange>> {
         let args = [node.to_owned(), user.to_string(), session.to_string()];
-        Ok(self.changes(DISCONNECTED, now, &args).await?.pop())
+        Ok(self.changes(&self.scripts.disconnected, now, &args).await?.pop())
     }
 
     async fn renew(&self, node: &NodeId, now: i64) -> Result<bool> {
         let value = self
-            .run(RENEW, now, &[node.to_owned(), self.lease_ms.to_string()])
+            .run(
+                &self.scripts.renew,
+                now,
+                &[node.to_owned(), self.lease_ms.to_string()],
+            )
             .await?;
         let kept: i64 = redis::from_redis_value(&value).map_err(unavailable)?;
         Ok(kept == 1)
     }
 
     async fn remove_node(&self, node: &NodeId, now: i64) -> Result<Vec<PresenceChange>> {
-        self.changes(REMOVE_NODE, now, &[node.to_owned()]).await
+        self.changes(&self.scripts.remove_node, now, &[node.to_owned()])
+            .await
     }
 
     async fn expire(&self, now: i64) -> Result<Vec<PresenceChange>> {
-        self.changes(EXPIRE, now, &[]).await
+        self.changes(&self.scripts.expire, now, &[]).await
     }
 
     async fn presence(&self, users: &[UserId], now: i64) -> Result<Vec<UserPresence>> {
         let args: Vec<String> = users.iter().map(u64::to_string).collect();
-        let value = self.run(PRESENCE, now, &args).await?;
+        let value = self.run(&self.scripts.presence, now, &args).await?;
         let flat: Vec<String> = redis::from_redis_value(&value).map_err(unavailable)?;
         Ok(users
             .iter()

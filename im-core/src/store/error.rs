@@ -2,8 +2,7 @@
 //! what was asked, typed so the engine never inspects message strings.
 //!
 //! The engine turns it into its own [`Error`](crate::Error) (and so into a
-//! wire code) in one place, `impl From<StoreError> for Error` in
-//! [`crate::error`]:
+//! wire code) in one place, `impl From<StoreError> for Error` below:
 //!
 //! | `StoreError` | engine `Error` | wire code |
 //! |---|---|---|
@@ -13,6 +12,7 @@
 //! | `NotMember` | `PermissionDenied` | `PERMISSION_DENIED` |
 //! | `Backend` | `Internal` | `INTERNAL` |
 
+use crate::error::Error;
 use crate::model::ConversationId;
 
 /// An error of a [`Store`](super::Store) method.
@@ -49,5 +49,59 @@ impl StoreError {
     /// True if a retry may succeed ([`StoreError::Unavailable`]).
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// The one place where store errors become engine errors (and so wire codes).
+/// Messages pass through unchanged.
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        use StoreError as S;
+        match e {
+            S::Unavailable(m) => Error::Unavailable(m),
+            S::Conflict(m) => Error::Conflict(m),
+            S::NotFound(m) => Error::NotFound(m),
+            S::NotMember(conversation) => {
+                Error::PermissionDenied(format!("not a member of conversation {conversation}"))
+            }
+            S::Backend(m) => Error::Internal(m),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use im_protocol::v1::ErrorCode;
+
+    #[test]
+    fn store_errors_keep_their_wire_code_and_message() {
+        let cases = [
+            (
+                StoreError::Unavailable("store: down".into()),
+                ErrorCode::Unavailable,
+                "store: down",
+            ),
+            (StoreError::Conflict("taken".into()), ErrorCode::Conflict, "taken"),
+            (
+                StoreError::NotFound("conversation 7".into()),
+                ErrorCode::NotFound,
+                "conversation 7",
+            ),
+            (
+                StoreError::NotMember(7),
+                ErrorCode::PermissionDenied,
+                "not a member of conversation 7",
+            ),
+            (
+                StoreError::Backend("store: bug".into()),
+                ErrorCode::Internal,
+                "store: bug",
+            ),
+        ];
+        for (store_error, code, message) in cases {
+            let e = Error::from(store_error);
+            assert_eq!((e.code(), e.message()), (code, message));
+        }
     }
 }
