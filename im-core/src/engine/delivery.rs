@@ -11,7 +11,8 @@
 //! and delivered in partition order ([`RemoteEvents`]).
 
 use super::members::MemberDirectory;
-use super::outbox::{self, Committed};
+use super::outbox::{Committed, drain_later};
+use super::send::{deliver_locally, runtime_of, send};
 use super::{Engine, Inner};
 use crate::event::SharedEvent;
 use crate::fanout::{Audience, Envelope, FanOutHandler, Target};
@@ -101,27 +102,6 @@ impl Engine {
     }
 }
 
-/// Drains a conversation's outbox slot on a task (here, when no runtime can
-/// be found).
-pub(super) fn drain_later(inner: &Arc<Inner>, conversation: ConversationId) {
-    match runtime_of(inner) {
-        Some(runtime) => {
-            let inner = inner.clone();
-            runtime.spawn(async move { outbox::drain(&inner, conversation) });
-        }
-        None => outbox::drain(inner, conversation),
-    }
-}
-
-/// The runtime to start work on: the one the engine was built in, else the
-/// current one (none on a thread outside every runtime).
-fn runtime_of(inner: &Inner) -> Option<tokio::runtime::Handle> {
-    inner
-        .runtime
-        .clone()
-        .or_else(|| tokio::runtime::Handle::try_current().ok())
-}
-
 /// The members of a conversation as an audience: listed by id when few,
 /// else resolved by each node.
 fn audience_of(members: &Arc<[UserId]>) -> Audience {
@@ -129,36 +109,6 @@ fn audience_of(members: &Arc<[UserId]>) -> Audience {
         Audience::users(members.clone())
     } else {
         Audience::members()
-    }
-}
-
-/// Serves this node's sessions, then publishes for the other nodes.
-fn send(inner: &Inner, envelope: &Envelope, members: Option<&[UserId]>) {
-    deliver_locally(inner, envelope, members);
-    inner.fanout.publish(envelope);
-}
-
-/// Delivers a committed message: this node's sessions, then the fan-out.
-pub(super) fn deliver_committed(inner: &Inner, committed: &Committed) {
-    send(inner, &committed.envelope, Some(&committed.members));
-    if let Some(to_leaver) = &committed.to_leaver {
-        send(inner, to_leaver, None);
-    }
-}
-
-/// Queues an envelope's event for the recipients connected to this node.
-fn deliver_locally(inner: &Inner, envelope: &Envelope, members: Option<&[UserId]>) {
-    let except = &envelope.audience.except;
-    match &envelope.audience.to {
-        Target::Users(users) => inner.sessions.deliver_to_users(users, except, &envelope.event),
-        Target::Device(device) => inner.sessions.deliver_to_device(device, &envelope.event),
-        Target::Members => match members {
-            Some(list) => inner.sessions.deliver_to_users(list, except, &envelope.event),
-            None => tracing::error!(
-                conversation = envelope.conversation_id,
-                "members audience without a member list"
-            ),
-        },
     }
 }
 

@@ -235,6 +235,7 @@ mod messages;
 mod outbox;
 mod presence;
 mod receipts;
+mod send;
 mod sync;
 
 impl Engine {

@@ -11,7 +11,7 @@
 //! next sender of its slot, or by a task the hook starts when nobody is
 //! sending there.
 
-use super::Inner;
+use super::{Inner, send};
 use crate::fanout::Envelope;
 use crate::model::{ConversationId, UserId};
 use parking_lot::Mutex;
@@ -92,7 +92,7 @@ pub(super) fn drain(inner: &Arc<Inner>, conversation: ConversationId) {
             loop {
                 let next = slot.queue.lock().pop_front();
                 let Some(committed) = next else { break false };
-                super::delivery::deliver_committed(inner, &committed);
+                deliver_committed(inner, &committed);
                 delivered += 1;
                 if delivered == MAX_DRAIN {
                     break true;
@@ -102,7 +102,7 @@ pub(super) fn drain(inner: &Arc<Inner>, conversation: ConversationId) {
         if more {
             // A hot slot: hand the rest to a task, so that this sender's ack
             // does not wait behind everybody else's messages.
-            super::delivery::drain_later(inner, conversation);
+            drain_later(inner, conversation);
             return;
         }
         // A message queued after the last pop, while the flag was still set.
@@ -149,5 +149,25 @@ impl Drop for Sending<'_> {
         slot.senders.fetch_sub(1, Ordering::SeqCst);
         // A hook that saw this send still running left its message to us.
         drain(self.inner, self.conversation);
+    }
+}
+
+/// Delivers a committed message: this node's sessions, then the fan-out.
+pub(super) fn deliver_committed(inner: &Inner, committed: &Committed) {
+    send::send(inner, &committed.envelope, Some(&committed.members));
+    if let Some(to_leaver) = &committed.to_leaver {
+        send::send(inner, to_leaver, None);
+    }
+}
+
+/// Drains a conversation's outbox slot on a task (here, when no runtime can
+/// be found).
+pub(super) fn drain_later(inner: &Arc<Inner>, conversation: ConversationId) {
+    match send::runtime_of(inner) {
+        Some(runtime) => {
+            let inner = inner.clone();
+            runtime.spawn(async move { drain(&inner, conversation) });
+        }
+        None => drain(inner, conversation),
     }
 }
