@@ -575,6 +575,19 @@ impl Inner {
                 *self.reconnect_not_before.lock() = Some(tokio::time::Instant::now() + wait);
                 self.emit(Event::Closing { reason: c.reason })
             }
+            v1::event::Kind::Resync(hint) => {
+                // The server may have missed events for us: sync as after a
+                // reconnect, after a random pause of up to a second so that
+                // a node's clients do not all sync at once.
+                tracing::debug!(reason = %hint.reason, "the server asks for a resync");
+                let generation = self.state.borrow().generation;
+                let pause = Duration::from_millis(rand::Rng::random_range(&mut rand::rng(), 0..1_000));
+                let inner = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(pause).await;
+                    inner.resync(generation).await;
+                });
+            }
         }
     }
 

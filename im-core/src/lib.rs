@@ -22,6 +22,7 @@
 //! | `sqlite` | yes | `SqliteStore` (diesel, bundled SQLite) |
 //! | `postgres` | no | `PostgresStore` (diesel, libpq) |
 //! | `redis` | no | `RedisFanOut` and `RedisPresence`: several server processes joined by Redis |
+//! | `kafka` | no | `KafkaFanOut`: several server processes joined by Kafka (builds librdkafka) |
 //! | `testing` | no | the conformance suites (`store_conformance_tests!`, `fanout_conformance_tests!`, `presence_conformance_tests!`) for backends written elsewhere, and test helpers |
 //!
 //! Backends are injected as `Arc<dyn Trait>` through [`EngineBuilder`]; each
@@ -57,6 +58,8 @@ pub use engine::{Authenticated, Caller, Engine, EngineBuilder, EngineConfig};
 pub use error::{Error, Result};
 pub use event::SharedEvent;
 pub use fanout::{Audience, Envelope, FanOut, FanOutHandler, LocalBus, LocalFanOut, Target};
+#[cfg(feature = "kafka")]
+pub use fanout::{KafkaFanOut, KafkaFanOutConfig};
 #[cfg(feature = "redis")]
 pub use fanout::{RedisFanOut, RedisFanOutConfig};
 pub use im_protocol;

@@ -239,6 +239,15 @@ impl Sessions {
         }
     }
 
+    /// Queues an event for every session on this node.
+    pub fn deliver_to_all(&self, event: &Arc<SharedEvent>) {
+        for user in self.by_user.iter() {
+            for e in user.entries.iter() {
+                e.queue.push(Outbound::Event(event.clone()));
+            }
+        }
+    }
+
     /// Queues an event for the sessions of exactly one device.
     pub fn deliver_to_device(&self, address: &DeviceAddress, event: &Arc<SharedEvent>) {
         if let Some(user) = self.by_user.get(&address.user_id) {

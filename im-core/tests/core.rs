@@ -230,6 +230,30 @@ mod redis_fanout {
     });
 }
 
+/// The fan-out over a real Kafka broker (`tansu`, started by the test on a
+/// free port): two node instances on one topic. Fails when the broker
+/// cannot run, never skips.
+mod kafka_fanout {
+    use im_core::fanout::kafka_testing::KafkaBroker;
+    use im_core::{FanOut, KafkaFanOut, KafkaFanOutConfig};
+    use std::sync::Arc;
+
+    async fn node(broker: &KafkaBroker) -> Arc<dyn FanOut> {
+        let mut config = KafkaFanOutConfig::new(broker.brokers());
+        config.partitions = 4;
+        Arc::new(
+            KafkaFanOut::connect(config)
+                .await
+                .expect("the test broker takes connections"),
+        )
+    }
+
+    im_core::fanout_conformance_tests!(async {
+        let broker = KafkaBroker::start();
+        (node(&broker).await, node(&broker).await, broker)
+    });
+}
+
 /// Presence in a real Redis, each test under a key prefix of its own.
 mod redis_presence {
     use im_core::{PresenceRegistry, RedisPresence, RedisPresenceConfig};

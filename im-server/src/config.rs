@@ -3,6 +3,7 @@
 
 use crate::error::{Result, ServerError};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -36,13 +37,27 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FanOutSection {
-    /// `local` (one process, the default) or `redis` (several processes
-    /// joined by Redis pub/sub).
+    /// `local` (one process, the default), `redis` (several processes joined
+    /// by Redis pub/sub) or `kafka` (joined by a Kafka topic).
     pub backend: String,
     /// Redis: `redis://host:port/db`.
     pub url: String,
-    /// Redis: the channel every node of the cluster shares.
+    /// Redis: the channel every node of the cluster shares (also the prefix
+    /// of the presence keys).
     pub channel: String,
+    /// Kafka: `host:port[,host:port...]`.
+    pub brokers: String,
+    /// Kafka: the topic every node of the cluster shares.
+    pub topic: String,
+    /// Kafka: partitions of the topic when the first node creates it.
+    pub partitions: i32,
+    /// Kafka: replication factor of the topic when the first node creates it.
+    pub replication: i32,
+    /// Kafka: how long the broker keeps events, seconds.
+    pub retention_secs: u64,
+    /// Kafka: librdkafka settings passed through as they are (for example
+    /// `"security.protocol" = "ssl"`); they override the server's defaults.
+    pub settings: BTreeMap<String, String>,
 }
 
 impl Default for FanOutSection {
@@ -51,6 +66,12 @@ impl Default for FanOutSection {
             backend: "local".into(),
             url: "redis://127.0.0.1:6379".into(),
             channel: "im:events".into(),
+            brokers: "127.0.0.1:9092".into(),
+            topic: "im.events".into(),
+            partitions: 16,
+            replication: 1,
+            retention_secs: 3_600,
+            settings: BTreeMap::new(),
         }
     }
 }
@@ -259,8 +280,16 @@ impl ServerConfig {
         if !matches!(self.store.synchronous.as_str(), "full" | "normal") {
             bail!("store.synchronous must be \"full\" or \"normal\"");
         }
-        if !matches!(self.fanout.backend.as_str(), "local" | "redis") {
-            bail!("fanout.backend must be \"local\" or \"redis\"");
+        if !matches!(self.fanout.backend.as_str(), "local" | "redis" | "kafka") {
+            bail!("fanout.backend must be \"local\", \"redis\" or \"kafka\"");
+        }
+        if self.fanout.backend == "kafka"
+            && (self.fanout.brokers.trim().is_empty() || self.fanout.topic.trim().is_empty())
+        {
+            bail!("fanout.brokers and fanout.topic must be set for the kafka backend");
+        }
+        if !(1..=10_000).contains(&self.fanout.partitions) || !(1..=16).contains(&self.fanout.replication) {
+            bail!("fanout.partitions must be 1 to 10000 and fanout.replication 1 to 16");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");

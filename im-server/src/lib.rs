@@ -160,6 +160,20 @@ pub async fn open_fanout(config: &ServerConfig) -> Result<Arc<dyn im_core::FanOu
                     .map_err(ServerError::FanOut)?,
             )
         }
+        "kafka" => {
+            let section = &config.fanout;
+            let mut c = im_core::KafkaFanOutConfig::new(&section.brokers);
+            c.topic = section.topic.clone();
+            c.partitions = section.partitions;
+            c.replication = section.replication;
+            c.retention_ms = section.retention_secs.saturating_mul(1000);
+            c.settings = section.settings.clone();
+            Arc::new(
+                im_core::KafkaFanOut::connect(c)
+                    .await
+                    .map_err(ServerError::FanOut)?,
+            )
+        }
         _ => Arc::new(im_core::LocalFanOut::new()),
     })
 }

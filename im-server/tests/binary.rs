@@ -5,9 +5,9 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_im-server"))
-}
+#[path = "support/process.rs"]
+mod process;
+use process::{Process, bin, free_port, get};
 
 fn example_config() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml")
@@ -65,59 +65,6 @@ fn check_config_accepts_the_example_and_rejects_bad_values() {
             .unwrap()
             .success()
     );
-}
-
-/// A running `im-server` process, killed when dropped.
-struct Process {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Process {
-    fn spawn(store_url: &str) -> Self {
-        Self::spawn_with(store_url, &[])
-    }
-
-    /// With more `IM__…` settings.
-    fn spawn_with(store_url: &str, settings: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let mut command = bin();
-        for (key, value) in settings {
-            command.env(key, value);
-        }
-        let child = command
-            .env("IM__SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .env("IM__STORE__URL", store_url)
-            .env("IM__AUTH__ARGON2_M_COST", "256")
-            .env("IM__AUTH__ARGON2_T_COST", "1")
-            .env("IM__LIMITS__REQUESTS_PER_SECOND", "100000")
-            .env("IM__LIMITS__REQUEST_BURST", "100000")
-            .env("IM__LOG__LEVEL", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while get(port, "/readyz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}/v1/ws", self.port)
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Two server processes on one PostgreSQL database; clients on each send 500
@@ -198,126 +145,6 @@ async fn two_processes_on_one_postgres_database_keep_sequences_gap_free() {
             "every member sees 1..=1001, no gap, no repeat"
         );
     }
-}
-
-/// Three server processes on one PostgreSQL database and one Redis; the
-/// node a sender is connected to is killed with SIGKILL while it sends.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_while_its_clients_send_loses_and_duplicates_nothing() {
-    use im_client_sdk::{Client, ClientConfig, Credentials, Event};
-    let schema = im_core::store::postgres::testing::TempSchema::create();
-    let channel = format!("im-bin-kill-{}", std::process::id());
-    let settings = [
-        ("IM__FANOUT__BACKEND", "redis"),
-        ("IM__FANOUT__CHANNEL", channel.as_str()),
-        ("IM__SERVER__PRESENCE_LEASE_SECS", "3"),
-    ];
-    let mut nodes: Vec<Process> = (0..3)
-        .map(|_| Process::spawn_with(&schema.url(), &settings))
-        .collect();
-    let urls: Vec<String> = nodes.iter().map(Process::url).collect();
-    let connect = |urls: Vec<String>, name: &'static str| async move {
-        let mut config = ClientConfig::new(urls[0].clone());
-        config.urls = urls;
-        config.reconnect_min = Duration::from_millis(20);
-        config.reconnect_max = Duration::from_millis(300);
-        Client::connect(
-            config,
-            Credentials::Register {
-                username: name.into(),
-                password: "password123".into(),
-                display_name: String::new(),
-            },
-        )
-        .await
-        .unwrap()
-    };
-    // The sender and a user who only knows node one; the receiver on node two.
-    let (sender, _) = connect(urls.clone(), "kill-sender").await;
-    let (stranded, _) = connect(vec![urls[0].clone()], "kill-stranded").await;
-    let (receiver, mut events) = connect(vec![urls[1].clone()], "kill-receiver").await;
-    let conv = sender
-        .send_direct(receiver.user().id, "m0")
-        .await
-        .unwrap()
-        .conversation_id;
-    receiver.send_direct(stranded.user().id, "hello").await.unwrap();
-    let before = receiver.presence(&[stranded.user().id]).await.unwrap();
-    assert!(before[0].online, "online on node one, seen from node two");
-    // 100 more through the sender's outbox; node one dies a third of the way.
-    let sends: Vec<_> = (1..=100)
-        .map(|i| {
-            sender.send_with_id(
-                im_client_sdk::v1::send_message::Target::ConversationId(conv),
-                im_client_sdk::v1::Content::text(format!("m{i}")),
-                format!("kill-{i}"),
-            )
-        })
-        .collect();
-    let killer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        let mut first = nodes.remove(0);
-        let _ = first.child.kill(); // SIGKILL
-        let _ = first.child.wait();
-        nodes
-    });
-    for ack in sends {
-        tokio::time::timeout(Duration::from_secs(30), ack)
-            .await
-            .unwrap()
-            .unwrap();
-    }
-    let _nodes = killer.await.unwrap();
-    // The receiver ends with every message exactly once, in order.
-    let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while got.len() < 101 {
-            if let Some(Event::Message(m)) = events.next().await
-                && m.conversation_id == conv
-            {
-                got.push(m.seq);
-            }
-        }
-    })
-    .await
-    .expect("every message arrives");
-    assert_eq!(got, (1..=101).collect::<Vec<u64>>());
-    let history = receiver.history_after(conv, 0, 200).await.unwrap();
-    let texts: Vec<String> = history
-        .messages
-        .iter()
-        .filter_map(|m| m.content.as_ref().and_then(|c| c.as_text()).map(str::to_owned))
-        .collect();
-    let expected: Vec<String> = (0..=100).map(|i| format!("m{i}")).collect();
-    assert_eq!(texts, expected, "stored once each, nothing lost");
-    // The user stranded on the dead node goes offline once its lease lapses.
-    let mut offline = false;
-    for _ in 0..100 {
-        let p = receiver.presence(&[stranded.user().id]).await.unwrap();
-        if p.first().is_some_and(|p| !p.online) {
-            offline = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(offline, "not online past the dead node's lease");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn get(port: u16, path: &str) -> Option<String> {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 #[test]

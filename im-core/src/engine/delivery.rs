@@ -164,6 +164,16 @@ impl FanOutHandler for RemoteEvents {
         let shard = (envelope.partition_key() % shards.len() as u64) as usize;
         let _ = shards[shard].send(envelope);
     }
+
+    fn resumed(&self) {
+        let Some(inner) = self.inner.upgrade() else { return };
+        let sessions = inner.sessions.len();
+        tracing::info!(sessions, "fan-out resumed: asking this node's clients to sync");
+        let hint = Arc::new(SharedEvent::new(v1::event::Kind::Resync(v1::ResyncHint {
+            reason: "live events between server nodes were interrupted".into(),
+        })));
+        inner.sessions.deliver_to_all(&hint);
+    }
 }
 
 async fn deliver_remote(inner: &Inner, envelope: &Envelope) {

@@ -20,20 +20,29 @@
 //!   bus cannot take an envelope (broker unreachable, queue full) the backend
 //!   drops it and logs it; the store still has the data and clients recover
 //!   it on sync.
+//! * **Says when it was interrupted**: once envelopes flow again after an
+//!   outage, a backend calls [`FanOutHandler::resumed`], so the node's
+//!   clients sync what they missed instead of waiting for the next event.
 
 use crate::error::Result;
 use async_trait::async_trait;
 use std::sync::Arc;
 
 mod envelope;
+#[cfg(feature = "kafka")]
+mod kafka_fanout;
 mod local;
 #[cfg(feature = "redis")]
 mod redis_fanout;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+#[cfg(all(feature = "kafka", any(test, feature = "testing")))]
+pub mod kafka_testing;
 
 pub use envelope::{Audience, Envelope, EnvelopeError, Target};
+#[cfg(feature = "kafka")]
+pub use kafka_fanout::{KafkaFanOut, KafkaFanOutConfig};
 pub use local::{LocalBus, LocalFanOut};
 #[cfg(feature = "redis")]
 pub use redis_fanout::{RedisFanOut, RedisFanOutConfig};
@@ -42,6 +51,10 @@ pub use redis_fanout::{RedisFanOut, RedisFanOutConfig};
 pub trait FanOutHandler: Send + Sync + 'static {
     /// Takes one envelope. Must not block: queue the work and return.
     fn deliver(&self, envelope: Envelope);
+    /// The bus was interrupted (broker outage, lost subscription) and
+    /// carries envelopes again: what other nodes published meanwhile may be
+    /// lost. The engine tells its sessions to sync. Must not block.
+    fn resumed(&self) {}
 }
 
 /// Carries envelopes between nodes. See the module docs for the guarantees.

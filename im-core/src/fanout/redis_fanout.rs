@@ -12,7 +12,7 @@
 //!   (`queue` envelopes); a full queue or a failed `PUBLISH` drops the
 //!   envelope with a warning. A lost subscription is re-established with
 //!   back-off; what was published meanwhile is not replayed (Redis pub/sub
-//!   keeps nothing): clients recover it on sync.
+//!   keeps nothing): the handlers hear `resumed` and clients sync.
 //! * Every node receives every envelope of the cluster: traffic per node
 //!   grows with the cluster's total.
 
@@ -129,16 +129,31 @@ async fn publish_loop(
     channel: String,
     mut queue: mpsc::Receiver<Bytes>,
 ) {
+    // Failures are logged when they start and when they end, not one by one.
+    let mut dropped = 0u64;
     while let Some(payload) = queue.recv().await {
         let sent: redis::RedisResult<()> = redis::cmd("PUBLISH")
             .arg(&channel)
             .arg(payload.as_ref())
             .query_async(&mut conn)
             .await;
-        if let Err(e) = sent {
-            tracing::warn!(error = %e, "fan-out: publish to Redis failed; the envelope is dropped");
-            if let Ok(fresh) = client.get_multiplexed_async_connection().await {
-                conn = fresh;
+        match sent {
+            Ok(()) if dropped > 0 => {
+                tracing::info!(
+                    dropped,
+                    "fan-out: publishing to Redis again; envelopes were dropped meanwhile (clients recover them on sync)"
+                );
+                dropped = 0;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if dropped == 0 {
+                    tracing::warn!(error = %e, "fan-out: publishing to Redis fails; envelopes are dropped until it works again");
+                }
+                dropped += 1;
+                if let Ok(fresh) = client.get_multiplexed_async_connection().await {
+                    conn = fresh;
+                }
             }
         }
     }
@@ -188,6 +203,9 @@ async fn subscribe_loop(
                 backoff = Duration::from_millis(100);
                 subscribed.store(true, Ordering::SeqCst);
                 tracing::info!("fan-out: Redis subscription back");
+                for handler in handlers.read().iter() {
+                    handler.resumed();
+                }
                 break;
             }
         }

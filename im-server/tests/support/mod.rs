@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod memory;
+pub mod process;
 
 use futures_util::{SinkExt, StreamExt};
 use im_client_sdk::{Client, ClientConfig, Credentials, Event, Events, v1};
