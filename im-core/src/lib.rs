@@ -12,15 +12,15 @@
 //! | [`sessions`] | who is connected to this node, by user, device and session |
 //! | [`store`] | the [`Store`] trait, [`MemoryStore`], `SqliteStore`, `PostgresStore` |
 //! | [`fanout`] | the [`FanOut`] trait, the cross-node [`Envelope`], [`LocalFanOut`] |
-//! | [`presence`] | the [`PresenceRegistry`] trait and [`MemoryPresence`] |
+//! | [`presence`] | the [`PresenceRegistry`] trait, [`MemoryPresence`], and cluster presence in Redis or in the store's database |
 //! | [`auth`] | the [`Authenticator`] trait, [`Identity`] and password accounts |
 //! | [`clock`] | the [`Clock`] the engine takes its time from |
 //! | [`model`] | ids and the records the store keeps |
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `sqlite` | yes | `SqliteStore` (diesel, bundled SQLite) |
-//! | `postgres` | no | `PostgresStore` (diesel, libpq) |
+//! | `sqlite` | yes | `SqliteStore` (diesel, bundled SQLite) and `SqlitePresence` |
+//! | `postgres` | no | `PostgresStore` (diesel, libpq) and `PostgresPresence`: a cluster's presence in its database |
 //! | `redis` | no | `RedisFanOut` and `RedisPresence`: several server processes joined by Redis |
 //! | `kafka` | no | `KafkaFanOut`: several server processes joined by Kafka (builds librdkafka) |
 //! | `testing` | no | the conformance suites (`store_conformance_tests!`, `fanout_conformance_tests!`, `presence_conformance_tests!`) for backends written elsewhere, and test helpers |
@@ -64,8 +64,12 @@ pub use fanout::{KafkaFanOut, KafkaFanOutConfig};
 pub use fanout::{RedisFanOut, RedisFanOutConfig};
 pub use im_protocol;
 pub use presence::{MemoryPresence, PresenceRegistry};
+#[cfg(feature = "postgres")]
+pub use presence::{PostgresPresence, PostgresPresenceConfig};
 #[cfg(feature = "redis")]
 pub use presence::{RedisPresence, RedisPresenceConfig};
+#[cfg(feature = "sqlite")]
+pub use presence::{SqlitePresence, SqlitePresenceConfig};
 pub use store::{MemoryStore, Store};
 #[cfg(feature = "postgres")]
 pub use store::{PostgresStore, PostgresStoreConfig};

@@ -270,6 +270,80 @@ mod redis_presence {
     });
 }
 
+/// Presence in the store's PostgreSQL: two registry instances (two pools,
+/// as two processes) on one fresh schema per test.
+mod postgres_presence {
+    use im_core::presence::conformance::TwoInstances;
+    use im_core::store::postgres::testing::TempSchema;
+    use im_core::{PostgresPresence, PostgresPresenceConfig, PresenceRegistry};
+    use std::sync::Arc;
+
+    async fn open(url: &str) -> Arc<dyn PresenceRegistry> {
+        let mut config = PostgresPresenceConfig::new(url);
+        config.lease_ms = 30_000;
+        Arc::new(PostgresPresence::open(config).await.unwrap())
+    }
+
+    im_core::presence_conformance_tests!(async {
+        let schema = TempSchema::create();
+        let r = TwoInstances::join(open(&schema.url()).await, open(&schema.url()).await);
+        (r, 30_000, schema)
+    });
+
+    #[tokio::test]
+    async fn unreachable_database_is_a_typed_error() {
+        let config = PostgresPresenceConfig::new("postgres://nobody@127.0.0.1:1/none");
+        let err = PostgresPresence::open(config).await.err().unwrap();
+        assert!(matches!(err, im_core::Error::Unavailable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn shares_the_database_with_the_store() {
+        use im_core::store::{PostgresStore, PostgresStoreConfig, Store};
+        let schema = TempSchema::create();
+        let store = PostgresStore::open(PostgresStoreConfig::new(schema.url()))
+            .await
+            .unwrap();
+        let presence = open(&schema.url()).await;
+        assert!(presence.connected("a", 1, 1, 1).await.unwrap().unwrap().online);
+        store.health().await.unwrap();
+    }
+}
+
+/// Presence in the store's SQLite file: two registry instances on one
+/// temporary file.
+mod sqlite_presence {
+    use im_core::presence::conformance::TwoInstances;
+    use im_core::{PresenceRegistry, SqlitePresence, SqlitePresenceConfig};
+    use std::sync::Arc;
+
+    async fn open(path: &std::path::Path) -> Arc<dyn PresenceRegistry> {
+        let mut config = SqlitePresenceConfig::new(path);
+        config.lease_ms = 30_000;
+        Arc::new(SqlitePresence::open(config).await.unwrap())
+    }
+
+    im_core::presence_conformance_tests!(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("im.sqlite3");
+        let r = TwoInstances::join(open(&path).await, open(&path).await);
+        (r, 30_000, dir)
+    });
+
+    #[tokio::test]
+    async fn unopenable_file_is_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        // A directory below a regular file cannot be created.
+        let err = SqlitePresence::open(SqlitePresenceConfig::new(file.join("sub/im.sqlite3")))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, im_core::Error::Unavailable(_)), "{err:?}");
+    }
+}
+
 mod memory_presence {
     use im_core::{MemoryPresence, PresenceRegistry};
     use std::sync::Arc;

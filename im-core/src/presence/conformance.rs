@@ -4,6 +4,7 @@
 
 use super::*;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Generates one `#[tokio::test]` per check; `$make` is an async expression
 /// returning `(Arc<dyn PresenceRegistry>, lease_ms, guard)`.
@@ -17,7 +18,9 @@ macro_rules! presence_conformance_tests {
             generations_never_go_backwards_across_nodes,
             a_stale_generation_is_ignored,
             has_live_device_answers_the_push_decision,
-            a_node_removed_at_shutdown_takes_its_users_offline);
+            a_node_removed_at_shutdown_takes_its_users_offline,
+            first_sessions_on_two_nodes_at_once_report_online_once,
+            two_nodes_expiring_at_once_report_each_user_once);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(
@@ -28,6 +31,74 @@ macro_rules! presence_conformance_tests {
             }
         )*
     };
+}
+
+/// Two instances of one shared registry (as two processes would open it),
+/// seen as one: calls for node A go to `a`, for any other node to `b`, and
+/// calls that name no node alternate, so every check also runs across
+/// instances.
+#[derive(Debug)]
+pub struct TwoInstances {
+    a: Arc<dyn PresenceRegistry>,
+    b: Arc<dyn PresenceRegistry>,
+    flip: AtomicBool,
+}
+
+impl TwoInstances {
+    /// Joins two instances; pass the result to the suite.
+    pub fn join(a: Arc<dyn PresenceRegistry>, b: Arc<dyn PresenceRegistry>) -> Arc<dyn PresenceRegistry> {
+        Arc::new(Self {
+            a,
+            b,
+            flip: AtomicBool::new(false),
+        })
+    }
+
+    fn of(&self, node: &NodeId) -> &Arc<dyn PresenceRegistry> {
+        if node == A { &self.a } else { &self.b }
+    }
+
+    fn next(&self) -> &Arc<dyn PresenceRegistry> {
+        if self.flip.fetch_xor(true, Ordering::Relaxed) {
+            &self.b
+        } else {
+            &self.a
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PresenceRegistry for TwoInstances {
+    async fn connected(
+        &self,
+        node: &NodeId,
+        user: UserId,
+        session: SessionId,
+        now: i64,
+    ) -> Result<Option<PresenceChange>> {
+        self.of(node).connected(node, user, session, now).await
+    }
+    async fn disconnected(
+        &self,
+        node: &NodeId,
+        user: UserId,
+        session: SessionId,
+        now: i64,
+    ) -> Result<Option<PresenceChange>> {
+        self.of(node).disconnected(node, user, session, now).await
+    }
+    async fn renew(&self, node: &NodeId, now: i64) -> Result<bool> {
+        self.of(node).renew(node, now).await
+    }
+    async fn remove_node(&self, node: &NodeId, now: i64) -> Result<Vec<PresenceChange>> {
+        self.of(node).remove_node(node, now).await
+    }
+    async fn expire(&self, now: i64) -> Result<Vec<PresenceChange>> {
+        self.next().expire(now).await
+    }
+    async fn presence(&self, users: &[UserId], now: i64) -> Result<Vec<UserPresence>> {
+        self.next().presence(users, now).await
+    }
 }
 
 const T0: i64 = 1_800_000_000_000;
@@ -152,4 +223,57 @@ pub async fn a_node_removed_at_shutdown_takes_its_users_offline(r: Arc<dyn Prese
         vec![(1, false)]
     );
     assert!(is_online(&r, 2, T0 + 2).await);
+}
+
+pub async fn first_sessions_on_two_nodes_at_once_report_online_once(
+    r: Arc<dyn PresenceRegistry>,
+    _lease: i64,
+) {
+    // Many users at once, so that the two nodes' calls for a user overlap.
+    let mut tasks = tokio::task::JoinSet::new();
+    for user in 100..164 {
+        let r = r.clone();
+        tasks.spawn(async move {
+            let (a, b) = tokio::join!(r.connected(A, user, 1, T0), r.connected(B, user, 2, T0));
+            let ups = [a.unwrap(), b.unwrap()];
+            assert_eq!(
+                ups.iter().flatten().filter(|c| c.online).count(),
+                1,
+                "user {user}: {ups:?}"
+            );
+            let (a, b) = tokio::join!(
+                r.disconnected(A, user, 1, T0 + 1),
+                r.disconnected(B, user, 2, T0 + 1)
+            );
+            let downs = [a.unwrap(), b.unwrap()];
+            assert_eq!(
+                downs.iter().flatten().filter(|c| !c.online).count(),
+                1,
+                "user {user}: {downs:?}"
+            );
+            assert!(!is_online(&r, user, T0 + 2).await);
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+pub async fn two_nodes_expiring_at_once_report_each_user_once(r: Arc<dyn PresenceRegistry>, lease: i64) {
+    let users: Vec<UserId> = (1..=20).collect();
+    for &user in &users {
+        r.connected(A, user, user, T0).await.unwrap();
+    }
+    r.connected(B, 21, 21, T0).await.unwrap();
+    let now = T0 + lease + 1;
+    assert!(r.renew(B, now).await.unwrap());
+    let (x, y) = tokio::join!(r.expire(now), r.expire(now));
+    let mut reported: Vec<UserId> = x
+        .unwrap()
+        .into_iter()
+        .chain(y.unwrap())
+        .map(|c| c.user_id)
+        .collect();
+    reported.sort_unstable();
+    assert_eq!(reported, users, "each of A's users once, none of B's");
 }

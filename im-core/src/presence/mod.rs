@@ -1,5 +1,8 @@
 //! The [`PresenceRegistry`] trait: who is online across every node, and its
-//! in-memory implementation [`MemoryPresence`].
+//! in-memory implementation [`MemoryPresence`]. Cluster backends:
+//! `RedisPresence` (feature `redis`), and `PostgresPresence` /
+//! `SqlitePresence` in the store's own database (features `postgres`,
+//! `sqlite`; module `sql`).
 //!
 //! # Guarantees every backend gives (checked by the conformance suite)
 //! * **Any device, any node**: a user is online while at least one of their
@@ -29,10 +32,18 @@ use async_trait::async_trait;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_presence;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 
 pub use memory::MemoryPresence;
 #[cfg(feature = "redis")]
 pub use redis_presence::{RedisPresence, RedisPresenceConfig};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::{DieselPresence, PresenceConnection};
+#[cfg(feature = "postgres")]
+pub use sql::{PostgresPresence, PostgresPresenceConfig};
+#[cfg(feature = "sqlite")]
+pub use sql::{SqlitePresence, SqlitePresenceConfig};
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;

@@ -48,6 +48,9 @@ pub use memory::MemoryStore;
 pub use postgres::{PostgresStore, PostgresStoreConfig};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::{DieselStore, WriteStats};
+/// For the diesel presence registry, which lives in the same database.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use sql::{Run, SqlConnection, unavailable};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteStoreConfig};
 

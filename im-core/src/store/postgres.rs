@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::store::{StoreError, StoreResult};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::r2d2::{Builder, ConnectionManager, Pool};
 use diesel::{Connection, QueryResult};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use std::time::Duration;
@@ -98,6 +98,35 @@ fn with_connect_timeout(url: &str, timeout: Duration) -> String {
     format!("{url}{sep}connect_timeout={}", timeout.as_secs().max(1))
 }
 
+/// Connects to `url` (with a libpq connect time-out) and runs pending
+/// migrations: what every user of the database does first. The connection
+/// and the URL to open more.
+pub(crate) fn connect_migrated(url: &str, connect_timeout: Duration) -> StoreResult<(PgConnection, String)> {
+    let url = with_connect_timeout(url, connect_timeout);
+    let mut conn = PgConnection::establish(&url).map_err(unavailable)?;
+    // Several nodes may start at once: one migrates, the others wait.
+    conn.batch_execute("SELECT pg_advisory_lock(7426001)")
+        .map_err(unavailable)?;
+    let migrated = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|_| ())
+        .map_err(|e| StoreError::Backend(format!("postgres migrations: {e}")));
+    conn.batch_execute("SELECT pg_advisory_unlock(7426001)")
+        .map_err(unavailable)?;
+    migrated?;
+    Ok((conn, url))
+}
+
+/// A pool of `size` connections, to be built (lazily, `build_unchecked`)
+/// on the URL from [`connect_migrated`]; a caller waits at most
+/// `connect_timeout` for a connection.
+pub(crate) fn pool_builder(size: u32, connect_timeout: Duration) -> Builder<ConnectionManager<PgConnection>> {
+    Pool::builder()
+        .max_size(size.max(1))
+        .min_idle(Some(1))
+        .connection_timeout(connect_timeout)
+}
+
 impl DieselStore<PgConnection> {
     /// Connects, migrates, and starts the pool and the writer.
     pub async fn open(config: PostgresStoreConfig) -> Result<Self> {
@@ -108,24 +137,8 @@ impl DieselStore<PgConnection> {
     }
 
     fn open_blocking(config: PostgresStoreConfig) -> StoreResult<Self> {
-        let url = with_connect_timeout(&config.url, config.connect_timeout);
-        let mut writer = PgConnection::establish(&url).map_err(unavailable)?;
-        // Several nodes may start at once: one migrates, the others wait.
-        writer
-            .batch_execute("SELECT pg_advisory_lock(7426001)")
-            .map_err(unavailable)?;
-        let migrated = writer
-            .run_pending_migrations(MIGRATIONS)
-            .map(|_| ())
-            .map_err(|e| StoreError::Backend(format!("postgres migrations: {e}")));
-        writer
-            .batch_execute("SELECT pg_advisory_unlock(7426001)")
-            .map_err(unavailable)?;
-        migrated?;
-        let readers = Pool::builder()
-            .max_size(config.pool_size.max(1))
-            .min_idle(Some(1))
-            .connection_timeout(config.connect_timeout)
+        let (writer, url) = connect_migrated(&config.url, config.connect_timeout)?;
+        let readers = pool_builder(config.pool_size, config.connect_timeout)
             .build_unchecked(ConnectionManager::new(url.clone()));
         let core = DieselCore::start(
             readers,

@@ -16,7 +16,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, QueryResult};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The SQLite migrations, embedded in the binary.
@@ -100,8 +100,8 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for ReaderSetup 
     }
 }
 
-fn open_writer(url: &str, synchronous_full: bool) -> StoreResult<SqliteConnection> {
-    let mut conn = SqliteConnection::establish(url).map_err(unavailable)?;
+/// Sets up a connection that writes: busy timeout, WAL, `synchronous`.
+fn writer_pragmas(conn: &mut SqliteConnection, synchronous_full: bool) -> QueryResult<()> {
     // The busy timeout first: another process's connections (or the last
     // ones of a store closing in this process, which checkpoint as they go)
     // may hold a lock for a moment while this one switches to WAL.
@@ -109,8 +109,41 @@ fn open_writer(url: &str, synchronous_full: bool) -> StoreResult<SqliteConnectio
         "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {};",
         if synchronous_full { "FULL" } else { "NORMAL" }
     ))
-    .map_err(unavailable)?;
+}
+
+fn open_writer(url: &str, synchronous_full: bool) -> StoreResult<SqliteConnection> {
+    let mut conn = SqliteConnection::establish(url).map_err(unavailable)?;
+    writer_pragmas(&mut conn, synchronous_full).map_err(unavailable)?;
     Ok(conn)
+}
+
+/// Pooled connections that write (set up as the store's writer is); used by
+/// [`SqlitePresence`](crate::presence::SqlitePresence).
+#[derive(Debug)]
+pub(crate) struct WriterSetup {
+    /// `synchronous = FULL` rather than `NORMAL`.
+    pub(crate) synchronous_full: bool,
+}
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for WriterSetup {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        writer_pragmas(conn, self.synchronous_full).map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Creates the database file's directory, opens a writing connection and
+/// runs pending migrations: what every user of the file does first. The
+/// connection and the URL to open more.
+pub(crate) fn open_migrated(path: &Path, synchronous_full: bool) -> StoreResult<(SqliteConnection, String)> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
+    }
+    let url = path.to_string_lossy().into_owned();
+    let mut writer = open_writer(&url, synchronous_full)?;
+    writer
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(|e| StoreError::Backend(format!("sqlite migrations: {e}")))?;
+    Ok((writer, url))
 }
 
 fn checkpoint(conn: &mut SqliteConnection) -> StoreResult<()> {
@@ -128,14 +161,7 @@ impl DieselStore<SqliteConnection> {
     }
 
     fn open_blocking(config: SqliteStoreConfig) -> StoreResult<Self> {
-        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
-        }
-        let url = config.path.to_string_lossy().into_owned();
-        let mut writer = open_writer(&url, config.synchronous_full)?;
-        writer
-            .run_pending_migrations(MIGRATIONS)
-            .map_err(|e| StoreError::Backend(format!("sqlite migrations: {e}")))?;
+        let (writer, url) = open_migrated(&config.path, config.synchronous_full)?;
         let readers = Pool::builder()
             .max_size(config.read_connections.max(1))
             // A local file connection does not go stale: skip the probe query.

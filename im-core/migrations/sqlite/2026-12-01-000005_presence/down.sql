@@ -1,0 +1,3 @@
+DROP TABLE presence_users;
+DROP TABLE presence_sessions;
+DROP TABLE presence_nodes;
