@@ -31,6 +31,41 @@ pub struct ServerConfig {
     pub log: LogSection,
     /// How events reach the other server processes.
     pub fanout: FanOutSection,
+    /// Where the cluster counts who is online.
+    pub presence: PresenceSection,
+}
+
+/// `[presence]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceSection {
+    /// `auto` (the default: `memory` with the local fan-out, `redis` with
+    /// the Redis fan-out, `store` with Kafka), `memory` (one process),
+    /// `redis` (in Redis, keys under `{fanout.channel}:presence`) or `store`
+    /// (in the store's database; not with `memory://`).
+    pub backend: String,
+    /// Redis presence: `redis://host:port/db` (default: `fanout.url`).
+    pub redis_url: Option<String>,
+}
+
+impl Default for PresenceSection {
+    fn default() -> Self {
+        Self {
+            backend: "auto".into(),
+            redis_url: None,
+        }
+    }
+}
+
+/// Where presence is kept, once `auto` is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceBackend {
+    /// In this process.
+    Memory,
+    /// In Redis.
+    Redis,
+    /// In the store's database.
+    Store,
 }
 
 /// `[fanout]`
@@ -288,6 +323,9 @@ impl ServerConfig {
         {
             bail!("fanout.brokers and fanout.topic must be set for the kafka backend");
         }
+        if self.presence_backend()? == PresenceBackend::Store && self.store_url()? == StoreUrl::Memory {
+            bail!("presence.backend = \"store\" needs a SQLite or PostgreSQL store");
+        }
         if !(1..=10_000).contains(&self.fanout.partitions) || !(1..=16).contains(&self.fanout.replication) {
             bail!("fanout.partitions must be 1 to 10000 and fanout.replication 1 to 16");
         }
@@ -340,6 +378,18 @@ impl ServerConfig {
                 self.server.listen
             ))
         })
+    }
+
+    /// Where presence is kept (`presence.backend`, with `auto` resolved).
+    pub fn presence_backend(&self) -> Result<PresenceBackend> {
+        Ok(
+            match (self.presence.backend.as_str(), self.fanout.backend.as_str()) {
+                ("memory", _) | ("auto", "local") => PresenceBackend::Memory,
+                ("redis", _) | ("auto", "redis") => PresenceBackend::Redis,
+                ("store", _) | ("auto", "kafka") => PresenceBackend::Store,
+                _ => bail!("presence.backend must be \"auto\", \"memory\", \"redis\" or \"store\""),
+            },
+        )
     }
 
     /// The parsed store URL.

@@ -31,6 +31,7 @@ pub mod websocket;
 pub use config::ServerConfig;
 pub use error::{Result, ServerError};
 
+use config::PresenceBackend;
 use im_core::connection::FrameTransport;
 use im_core::{Engine, PostgresStore, PostgresStoreConfig, SqliteStore, SqliteStoreConfig, Store};
 use std::future::Future;
@@ -178,20 +179,50 @@ pub async fn open_fanout(config: &ServerConfig) -> Result<Arc<dyn im_core::FanOu
     })
 }
 
-/// The presence registry a cluster shares: in Redis with the Redis fan-out
-/// (keys under `{fanout.channel}:presence`); `None`: the engine's in-memory
-/// default, for one process.
+/// The presence registry a cluster shares (`presence.backend`): in Redis
+/// (keys under `{fanout.channel}:presence`) or in the store's database;
+/// `None`: the engine's in-memory default, for one process.
 pub async fn open_presence(config: &ServerConfig) -> Result<Option<Arc<dyn im_core::PresenceRegistry>>> {
-    if config.fanout.backend != "redis" {
-        return Ok(None);
-    }
-    let mut c = im_core::RedisPresenceConfig::new(&config.fanout.url);
-    c.prefix = format!("{}:presence", config.fanout.channel);
-    c.lease_ms = (config.server.presence_lease_secs * 1000) as i64;
-    let presence = im_core::RedisPresence::connect(c)
-        .await
-        .map_err(ServerError::FanOut)?;
-    Ok(Some(Arc::new(presence)))
+    let lease_ms = (config.server.presence_lease_secs * 1000) as i64;
+    let presence: Arc<dyn im_core::PresenceRegistry> = match config.presence_backend()? {
+        PresenceBackend::Memory => return Ok(None),
+        PresenceBackend::Redis => {
+            let url = config.presence.redis_url.as_ref().unwrap_or(&config.fanout.url);
+            let mut c = im_core::RedisPresenceConfig::new(url);
+            c.prefix = format!("{}:presence", config.fanout.channel);
+            c.lease_ms = lease_ms;
+            Arc::new(
+                im_core::RedisPresence::connect(c)
+                    .await
+                    .map_err(ServerError::FanOut)?,
+            )
+        }
+        PresenceBackend::Store => {
+            let opened = match config.store_url()? {
+                config::StoreUrl::Postgres(url) => {
+                    let mut c = im_core::PostgresPresenceConfig::new(url);
+                    c.lease_ms = lease_ms;
+                    c.connect_timeout = Duration::from_secs(config.store.connect_timeout_secs);
+                    im_core::PostgresPresence::open(c)
+                        .await
+                        .map(|p| Arc::new(p) as Arc<dyn im_core::PresenceRegistry>)
+                }
+                config::StoreUrl::Sqlite(path) => {
+                    let mut c = im_core::SqlitePresenceConfig::new(path);
+                    c.lease_ms = lease_ms;
+                    im_core::SqlitePresence::open(c)
+                        .await
+                        .map(|p| Arc::new(p) as Arc<dyn im_core::PresenceRegistry>)
+                }
+                config::StoreUrl::Memory => unreachable!("rejected by validate"),
+            };
+            opened.map_err(|source| ServerError::Store {
+                context: "opening presence in the store's database".into(),
+                source,
+            })?
+        }
+    };
+    Ok(Some(presence))
 }
 
 impl Server {

@@ -241,12 +241,12 @@ async fn broker_stopped_under_traffic(kind: BrokerKind) {
     let group = members[0].0.create_group("outage", &ids[1..]).await.unwrap();
     send_round(&members[..3], group.id, 0).await;
     cluster.broker.stop();
-    for node in &cluster.nodes {
+    for node in &mut cluster.nodes {
         node.wait_ready(false).await;
     }
     send_round(&members[..3], group.id, 1).await;
     cluster.broker.start_again();
-    for node in &cluster.nodes {
+    for node in &mut cluster.nodes {
         node.wait_ready(true).await;
     }
     // Nothing more is sent: the nodes tell their clients to sync, and every

@@ -18,11 +18,12 @@
 //! * **Never waits**: `publish` hands the record to librdkafka's queue
 //!   (`queue` records); a full queue drops it with a warning. During a
 //!   broker outage librdkafka keeps queued records for `message.timeout.ms`
-//!   and then drops them; clients recover them on sync. librdkafka
-//!   reconnects by itself; if the broker came back without the topic (an
-//!   in-memory broker), the node creates it again and starts from its end.
-//!   When the brokers answer again after an outage the handlers hear
-//!   `resumed`, and clients sync what they missed.
+//!   and then drops them. After an outage (every broker unreachable, or the
+//!   topic gone) the node waits until a broker answers, creates the topic
+//!   again if it is gone (a broker keeping it in memory restarted), reads
+//!   every partition from its end again, and only then tells its handlers
+//!   (`resumed`): its clients sync what they missed. `health` fails from
+//!   the start of an outage until then.
 //! * Every node reads every envelope of the cluster: traffic per node grows
 //!   with the cluster's total.
 
@@ -104,15 +105,16 @@ type Handlers = Arc<RwLock<Vec<Arc<dyn FanOutHandler>>>>;
 /// Logs what librdkafka reports and remembers whether the brokers are down.
 #[derive(Debug, Default)]
 struct Reporter {
+    /// librdkafka said every broker is down; the reading task checks.
+    suspect: AtomicBool,
+    /// The node is not reading the topic (from the check until recovery).
     down: AtomicBool,
 }
 
 impl ClientContext for Reporter {
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            if !self.down.swap(true, Ordering::SeqCst) {
-                tracing::warn!(%reason, "fan-out: every Kafka broker is down; sends are still stored, clients recover live events on sync");
-            }
+            self.suspect.store(true, Ordering::SeqCst);
         } else {
             tracing::warn!(error = %error, %reason, "fan-out: Kafka");
         }
@@ -122,8 +124,15 @@ impl ClientContext for Reporter {
 impl ConsumerContext for Reporter {}
 
 impl Reporter {
-    /// A broker answered: ends an outage once, logging it and telling the
-    /// handlers that envelopes may have been lost meanwhile.
+    /// Starts an outage (once): logged, and `/readyz` fails until it ends.
+    fn went_down(&self, reason: &str) {
+        if !self.down.swap(true, Ordering::SeqCst) {
+            tracing::warn!(%reason, "fan-out: Kafka is unreachable; sends are still stored, clients get what they miss on sync");
+        }
+    }
+
+    /// The node reads the topic again: ends an outage once, logging it and
+    /// telling the handlers that envelopes may have been lost meanwhile.
     fn back(&self, handlers: &Handlers) {
         if self.down.swap(false, Ordering::SeqCst) {
             tracing::info!("fan-out: Kafka is back");
@@ -312,12 +321,16 @@ async fn consume_loop(
     handlers: Handlers,
 ) {
     let reporter = consumer.context().clone();
-    let mut backoff = Duration::from_millis(100);
     loop {
-        match consumer.recv().await {
-            Ok(record) => {
-                reporter.back(&handlers);
-                backoff = Duration::from_millis(100);
+        // librdkafka may report trouble only to the context: check every
+        // second while it suspects some.
+        let suspect = reporter.suspect.load(Ordering::SeqCst);
+        let received = tokio::select! {
+            received = consumer.recv() => Some(received),
+            () = tokio::time::sleep(Duration::from_secs(1)), if suspect => None,
+        };
+        match received {
+            Some(Ok(record)) => {
                 let Some((origin, body)) = record.payload().and_then(|p| p.split_at_checked(16)) else {
                     continue;
                 };
@@ -333,27 +346,85 @@ async fn consume_loop(
                     Err(e) => tracing::warn!(error = %e, "fan-out: unreadable envelope from Kafka"),
                 }
             }
-            Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
-                // The broker came back without the topic (in-memory storage):
-                // make it again and read it from its end.
-                tracing::warn!(topic = %config.topic, "fan-out: the Kafka topic is gone; creating it again");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                reporter.down.store(true, Ordering::SeqCst);
-                let again = match create_topic(&config).await {
-                    Ok(()) => assign_from_end(consumer.clone(), config.topic.clone()).await,
-                    Err(e) => Err(e),
-                };
-                match again {
-                    Ok(()) => reporter.back(&handlers),
-                    Err(e) => tracing::warn!(error = %e, "fan-out: Kafka topic not back yet"),
-                }
-            }
-            Err(e) => {
+            Some(Err(e)) if !is_outage(&e) => {
                 tracing::warn!(error = %e, "fan-out: reading from Kafka failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            trouble => {
+                // An outage error, or the context's suspicion. Errors of an
+                // outage that already ended arrive late: nothing was missed
+                // if a broker answers and still holds our read positions.
+                reporter.suspect.store(false, Ordering::SeqCst);
+                if still_reading(&consumer, &config.topic).await {
+                    continue;
+                }
+                let reason = match trouble {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "every broker is down".into(),
+                };
+                reporter.went_down(&reason);
+                recover(&consumer, &config).await;
+                reporter.back(&handlers);
+            }
+        }
+    }
+}
+
+/// True when a broker answers and every partition's read position is still
+/// within what the broker holds (records produced meanwhile will come).
+async fn still_reading(consumer: &Arc<StreamConsumer<Reporter>>, topic: &str) -> bool {
+    let (consumer, topic) = (consumer.clone(), topic.to_owned());
+    blocking(move || {
+        let positions = consumer.position().map_err(unavailable)?;
+        for element in positions.elements_for_topic(&topic) {
+            let (_, high) = consumer
+                .fetch_watermarks(&topic, element.partition(), Duration::from_secs(2))
+                .map_err(unavailable)?;
+            if let Offset::Offset(position) = element.offset()
+                && position > high
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Errors that mean the node may have missed records: the brokers were
+/// unreachable, or the topic is gone (a broker that keeps it in memory
+/// restarted).
+fn is_outage(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+        )
+    )
+}
+
+/// After an outage: waits (with back-off) until the brokers answer, makes
+/// the topic again if it is gone, and reads on from where it was if the
+/// broker still holds those positions, else every partition from its end
+/// (a broker that lost the topic). Records skipped that way are the ones
+/// the clients get by sync once the handlers heard `resumed`.
+async fn recover(consumer: &Arc<StreamConsumer<Reporter>>, config: &KafkaFanOutConfig) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        let again = match create_topic(config).await {
+            Ok(()) if still_reading(consumer, &config.topic).await => Ok(()),
+            Ok(()) => assign_from_end(consumer.clone(), config.topic.clone()).await,
+            Err(e) => Err(e),
+        };
+        match again {
+            Ok(()) => return,
+            Err(e) => tracing::info!(error = %e, "fan-out: Kafka not back yet"),
         }
     }
 }
@@ -388,7 +459,11 @@ impl FanOut for KafkaFanOut {
                 .map_err(unavailable)
         })
         .await?;
-        self.consumer.context().back(&self.handlers);
+        if self.consumer.context().down.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable(
+                "kafka: reading the topic again after an outage".into(),
+            ));
+        }
         Ok(())
     }
 

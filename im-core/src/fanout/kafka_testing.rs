@@ -52,9 +52,32 @@ impl KafkaBroker {
 
     /// Kills the broker (its in-memory topics are gone with it).
     pub fn stop(&mut self) {
+        self.resume();
         if let Some(mut process) = self.process.take() {
             let _ = process.kill();
             let _ = process.wait();
+        }
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open and nothing
+    /// answers, as with a broker that hangs or a network that drops
+    /// everything; its topics survive, as on a broker with durable storage.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused broker run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(process) = &self.process {
+            let sent = Command::new("kill")
+                .args([signal, &process.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(sent, "kill {signal} the Kafka broker");
         }
     }
 

@@ -66,10 +66,13 @@ impl Process {
     }
 
     /// Waits (up to 30 s) until `/readyz` says `ready`.
-    pub async fn wait_ready(&self, ready: bool) {
+    pub async fn wait_ready(&mut self, ready: bool) {
         for _ in 0..600 {
             if self.ready() == ready {
                 return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the server on port {} exited: {status}", self.port);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -159,23 +162,28 @@ impl Broker {
         self.kind
     }
 
-    /// Kills the broker; whatever it kept in memory is gone.
+    /// Stops the broker. Redis is killed (pub/sub and the presence keys
+    /// are gone with it, as with a real Redis restart). The Kafka broker is
+    /// frozen with SIGSTOP, keeping its topics as a Kafka broker with
+    /// durable storage does: killing `tansu` loses its in-memory topics, and
+    /// librdkafka 2.12 was seen to crash (SIGSEGV in its metadata cache)
+    /// when such a broker came back without them.
     pub fn stop(&mut self) {
         if let Some(redis) = &mut self.redis {
             redis.stop();
         }
-        if let Some(kafka) = &mut self.kafka {
-            kafka.stop();
+        if let Some(kafka) = &self.kafka {
+            kafka.pause();
         }
     }
 
-    /// Starts it again on the same port, empty.
+    /// Starts it again on the same port.
     pub fn start_again(&mut self) {
         if let Some(redis) = &mut self.redis {
             redis.start_again();
         }
-        if let Some(kafka) = &mut self.kafka {
-            kafka.start_again();
+        if let Some(kafka) = &self.kafka {
+            kafka.resume();
         }
     }
 }
