@@ -49,9 +49,20 @@ fn check_config_accepts_the_example_and_rejects_bad_values() {
         ("IM__STORE__URL", "mysql://nope"),
         ("IM__LIMITS__MAX_FRAME_BYTES", "12"),
         ("IM__SERVER__NO_SUCH_KEY", "1"),
+        ("IM__FANOUT__BACKEND", "nats"),
+        ("IM__FANOUT__PARTITIONS", "0"),
+        ("IM__PRESENCE__BACKEND", "everywhere"),
     ] {
         let bad = bin().arg("check-config").env(key, value).output().unwrap();
         assert!(!bad.status.success(), "{key}={value} should be refused");
+    }
+    // Settings that only make sense together.
+    for settings in [
+        [("IM__FANOUT__BACKEND", "kafka"), ("IM__FANOUT__BROKERS", " ")],
+        [("IM__PRESENCE__BACKEND", "store"), ("IM__STORE__URL", "memory://")],
+    ] {
+        let bad = bin().arg("check-config").envs(settings).output().unwrap();
+        assert!(!bad.status.success(), "{settings:?} should be refused");
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");
