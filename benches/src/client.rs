@@ -16,6 +16,28 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 type Waiters = Mutex<HashMap<u64, oneshot::Sender<Result<Reply, v1::Error>>>>;
 
+/// The server answered a request with an error (inside the `anyhow::Error`
+/// a call returns, so callers can tell e.g. `UNAVAILABLE` from the rest).
+#[derive(Debug)]
+pub struct ServerError(pub v1::Error);
+
+impl ServerError {
+    /// Whether `e` is a server error with this code.
+    pub fn is(e: &anyhow::Error, code: v1::ErrorCode) -> bool {
+        e.downcast_ref::<ServerError>()
+            .is_some_and(|s| s.0.code == code as i32)
+    }
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = v1::ErrorCode::try_from(self.0.code).map_or("unknown code", |c| c.as_str_name());
+        write!(f, "server error {code}: {}", self.0.message)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
 /// One authenticated connection.
 pub struct Conn {
     out: mpsc::UnboundedSender<Message>,
@@ -153,7 +175,7 @@ impl Conn {
             .map_err(|_| anyhow::anyhow!("connection closed"))?;
         match rx.await {
             Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => bail!("server error {}: {}", e.code, e.message),
+            Ok(Err(e)) => Err(ServerError(e).into()),
             Err(_) => bail!("connection closed before the reply"),
         }
     }
@@ -175,6 +197,29 @@ impl Conn {
         {
             Reply::Ack(ack) => Ok(ack),
             other => bail!("unexpected send reply {other:?}"),
+        }
+    }
+
+    /// Like [`Conn::send`], but while the server answers `UNAVAILABLE` (e.g.
+    /// the database aborted one side of a deadlock between nodes) sends again
+    /// with the same client message id, as the SDK does, at most `retries`
+    /// times; returns the outcome and the number of retries.
+    pub async fn send_retrying(
+        &self,
+        target: v1::send_message::Target,
+        client_msg_id: String,
+        text: String,
+        retries: u32,
+    ) -> (anyhow::Result<v1::SendAck>, u32) {
+        let mut done = 0;
+        loop {
+            match self.send(target, client_msg_id.clone(), text.clone()).await {
+                Err(e) if done < retries && ServerError::is(&e, v1::ErrorCode::Unavailable) => {
+                    done += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10 * u64::from(done))).await;
+                }
+                outcome => return (outcome, done),
+            }
         }
     }
 

@@ -7,5 +7,8 @@
 //! See `docs/PERFORMANCE.md` for the method and the results.
 
 pub mod client;
+pub mod cluster;
+pub mod inbox;
 pub mod scenario;
 pub mod stats;
+pub mod typing;

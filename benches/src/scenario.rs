@@ -2,15 +2,14 @@
 //! verification: every acked message delivered exactly once to every member.
 
 use crate::client::{Conn, register};
-use crate::stats::{Latency, cpu_seconds, rss_kib};
+use crate::inbox::{Clock, Inbox, payload, verify};
+use crate::stats::{Latency, cpu_seconds_of, rss_kib};
 use anyhow::{Context, bail};
 use im_protocol::v1;
-use parking_lot::Mutex;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Where the server is and how to observe it.
@@ -55,14 +54,26 @@ pub struct Report {
     pub lost: u64,
     /// Deliveries beyond the first of one message to one member.
     pub duplicates: u64,
-    /// Requests that failed.
+    /// Deliveries that arrived after a later message of their conversation
+    /// sent from the same server node (the order the fan-out keeps).
+    pub out_of_order: u64,
+    /// Requests that failed (sends: after their retries).
     pub errors: u64,
+    /// What the first failed request got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+    /// Sends repeated with the same client message id after `UNAVAILABLE`.
+    pub retries: u64,
 }
 
 impl Report {
     /// True when the verification found nothing wrong.
     pub fn verified(&self) -> bool {
-        self.lost == 0 && self.duplicates == 0 && self.connect_failures == 0 && self.errors == 0
+        self.lost == 0
+            && self.duplicates == 0
+            && self.out_of_order == 0
+            && self.connect_failures == 0
+            && self.errors == 0
     }
 }
 
@@ -89,81 +100,6 @@ pub async fn register_users(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<(u
         }
     }
     Ok(out)
-}
-
-/// Received messages of one connection: counts per (conversation, seq), and
-/// latencies; and the arrival times of typing events per typist.
-#[derive(Default)]
-pub struct Inbox {
-    counts: Mutex<HashMap<u64, Vec<u8>>>,
-    latencies: Mutex<Vec<u64>>,
-    total: AtomicU64,
-    typing: Mutex<HashMap<u64, Vec<u64>>>,
-}
-
-/// Microseconds since the scenario's clock started.
-#[derive(Clone, Copy)]
-struct Clock(Instant);
-
-impl Clock {
-    fn now_us(&self) -> u64 {
-        self.0.elapsed().as_micros() as u64
-    }
-}
-
-impl Inbox {
-    fn record(&self, clock: Clock, m: &v1::Message) {
-        let Some(text) = m.content.as_ref().and_then(|c| c.as_text()) else {
-            return; // system messages are not part of the measurement
-        };
-        if let Some(sent) = text.split('|').next().and_then(|t| t.parse::<u64>().ok()) {
-            self.latencies.lock().push(clock.now_us().saturating_sub(sent));
-        }
-        let mut counts = self.counts.lock();
-        let seqs = counts.entry(m.conversation_id).or_default();
-        let i = m.seq as usize;
-        if seqs.len() <= i {
-            seqs.resize(i + 1, 0);
-        }
-        seqs[i] = seqs[i].saturating_add(1);
-        self.total.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn count(&self, conv: u64, seq: u64) -> u8 {
-        self.counts
-            .lock()
-            .get(&conv)
-            .and_then(|s| s.get(seq as usize).copied())
-            .unwrap_or(0)
-    }
-}
-
-/// Checks that every acked seq of each conversation reached each of its
-/// members exactly once: returns (lost, duplicates, deliveries).
-pub fn verify(expectations: &[(u64, &[usize], &[u64])], inboxes: &[Arc<Inbox>]) -> (u64, u64, u64) {
-    let (mut lost, mut duplicates, mut deliveries) = (0u64, 0u64, 0u64);
-    for &(conversation, members, seqs) in expectations {
-        for &member in members {
-            for &seq in seqs {
-                match inboxes[member].count(conversation, seq) {
-                    0 => lost += 1,
-                    n => {
-                        deliveries += 1;
-                        duplicates += u64::from(n - 1);
-                    }
-                }
-            }
-        }
-    }
-    (lost, duplicates, deliveries)
-}
-
-fn payload(clock: Clock, size: usize) -> String {
-    let mut text = format!("{}|", clock.now_us());
-    while text.len() < size {
-        text.push('x');
-    }
-    text
 }
 
 async fn connect_one(
@@ -269,19 +205,23 @@ pub async fn connect(target: &Target, n: usize, hold: Duration) -> anyhow::Resul
     Ok(report)
 }
 
+/// Times a send is repeated after `UNAVAILABLE` before it counts as an error.
+const RETRIES: u32 = 5;
+
 /// A message stream: one sender into one conversation, received by `members`.
-struct Stream {
-    sender: usize,
-    conversation: v1::send_message::Target,
-    conversation_id: u64,
-    members: Vec<usize>,
+pub(crate) struct Stream {
+    pub(crate) sender: usize,
+    pub(crate) conversation: v1::send_message::Target,
+    pub(crate) conversation_id: u64,
+    pub(crate) members: Vec<usize>,
 }
 
 /// Drives senders for `duration` (each at `rate` msgs/s, or flat out with
-/// `window` in flight), then waits for deliveries and verifies them.
-async fn drive(
+/// `window` in flight), then waits for deliveries and verifies them; the
+/// server CPU time is summed over `server_pids`.
+pub(crate) async fn drive(
     name: &str,
-    target: &Target,
+    server_pids: &[u32],
     conns: Arc<Vec<Conn>>,
     inboxes: Vec<Arc<Inbox>>,
     streams: Vec<Stream>,
@@ -293,15 +233,18 @@ async fn drive(
         rate,
         window,
         size,
+        settle,
     } = load;
-    let cpu_before = target.server_pid.and_then(cpu_seconds);
+    let cpu_before = cpu_seconds_of(server_pids);
     let started = Instant::now();
     let errors = Arc::new(AtomicU64::new(0));
+    let retries = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(OnceLock::new());
     let mut tasks = Vec::new();
     for (s, stream) in streams.iter().enumerate() {
         for lane in 0..window.max(1) {
             let conns = conns.clone();
-            let errors = errors.clone();
+            let (errors, retries, first_error) = (errors.clone(), retries.clone(), first_error.clone());
             let target = stream.conversation;
             let sender = stream.sender;
             let lanes = window.max(1);
@@ -317,10 +260,14 @@ async fn drive(
                     }
                     let id = format!("{s}-{lane}-{i}");
                     i += 1;
-                    match conns[sender].send(target, id, payload(clock, size)).await {
+                    let text = payload(clock, size);
+                    let (outcome, tries) = conns[sender].send_retrying(target, id, text, RETRIES).await;
+                    retries.fetch_add(u64::from(tries), Ordering::Relaxed);
+                    match outcome {
                         Ok(ack) => acked.push(ack.seq),
-                        Err(_) => {
+                        Err(e) => {
                             errors.fetch_add(1, Ordering::Relaxed);
+                            let _ = first_error.set(format!("{e:#}"));
                         }
                     }
                 }
@@ -349,7 +296,7 @@ async fn drive(
     // phase ends with the last delivery, and anything still missing at the
     // deadline is reported as lost.
     let expected_total: u64 = expected;
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + settle;
     let mut wall = started.elapsed().as_secs_f64();
     loop {
         let got: u64 = inboxes.iter().map(|i| i.total.load(Ordering::Relaxed)).sum();
@@ -364,8 +311,9 @@ async fn drive(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let cpu_after = target.server_pid.and_then(cpu_seconds);
+    let cpu_after = cpu_seconds_of(server_pids);
     let (lost, duplicates, deliveries) = verify(&expectations, &inboxes);
+    let out_of_order = inboxes.iter().map(|i| i.out_of_order()).sum();
     let mut samples = Vec::new();
     for inbox in &inboxes {
         samples.append(&mut inbox.latencies.lock());
@@ -385,21 +333,36 @@ async fn drive(
         wall_secs: wall,
         lost,
         duplicates,
+        out_of_order,
         errors: errors.load(Ordering::Relaxed),
+        first_error: first_error.get().cloned(),
+        retries: retries.load(Ordering::Relaxed),
         ..Default::default()
     })
 }
 
 /// Connects one connection per token, each with its own inbox.
-async fn connect_all(
+pub(crate) async fn connect_all(
     target: &Target,
     tokens: &[(u64, String)],
     clock: Clock,
 ) -> anyhow::Result<(Vec<Conn>, Vec<Arc<Inbox>>)> {
+    connect_spread(std::slice::from_ref(target), tokens, clock, |_| Inbox::default()).await
+}
+
+/// Connects one connection per token, the i-th to `targets[i % n]`, each
+/// with the inbox `inbox(i)`.
+pub(crate) async fn connect_spread(
+    targets: &[Target],
+    tokens: &[(u64, String)],
+    clock: Clock,
+    inbox: impl Fn(usize) -> Inbox,
+) -> anyhow::Result<(Vec<Conn>, Vec<Arc<Inbox>>)> {
     let mut conns = Vec::new();
     let mut inboxes = Vec::new();
     for (i, (_, token)) in tokens.iter().enumerate() {
-        let inbox = Arc::new(Inbox::default());
+        let inbox = Arc::new(inbox(i));
+        let target = &targets[i % targets.len()];
         conns.push(connect_one(target, i, token, inbox.clone(), clock).await?);
         inboxes.push(inbox);
     }
@@ -417,14 +380,19 @@ pub struct Load {
     pub window: usize,
     /// Message size in bytes (at least the timestamp).
     pub size: usize,
+    /// How long to wait, once sending stopped, for the last deliveries;
+    /// whatever has not arrived by then counts as lost.
+    pub settle: Duration,
 }
 
-/// Streams of `pairs` chatting pairs: connections (0, 1), (2, 3), ... each
-/// open their direct conversation with a first message, then both send.
-async fn pair_streams(conns: &[Conn], pairs: usize) -> anyhow::Result<Vec<Stream>> {
+/// Streams of chatting pairs of connections, e.g. (0, 1), (2, 3), ...: each
+/// pair opens its direct conversation with a first message, then both send.
+pub(crate) async fn pair_streams(
+    conns: &[Conn],
+    pairs: impl IntoIterator<Item = (usize, usize)>,
+) -> anyhow::Result<Vec<Stream>> {
     let mut streams = Vec::new();
-    for p in 0..pairs {
-        let (a, b) = (2 * p, 2 * p + 1);
+    for (p, (a, b)) in pairs.into_iter().enumerate() {
         // The first message creates the direct conversation.
         let first = conns[a]
             .send(
@@ -450,8 +418,17 @@ pub async fn dm(target: &Target, pairs: usize, load: Load) -> anyhow::Result<Rep
     let tokens = register_users(target.addr, pairs * 2).await?;
     let clock = Clock(Instant::now());
     let (conns, inboxes) = connect_all(target, &tokens, clock).await?;
-    let streams = pair_streams(&conns, pairs).await?;
-    drive("dm", target, Arc::new(conns), inboxes, streams, clock, load).await
+    let streams = pair_streams(&conns, (0..pairs).map(|p| (2 * p, 2 * p + 1))).await?;
+    drive(
+        "dm",
+        target.server_pid.as_slice(),
+        Arc::new(conns),
+        inboxes,
+        streams,
+        clock,
+        load,
+    )
+    .await
 }
 
 /// `group`: one group of `members`, the first `senders` of them sending.
@@ -472,7 +449,16 @@ pub async fn group(target: &Target, members: usize, senders: usize, load: Load) 
             members: (0..members).collect(),
         })
         .collect();
-    drive("group", target, Arc::new(conns), inboxes, streams, clock, load).await
+    drive(
+        "group",
+        target.server_pid.as_slice(),
+        Arc::new(conns),
+        inboxes,
+        streams,
+        clock,
+        load,
+    )
+    .await
 }
 
 /// `mixed`: `idle` idle connections, `pairs` chatting pairs, `groups` groups of
@@ -492,7 +478,7 @@ pub async fn mixed(
     let tokens = register_users(target.addr, pairs * 2 + groups * group_size).await?;
     let clock = Clock(Instant::now());
     let (conns, inboxes) = connect_all(target, &tokens, clock).await?;
-    let mut streams = pair_streams(&conns, pairs).await?;
+    let mut streams = pair_streams(&conns, (0..pairs).map(|p| (2 * p, 2 * p + 1))).await?;
     for g in 0..groups {
         let members: Vec<usize> = (pairs * 2 + g * group_size..pairs * 2 + (g + 1) * group_size).collect();
         let ids = members.iter().map(|&m| conns[m].user_id).collect();
@@ -544,138 +530,18 @@ pub async fn mixed(
         }
         (held, reconnects, failures)
     });
-    let mut report = drive("mixed", target, Arc::new(conns), inboxes, streams, clock, load).await?;
+    let mut report = drive(
+        "mixed",
+        target.server_pid.as_slice(),
+        Arc::new(conns),
+        inboxes,
+        streams,
+        clock,
+        load,
+    )
+    .await?;
     let (held, _reconnects, churn_failures) = churn_task.await.context("churn task")?;
     report.connections += held;
     report.connect_failures = idle_failures + churn_failures;
     Ok(report)
-}
-
-/// `typing`: a group of `members`, `typists` of them toggling their typing
-/// indicator at `load.rate` per second each (not stored: the relay path).
-/// Latency pairs the n-th event of a typist at a receiver with its n-th send
-/// (the server keeps order per typist); every other member must get every
-/// acked typing change exactly once.
-pub async fn typing(target: &Target, members: usize, typists: usize, load: Load) -> anyhow::Result<Report> {
-    if typists == 0 || typists > members {
-        bail!("need 1 <= typists <= members");
-    }
-    let tokens = register_users(target.addr, members).await?;
-    let clock = Clock(Instant::now());
-    let (conns, inboxes) = connect_all(target, &tokens, clock).await?;
-    let ids: Vec<u64> = conns.iter().map(|c| c.user_id).collect();
-    let conversation_id = conns[0].create_group("typing", ids).await?;
-    let conns = Arc::new(conns);
-    let cpu_before = target.server_pid.and_then(cpu_seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for t in 0..typists {
-        let conns = conns.clone();
-        tasks.push(tokio::spawn(async move {
-            let interval = load.rate.map(|r| Duration::from_secs_f64(1.0 / r.max(0.001)));
-            let mut next = Instant::now();
-            let (mut sent, mut errors, mut on) = (Vec::new(), 0u64, true);
-            while started.elapsed() < load.duration {
-                if let Some(iv) = interval {
-                    next += iv;
-                    tokio::time::sleep_until(next.into()).await;
-                }
-                let at = clock.now_us();
-                let body = v1::client_frame::Body::Typing(v1::SetTyping {
-                    conversation_id,
-                    typing: on,
-                });
-                match conns[t].call(body).await {
-                    Ok(_) => sent.push(at),
-                    Err(_) => errors += 1,
-                }
-                on = !on;
-            }
-            (conns[t].user_id, sent, errors)
-        }));
-    }
-    let mut sent_by = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (user, sent, e) = task.await?;
-        errors += e;
-        sent_by.push((user, sent));
-    }
-    let send_wall = started.elapsed().as_secs_f64();
-    let expected: usize = sent_by.iter().map(|(_, s)| s.len() * (members - 1)).sum();
-    let received = |inboxes: &[Arc<Inbox>]| -> usize {
-        inboxes
-            .iter()
-            .map(|i| i.typing.lock().values().map(Vec::len).sum::<usize>())
-            .sum()
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while received(&inboxes) < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let wall = started.elapsed().as_secs_f64();
-    let cpu_after = target.server_pid.and_then(cpu_seconds);
-    let (mut lost, mut duplicates, mut deliveries, mut samples) = (0u64, 0u64, 0u64, Vec::new());
-    for (r, inbox) in inboxes.iter().enumerate() {
-        let typing = inbox.typing.lock();
-        for (t, (user, sent)) in sent_by.iter().enumerate() {
-            if t == r {
-                continue; // the typist itself gets nothing
-            }
-            let got = typing.get(user).map_or(&[][..], Vec::as_slice);
-            lost += sent.len().saturating_sub(got.len()) as u64;
-            duplicates += got.len().saturating_sub(sent.len()) as u64;
-            deliveries += got.len().min(sent.len()) as u64;
-            samples.extend(got.iter().zip(sent).map(|(recv, at)| recv.saturating_sub(*at)));
-        }
-    }
-    for c in conns.iter() {
-        c.close();
-    }
-    let acked: u64 = sent_by.iter().map(|(_, s)| s.len() as u64).sum();
-    Ok(Report {
-        scenario: "typing".into(),
-        connections: conns.len(),
-        acked,
-        acked_per_sec: acked as f64 / send_wall,
-        deliveries,
-        deliveries_per_sec: deliveries as f64 / wall,
-        latency: Latency::of(samples),
-        server_cpu_secs: cpu_before.zip(cpu_after).map(|(b, a)| a - b),
-        wall_secs: wall,
-        lost,
-        duplicates,
-        errors,
-        ..Default::default()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn msg(conv: u64, seq: u64) -> v1::Message {
-        v1::Message {
-            conversation_id: conv,
-            seq,
-            content: Some(v1::Content::text("5|x")),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn verification_finds_losses_and_duplicates() {
-        let clock = Clock(Instant::now());
-        let inboxes = vec![Arc::new(Inbox::default()), Arc::new(Inbox::default())];
-        for seq in [1, 2, 3] {
-            inboxes[0].record(clock, &msg(7, seq));
-        }
-        inboxes[1].record(clock, &msg(7, 1));
-        inboxes[1].record(clock, &msg(7, 1));
-        inboxes[1].record(clock, &msg(7, 3));
-        let members = [0, 1];
-        assert_eq!(verify(&[(7, &members, &[1, 2, 3])], &inboxes), (1, 1, 5));
-        assert_eq!(verify(&[(7, &members[..1], &[1, 2, 3])], &inboxes), (0, 0, 3));
-        assert_eq!(inboxes[1].latencies.lock().len(), 3);
-    }
 }

@@ -1,4 +1,4 @@
-//! Percentiles and the server's resident memory.
+//! Percentiles, and the server's resident memory and CPU time.
 
 use serde::Serialize;
 
@@ -58,6 +58,18 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// CPU time summed over several processes (each counted once), in seconds;
+/// `None` when there is none or one cannot be read.
+pub fn cpu_seconds_of(pids: &[u32]) -> Option<f64> {
+    let mut unique = pids.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.is_empty() {
+        return None;
+    }
+    unique.into_iter().map(cpu_seconds).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +83,10 @@ mod tests {
         );
         assert_eq!(Latency::of(vec![]), Latency::default());
         assert!(rss_kib(std::process::id()).unwrap() > 0);
-        assert!(cpu_seconds(std::process::id()).is_some());
+        let me = std::process::id();
+        assert!(cpu_seconds(me).is_some());
+        let once = cpu_seconds_of(&[me, me]).unwrap();
+        assert!(once <= cpu_seconds(me).unwrap(), "a pid given twice counts once");
+        assert_eq!(cpu_seconds_of(&[]), None);
     }
 }

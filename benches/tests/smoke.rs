@@ -2,18 +2,24 @@
 //! generator and its exactly-once verification cannot silently rot. These
 //! check correctness only; no test asserts a time.
 
+use im_benches::cluster::{self, Shape};
 use im_benches::scenario::{self, Load, Target};
+use im_core::store::postgres::testing::TempSchema;
 use std::time::Duration;
 
-async fn server() -> (Target, tokio::sync::oneshot::Sender<()>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
+/// A server in this process with a cheap password hash and no rate limit.
+async fn start(
+    store_url: String,
+    tune: impl FnOnce(&mut im_server::ServerConfig),
+) -> (Target, tokio::sync::oneshot::Sender<()>) {
     let mut config = im_server::ServerConfig::default();
     config.server.listen = "127.0.0.1:0".into();
-    config.store.url = format!("sqlite://{}", dir.path().join("im.sqlite3").display());
+    config.store.url = store_url;
     config.auth.argon2_m_cost = 256;
     config.auth.argon2_t_cost = 1;
     config.limits.requests_per_second = 1_000_000.0;
     config.limits.request_burst = 1_000_000.0;
+    tune(&mut config);
     let server = im_server::Server::bind(config).await.unwrap();
     let addr = server.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -25,6 +31,13 @@ async fn server() -> (Target, tokio::sync::oneshot::Sender<()>, tempfile::TempDi
         server_pid: Some(std::process::id()),
         sources: vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()],
     };
+    (target, stop)
+}
+
+async fn server() -> (Target, tokio::sync::oneshot::Sender<()>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("im.sqlite3").display());
+    let (target, stop) = start(url, |_| {}).await;
     (target, stop, dir)
 }
 
@@ -34,6 +47,7 @@ fn short() -> Load {
         rate: None,
         window: 4,
         size: 100,
+        settle: Duration::from_secs(15),
     }
 }
 
@@ -69,7 +83,7 @@ async fn every_scenario_runs_and_verifies_exactly_once_delivery() {
     assert!(r.verified(), "{r:?}");
     assert_eq!(r.deliveries, 12 * r.acked);
 
-    let r = scenario::typing(
+    let r = im_benches::typing::typing(
         &target,
         8,
         2,
@@ -124,4 +138,141 @@ async fn the_binary_spreads_connections_over_worker_processes() {
     assert_eq!(report["connections"], 50);
     assert_eq!(report["connect_failures"], 0);
     stop.send(()).unwrap();
+}
+
+/// Two nodes on one PostgreSQL schema; `redis_channel`: joined by the Redis
+/// at 127.0.0.1:6379 on that channel, `None`: not joined at all (local fan-out).
+async fn two_nodes(
+    schema: &TempSchema,
+    redis_channel: Option<&str>,
+) -> (Vec<Target>, Vec<tokio::sync::oneshot::Sender<()>>) {
+    let (mut nodes, mut stops) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let (target, stop) = start(schema.url(), |c| {
+            c.store.pool_size = 2;
+            c.store.writers = 2;
+            if let Some(channel) = redis_channel {
+                c.fanout.backend = "redis".into();
+                c.fanout.url =
+                    std::env::var("IM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+                c.fanout.channel = channel.to_owned();
+            }
+        })
+        .await;
+        nodes.push(target);
+        stops.push(stop);
+    }
+    (nodes, stops)
+}
+
+/// A Redis channel no other run uses.
+fn unique_channel() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("im-load-smoke-{}-{nanos}", std::process::id())
+}
+
+fn small() -> Shape {
+    Shape {
+        cross_pairs: 2,
+        same_node_pairs: 2,
+        groups: 1,
+        group_size: 6,
+        group_senders: 2,
+    }
+}
+
+/// The cluster scenario over two nodes joined by Redis: every delivery
+/// verified, both kinds measured; and over two nodes that are *not* joined
+/// (each fans out only to its own clients), the verification must fail,
+/// which shows that it really checks the deliveries across nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_scenario_verifies_deliveries_across_nodes() {
+    let schema = TempSchema::create();
+    let channel = unique_channel();
+    let (nodes, stops) = two_nodes(&schema, Some(&channel)).await;
+    let pids = [std::process::id()];
+    let load = Load {
+        rate: Some(200.0),
+        ..short()
+    };
+    let r = cluster::cluster(&nodes, &pids, small(), load).await.unwrap();
+    assert!(r.verified(), "{r:#?}");
+    assert_eq!((r.nodes, r.cross_node_pairs, r.same_node_pairs), (2, 2, 2));
+    assert!(r.report.acked > 0, "{r:#?}");
+    // Each message reaches its sender and every other member: the other
+    // members' copies are split by side, the sender's own is in neither.
+    assert_eq!(
+        (r.cross_node.deliveries + r.same_node.deliveries) as u64 + r.report.acked,
+        r.report.deliveries,
+        "{r:#?}"
+    );
+    assert!(
+        r.cross_node.deliveries > 0 && r.same_node.deliveries > 0,
+        "{r:#?}"
+    );
+    assert!(r.cross_node.latency.p99_us > 0 && r.deliveries_per_server_cpu_sec.is_some());
+    for stop in stops {
+        let _ = stop.send(());
+    }
+
+    // Same schema, not joined: what crosses nodes never arrives live.
+    let (nodes, stops) = two_nodes(&schema, None).await;
+    let load = Load {
+        settle: Duration::from_millis(1500),
+        ..load
+    };
+    let r = cluster::cluster(&nodes, &pids, small(), load).await.unwrap();
+    assert!(!r.verified(), "{r:#?}");
+    assert!(r.report.lost > 0 && r.cross_node.deliveries == 0, "{r:#?}");
+    assert!(r.same_node.deliveries > 0 && r.report.duplicates == 0, "{r:#?}");
+    for stop in stops {
+        let _ = stop.send(());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_the_cluster_scenario_and_reports_json() {
+    let schema = TempSchema::create();
+    let channel = unique_channel();
+    let (nodes, stops) = two_nodes(&schema, Some(&channel)).await;
+    let addrs: Vec<String> = nodes.iter().map(|t| t.addr.to_string()).collect();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_im-load"))
+        .args(["cluster", "--nodes", &addrs.join(",")])
+        .args(["--server-pids", &std::process::id().to_string()])
+        .args([
+            "--pairs",
+            "2",
+            "--same-node-pairs",
+            "2",
+            "--groups",
+            "1",
+            "--group-size",
+            "4",
+        ])
+        .args(["--duration", "0.5", "--rate", "100", "--window", "1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["scenario"], "cluster");
+    assert_eq!(report["lost"], 0);
+    assert!(
+        report["cross_node"]["deliveries"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert!(
+        report["same_node"]["latency"]["p99_us"].as_u64().is_some(),
+        "{report}"
+    );
+    assert!(
+        report["deliveries_per_server_cpu_sec"].as_f64().is_some(),
+        "{report}"
+    );
+    for stop in stops {
+        let _ = stop.send(());
+    }
 }

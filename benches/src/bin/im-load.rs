@@ -7,10 +7,12 @@
 //! im-load --addr 127.0.0.1:8080 group --members 100 --senders 4 --duration 10
 //! im-load --addr 127.0.0.1:8080 typing --members 50 --typists 4 --rate 200
 //! im-load --addr 127.0.0.1:8080 mixed --idle 2000 --pairs 20 --groups 4 --group-size 50 --churn 20
+//! im-load cluster --nodes 127.0.0.1:8081,127.0.0.1:8082 --server-pids 4001,4002 --pairs 20 --duration 10
 //! ```
 //! Prints one JSON report per run on stdout; exits 1 if verification failed.
 
 use clap::{Parser, Subcommand};
+use im_benches::cluster::{self, Shape};
 use im_benches::scenario::{self, Load, Report, Target};
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -46,6 +48,10 @@ struct LoadArgs {
     /// Message size in bytes.
     #[arg(long, default_value_t = 100)]
     size: usize,
+    /// Seconds to wait for the last deliveries once sending stopped (what is
+    /// still missing then counts as lost).
+    #[arg(long, default_value_t = 15.0)]
+    settle: f64,
 }
 
 impl From<LoadArgs> for Load {
@@ -55,6 +61,7 @@ impl From<LoadArgs> for Load {
             rate: a.rate,
             window: a.window,
             size: a.size,
+            settle: Duration::from_secs_f64(a.settle),
         }
     }
 }
@@ -114,6 +121,32 @@ enum Scenario {
         /// Idle connections closed and reopened per second.
         #[arg(long, default_value_t = 10)]
         churn: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Several server nodes at once (client i on node i % n): 1:1 pairs across
+    /// nodes and within one node, and groups with members on every node.
+    Cluster {
+        /// Node addresses, e.g. 127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083.
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<SocketAddr>,
+        /// The nodes' process ids: their CPU time is summed.
+        #[arg(long, value_delimiter = ',')]
+        server_pids: Vec<u32>,
+        /// 1:1 pairs whose users sit on different nodes.
+        #[arg(long, default_value_t = 20)]
+        pairs: usize,
+        /// 1:1 pairs whose users sit on one node (rounded up to a multiple of the nodes).
+        #[arg(long, default_value_t = 20)]
+        same_node_pairs: usize,
+        /// Groups, each with members on every node.
+        #[arg(long, default_value_t = 2)]
+        groups: usize,
+        #[arg(long, default_value_t = 30)]
+        group_size: usize,
+        /// Senders per group.
+        #[arg(long, default_value_t = 2)]
+        group_senders: usize,
         #[command(flatten)]
         load: LoadArgs,
     },
@@ -183,7 +216,7 @@ fn main() -> anyhow::Result<()> {
             members,
             typists,
             load,
-        } => runtime.block_on(scenario::typing(&target, members, typists, load.into()))?,
+        } => runtime.block_on(im_benches::typing::typing(&target, members, typists, load.into()))?,
         Scenario::Mixed {
             idle,
             pairs,
@@ -200,16 +233,52 @@ fn main() -> anyhow::Result<()> {
             churn,
             load.into(),
         ))?,
+        Scenario::Cluster {
+            nodes,
+            server_pids,
+            pairs,
+            same_node_pairs,
+            groups,
+            group_size,
+            group_senders,
+            load,
+        } => {
+            let targets: Vec<Target> = nodes
+                .iter()
+                .enumerate()
+                .map(|(i, &addr)| Target {
+                    addr,
+                    server_pid: server_pids.get(i).copied(),
+                    sources: cli.sources.clone(),
+                })
+                .collect();
+            let shape = Shape {
+                cross_pairs: pairs,
+                same_node_pairs,
+                groups,
+                group_size,
+                group_senders,
+            };
+            let report = runtime.block_on(cluster::cluster(&targets, &server_pids, shape, load.into()))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            verdict(&report.report);
+            return Ok(());
+        }
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
+    verdict(&report);
+    Ok(())
+}
+
+/// Exits 1 if the run's verification found anything wrong.
+fn verdict(report: &Report) {
     if !report.verified() {
         eprintln!(
-            "VERIFICATION FAILED: lost {}, duplicates {}, connect failures {}, errors {}",
-            report.lost, report.duplicates, report.connect_failures, report.errors
+            "VERIFICATION FAILED: lost {}, duplicates {}, out of order {}, connect failures {}, errors {}",
+            report.lost, report.duplicates, report.out_of_order, report.connect_failures, report.errors
         );
         std::process::exit(1);
     }
-    Ok(())
 }
 
 /// Spreads `n` connections over worker processes (each its own file limit),
