@@ -59,7 +59,10 @@ fn check_config_accepts_the_example_and_rejects_bad_values() {
     // Settings that only make sense together.
     for settings in [
         [("IM__FANOUT__BACKEND", "kafka"), ("IM__FANOUT__BROKERS", " ")],
-        [("IM__PRESENCE__BACKEND", "store"), ("IM__STORE__URL", "memory://")],
+        [
+            ("IM__PRESENCE__BACKEND", "store"),
+            ("IM__STORE__URL", "memory://"),
+        ],
     ] {
         let bad = bin().arg("check-config").envs(settings).output().unwrap();
         assert!(!bad.status.success(), "{settings:?} should be refused");
