@@ -27,10 +27,11 @@
 //! * Every node reads every envelope of the cluster: traffic per node grows
 //!   with the cluster's total.
 
+use super::cluster_wire::{Origin, Subscribers};
 use super::{Envelope, FanOut, FanOutHandler};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
@@ -100,8 +101,6 @@ impl KafkaFanOutConfig {
     }
 }
 
-type Handlers = Arc<RwLock<Vec<Arc<dyn FanOutHandler>>>>;
-
 /// Logs what librdkafka reports and remembers whether the brokers are down.
 #[derive(Debug, Default)]
 struct Reporter {
@@ -133,12 +132,10 @@ impl Reporter {
 
     /// The node reads the topic again: ends an outage once, logging it and
     /// telling the handlers that envelopes may have been lost meanwhile.
-    fn back(&self, handlers: &Handlers) {
+    fn back(&self, subscribers: &Subscribers) {
         if self.down.swap(false, Ordering::SeqCst) {
             tracing::info!("fan-out: Kafka is back");
-            for handler in handlers.read().iter() {
-                handler.resumed();
-            }
+            subscribers.resumed();
         }
     }
 }
@@ -180,18 +177,18 @@ type Producing = ThreadedProducer<Deliveries>;
 /// Fan-out over Kafka. See the module docs for its guarantees.
 pub struct KafkaFanOut {
     /// Marks this instance's records, to skip them when they come back.
-    instance: [u8; 16],
+    origin: Origin,
     topic: String,
     producer: Arc<Producing>,
     consumer: Arc<StreamConsumer<Reporter>>,
-    handlers: Handlers,
+    subscribers: Arc<Subscribers>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for KafkaFanOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaFanOut")
-            .field("instance", &hex::encode(self.instance))
+            .field("instance", &self.origin.hex())
             .field("topic", &self.topic)
             .finish_non_exhaustive()
     }
@@ -213,8 +210,7 @@ impl KafkaFanOut {
     /// the topic from its current end. `Unavailable` if the brokers cannot
     /// be reached now.
     pub async fn connect(config: KafkaFanOutConfig) -> Result<Self> {
-        let mut instance = [0u8; 16];
-        rand::Rng::fill(&mut rand::rng(), &mut instance);
+        let origin = Origin::random();
         create_topic(&config).await?;
         let producer: Producing = config
             .client(&[
@@ -227,7 +223,7 @@ impl KafkaFanOut {
             .map_err(unavailable)?;
         let consumer: StreamConsumer<Reporter> = config
             .client(&[
-                ("group.id", format!("{}-{}", config.topic, hex::encode(instance))),
+                ("group.id", format!("{}-{}", config.topic, origin.hex())),
                 ("enable.auto.commit", "false".into()),
                 ("auto.offset.reset", "latest".into()),
                 ("fetch.wait.max.ms", "10".into()),
@@ -237,19 +233,19 @@ impl KafkaFanOut {
             .map_err(unavailable)?;
         let consumer = Arc::new(consumer);
         assign_from_end(consumer.clone(), config.topic.clone()).await?;
-        let handlers: Handlers = Arc::default();
+        let subscribers = Arc::new(Subscribers::default());
         let task = tokio::spawn(consume_loop(
             consumer.clone(),
             config.clone(),
-            instance,
-            handlers.clone(),
+            origin,
+            subscribers.clone(),
         ));
         Ok(Self {
-            instance,
+            origin,
             topic: config.topic,
             producer: Arc::new(producer),
             consumer,
-            handlers,
+            subscribers,
             task: Mutex::new(Some(task)),
         })
     }
@@ -317,8 +313,8 @@ async fn assign_from_end(consumer: Arc<StreamConsumer<Reporter>>, topic: String)
 async fn consume_loop(
     consumer: Arc<StreamConsumer<Reporter>>,
     config: KafkaFanOutConfig,
-    instance: [u8; 16],
-    handlers: Handlers,
+    origin: Origin,
+    subscribers: Arc<Subscribers>,
 ) {
     let reporter = consumer.context().clone();
     loop {
@@ -331,20 +327,7 @@ async fn consume_loop(
         };
         match received {
             Some(Ok(record)) => {
-                let Some((origin, body)) = record.payload().and_then(|p| p.split_at_checked(16)) else {
-                    continue;
-                };
-                if origin == instance {
-                    continue;
-                }
-                match Envelope::from_bytes(body) {
-                    Ok(envelope) => {
-                        for handler in handlers.read().iter() {
-                            handler.deliver(envelope.clone());
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "fan-out: unreadable envelope from Kafka"),
-                }
+                origin.receive(record.payload().unwrap_or_default(), &subscribers, "kafka");
             }
             Some(Err(e)) if !is_outage(&e) => {
                 tracing::warn!(error = %e, "fan-out: reading from Kafka failed");
@@ -364,7 +347,7 @@ async fn consume_loop(
                 };
                 reporter.went_down(&reason);
                 recover(&consumer, &config).await;
-                reporter.back(&handlers);
+                reporter.back(&subscribers);
             }
         }
     }
@@ -432,10 +415,7 @@ async fn recover(consumer: &Arc<StreamConsumer<Reporter>>, config: &KafkaFanOutC
 #[async_trait]
 impl FanOut for KafkaFanOut {
     fn publish(&self, envelope: &Envelope) {
-        let body = envelope.to_proto();
-        let mut payload = Vec::with_capacity(16 + prost::Message::encoded_len(&body));
-        payload.extend_from_slice(&self.instance);
-        prost::Message::encode_raw(&body, &mut payload);
+        let payload = self.origin.record(envelope);
         let key = envelope.partition_key().to_be_bytes();
         let record = BaseRecord::<[u8], [u8]>::to(&self.topic)
             .key(&key[..])
@@ -446,7 +426,7 @@ impl FanOut for KafkaFanOut {
     }
 
     fn subscribe(&self, handler: Arc<dyn FanOutHandler>) {
-        self.handlers.write().push(handler);
+        self.subscribers.add(handler);
     }
 
     async fn health(&self) -> Result<()> {
@@ -468,7 +448,7 @@ impl FanOut for KafkaFanOut {
     }
 
     async fn close(&self) -> Result<()> {
-        self.handlers.write().clear();
+        self.subscribers.clear();
         if let Some(task) = self.task.lock().take() {
             task.abort();
         }

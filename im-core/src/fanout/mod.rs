@@ -28,6 +28,8 @@ use crate::error::Result;
 use async_trait::async_trait;
 use std::sync::Arc;
 
+#[cfg(any(feature = "redis", feature = "kafka"))]
+mod cluster_wire;
 mod envelope;
 #[cfg(feature = "kafka")]
 mod kafka_fanout;

@@ -16,12 +16,13 @@
 //! * Every node receives every envelope of the cluster: traffic per node
 //!   grows with the cluster's total.
 
+use super::cluster_wire::{Origin, Subscribers};
 use super::{Envelope, FanOut, FanOutHandler};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -49,26 +50,24 @@ impl RedisFanOutConfig {
     }
 }
 
-type Handlers = Arc<RwLock<Vec<Arc<dyn FanOutHandler>>>>;
-
 /// Fan-out over Redis pub/sub. See the module docs for its guarantees.
 pub struct RedisFanOut {
     /// Marks this instance's payloads, to skip them when they come back.
-    instance: [u8; 16],
+    origin: Origin,
     /// For health checks: a connection, made again after a failure.
     probe: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     client: redis::Client,
     /// False while the subscription is lost.
     subscribed: Arc<std::sync::atomic::AtomicBool>,
     outgoing: mpsc::Sender<Bytes>,
-    handlers: Handlers,
+    subscribers: Arc<Subscribers>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for RedisFanOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisFanOut")
-            .field("instance", &hex::encode(self.instance))
+            .field("instance", &self.origin.hex())
             .finish_non_exhaustive()
     }
 }
@@ -88,10 +87,9 @@ impl RedisFanOut {
             .map_err(unavailable)?;
         let mut pubsub = client.get_async_pubsub().await.map_err(unavailable)?;
         pubsub.subscribe(&config.channel).await.map_err(unavailable)?;
-        let mut instance = [0u8; 16];
-        rand::Rng::fill(&mut rand::rng(), &mut instance);
+        let origin = Origin::random();
         let (outgoing, queue) = mpsc::channel(config.queue.max(1));
-        let handlers: Handlers = Arc::default();
+        let subscribers = Arc::new(Subscribers::default());
         let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let probe = tokio::sync::Mutex::new(Some(publisher.clone()));
         let probe_client = client.clone();
@@ -106,18 +104,18 @@ impl RedisFanOut {
                 client,
                 pubsub,
                 config.channel,
-                instance,
-                handlers.clone(),
+                origin,
+                subscribers.clone(),
                 subscribed.clone(),
             )),
         ];
         Ok(Self {
-            instance,
+            origin,
             probe,
             client: probe_client,
             subscribed,
             outgoing,
-            handlers,
+            subscribers,
             tasks: Mutex::new(tasks),
         })
     }
@@ -163,8 +161,8 @@ async fn subscribe_loop(
     client: redis::Client,
     mut pubsub: redis::aio::PubSub,
     channel: String,
-    instance: [u8; 16],
-    handlers: Handlers,
+    origin: Origin,
+    subscribers: Arc<Subscribers>,
     subscribed: Arc<std::sync::atomic::AtomicBool>,
 ) {
     use std::sync::atomic::Ordering;
@@ -173,21 +171,7 @@ async fn subscribe_loop(
         {
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {
-                let payload = message.get_payload_bytes();
-                let Some((origin, body)) = payload.split_at_checked(16) else {
-                    continue;
-                };
-                if origin == instance {
-                    continue;
-                }
-                match Envelope::from_bytes(body) {
-                    Ok(envelope) => {
-                        for handler in handlers.read().iter() {
-                            handler.deliver(envelope.clone());
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "fan-out: unreadable envelope from Redis"),
-                }
+                origin.receive(message.get_payload_bytes(), &subscribers, "redis");
             }
         }
         tracing::warn!(
@@ -203,9 +187,7 @@ async fn subscribe_loop(
                 backoff = Duration::from_millis(100);
                 subscribed.store(true, Ordering::SeqCst);
                 tracing::info!("fan-out: Redis subscription back");
-                for handler in handlers.read().iter() {
-                    handler.resumed();
-                }
+                subscribers.resumed();
                 break;
             }
         }
@@ -215,17 +197,17 @@ async fn subscribe_loop(
 #[async_trait]
 impl FanOut for RedisFanOut {
     fn publish(&self, envelope: &Envelope) {
-        let body = envelope.to_proto();
-        let mut payload = Vec::with_capacity(16 + prost::Message::encoded_len(&body));
-        payload.extend_from_slice(&self.instance);
-        prost::Message::encode_raw(&body, &mut payload);
-        if self.outgoing.try_send(Bytes::from(payload)).is_err() {
+        if self
+            .outgoing
+            .try_send(Bytes::from(self.origin.record(envelope)))
+            .is_err()
+        {
             tracing::warn!("fan-out: the Redis publish queue is full; an envelope is dropped");
         }
     }
 
     fn subscribe(&self, handler: Arc<dyn FanOutHandler>) {
-        self.handlers.write().push(handler);
+        self.subscribers.add(handler);
     }
 
     async fn health(&self) -> Result<()> {
@@ -254,7 +236,7 @@ impl FanOut for RedisFanOut {
     }
 
     async fn close(&self) -> Result<()> {
-        self.handlers.write().clear();
+        self.subscribers.clear();
         for task in self.tasks.lock().drain(..) {
             task.abort();
         }
