@@ -8,13 +8,15 @@
 //! processes, so seqs stay gap-free and unique with several nodes.
 //! Migrations from `migrations/postgres` are embedded and run at open.
 
-use super::sql::{BatchConfig, DieselCore, DieselStore, Executes, Loads, SqlConnection, unavailable};
+use super::sql::{
+    BatchConfig, DieselCore, DieselStore, Executes, Loads, SqlConnection, WriterHooks, unavailable,
+};
 use crate::error::{Error, Result};
 use crate::store::{StoreError, StoreResult};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{Builder, ConnectionManager, Pool};
-use diesel::{Connection, QueryResult};
+use diesel::{Connection, QueryResult, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use std::time::Duration;
 
@@ -149,10 +151,22 @@ impl DieselStore<PgConnection> {
                 max_batch: config.max_batch,
                 max_wait: config.max_wait,
             },
-            |_| Ok(()),
+            WriterHooks {
+                on_close: |_| Ok(()),
+                lock_conversations,
+            },
         )?;
         Ok(Self::new(core))
     }
+}
+
+/// Locks conversation rows in ascending id order (`ids` are sorted), so the
+/// writers of several nodes never hold them in a cycle.
+fn lock_conversations(c: &mut PgConnection, ids: &[i64]) -> diesel::QueryResult<()> {
+    diesel::sql_query("SELECT id FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(ids)
+        .execute(c)
+        .map(drop)
 }
 
 /// Test support: a throw-away schema in a shared database, so tests on one

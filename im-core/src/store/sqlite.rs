@@ -8,7 +8,9 @@
 //! embedded in the binary and run when the store opens, so an older database
 //! is upgraded in place.
 
-use super::sql::{BatchConfig, DieselCore, DieselStore, Executes, Loads, SqlConnection, unavailable};
+use super::sql::{
+    BatchConfig, DieselCore, DieselStore, Executes, Loads, SqlConnection, WriterHooks, unavailable,
+};
 use crate::error::{Error, Result};
 use crate::store::{StoreError, StoreResult};
 use diesel::connection::SimpleConnection;
@@ -180,7 +182,11 @@ impl DieselStore<SqliteConnection> {
                 max_batch: config.max_batch,
                 max_wait: config.max_wait,
             },
-            checkpoint,
+            WriterHooks {
+                on_close: checkpoint,
+                // One writer: nothing to order.
+                lock_conversations: |_, _| Ok(()),
+            },
         )?;
         Ok(Self::new(core))
     }

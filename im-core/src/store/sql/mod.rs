@@ -47,7 +47,7 @@ mod writer;
 pub(crate) use error::unavailable;
 pub use store::DieselStore;
 pub use writer::WriteStats;
-pub(crate) use writer::{BatchConfig, DieselCore};
+pub(crate) use writer::{BatchConfig, DieselCore, WriterHooks};
 
 // Where one backend is compiled out, both names stand for the other, so the
 // bounds below mean "runs on every backend compiled in".

@@ -137,7 +137,7 @@ impl<C: SqlConnection> Store for DieselStore<C> {
         let lookup = key.clone();
         let created = self
             .core
-            .write_keyed(a.min(b), move |c| {
+            .write_sharded(a.min(b), move |c| {
                 queries::direct_conversation(c, a, b, &key, now)
             })
             .await;

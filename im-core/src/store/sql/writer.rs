@@ -27,7 +27,8 @@ type Completion = Box<dyn FnOnce(Option<StoreError>) + Send>;
 type Job<C> = Box<dyn FnOnce(Option<&mut C>) -> Completion + Send>;
 
 enum WriterMsg<C> {
-    Job(Job<C>),
+    /// A write, and the conversation row it will lock, if any.
+    Job(Job<C>, Option<i64>),
     /// A health check: answered after the current batch, by probing the
     /// writing connection (and re-opening it if it is gone).
     Ping(oneshot::Sender<StoreResult<()>>),
@@ -40,6 +41,25 @@ pub(crate) struct BatchConfig {
     pub max_batch: usize,
     pub max_wait: Duration,
 }
+
+/// What a backend adds to the writer.
+pub(crate) struct WriterHooks<C> {
+    /// Runs on the writer connection at shutdown.
+    pub on_close: fn(&mut C) -> StoreResult<()>,
+    /// Locks these conversation rows, given in ascending id order, at the
+    /// start of a batch. Writers of several nodes then take the rows their
+    /// batches share in one order, so they cannot deadlock each other
+    /// (PostgreSQL); a no-op where one writer serialises everything (SQLite).
+    pub lock_conversations: fn(&mut C, &[i64]) -> diesel::QueryResult<()>,
+}
+
+// Function pointers are `Copy` whatever `C` is (a derive would ask `C: Copy`).
+impl<C> Clone for WriterHooks<C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<C> Copy for WriterHooks<C> {}
 
 /// Opens a writing connection (again, after a failure).
 type Connect<C> = Box<dyn FnMut() -> StoreResult<C> + Send>;
@@ -76,7 +96,7 @@ pub(crate) struct DieselCore<C: R2D2Connection + 'static> {
 
 impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
     /// Starts the writer thread on `conn`; `connect` re-opens it after a failure;
-    /// `on_close` runs on the writer connection at shutdown.
+    /// `hooks` are the backend's additions.
     /// `writers` threads each own a writing connection: the first is `conn`,
     /// the others come from `connect` (which also re-opens broken ones).
     pub(crate) fn start(
@@ -85,7 +105,7 @@ impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
         connect: impl Fn() -> StoreResult<C> + Send + Sync + 'static,
         writers: usize,
         batch: BatchConfig,
-        on_close: fn(&mut C) -> StoreResult<()>,
+        hooks: WriterHooks<C>,
     ) -> StoreResult<Self> {
         let connect = Arc::new(connect);
         let counters = Arc::new(Counters::default());
@@ -107,7 +127,7 @@ impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
                         Box::new(move || connect()),
                         rx,
                         batch,
-                        on_close,
+                        hooks,
                         &counters,
                     )
                 })
@@ -138,17 +158,34 @@ impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
         R: Send + 'static,
     {
         let shard = self.next_writer.fetch_add(1, Ordering::Relaxed);
-        self.write_on(shard, f).await
+        self.write_on_then(shard, None, f, |_: &R| {}).await
     }
 
-    /// Runs `f` on the writer that owns `key` (a conversation id): writes of
-    /// one conversation are ordered, and shards never deadlock each other.
+    /// Runs `f`, a write of conversation `key`, on the writer that owns it:
+    /// writes of one conversation are ordered, shards never deadlock each
+    /// other, and the batch locks the conversation's row up front (in id
+    /// order with the batch's others).
     pub(crate) async fn write_keyed<R, F>(&self, key: u64, f: F) -> StoreResult<R>
     where
         F: FnOnce(&mut C) -> StoreResult<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.write_on((key % self.writers.len() as u64) as usize, f).await
+        self.write_on_then(self.shard_of(key), Some(key as i64), f, |_: &R| {})
+            .await
+    }
+
+    /// Runs `f` on the writer that owns `key`, locking nothing up front (a
+    /// write keyed by something else than an existing conversation).
+    pub(crate) async fn write_sharded<R, F>(&self, key: u64, f: F) -> StoreResult<R>
+    where
+        F: FnOnce(&mut C) -> StoreResult<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.write_on_then(self.shard_of(key), None, f, |_: &R| {}).await
+    }
+
+    fn shard_of(&self, key: u64) -> usize {
+        (key % self.writers.len() as u64) as usize
     }
 
     /// Like [`DieselCore::write_keyed`], and calls `after` with the result
@@ -159,19 +196,11 @@ impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
         A: FnOnce(&R) + Send + 'static,
         R: Send + 'static,
     {
-        let shard = (key % self.writers.len() as u64) as usize;
-        self.write_on_then(shard, f, after).await
+        self.write_on_then(self.shard_of(key), Some(key as i64), f, after)
+            .await
     }
 
-    async fn write_on<R, F>(&self, shard: usize, f: F) -> StoreResult<R>
-    where
-        F: FnOnce(&mut C) -> StoreResult<R> + Send + 'static,
-        R: Send + 'static,
-    {
-        self.write_on_then(shard, f, |_: &R| {}).await
-    }
-
-    async fn write_on_then<R, F, A>(&self, shard: usize, f: F, after: A) -> StoreResult<R>
+    async fn write_on_then<R, F, A>(&self, shard: usize, lock: Option<i64>, f: F, after: A) -> StoreResult<R>
     where
         F: FnOnce(&mut C) -> StoreResult<R> + Send + 'static,
         A: FnOnce(&R) + Send + 'static,
@@ -202,7 +231,7 @@ impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
             })
         });
         self.writers[shard % self.writers.len()]
-            .send(WriterMsg::Job(job))
+            .send(WriterMsg::Job(job, lock))
             .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?
@@ -309,11 +338,12 @@ fn writer_loop<C: Connection + Send + 'static>(
     connect: Connect<C>,
     rx: mpsc::Receiver<WriterMsg<C>>,
     batch_config: BatchConfig,
-    on_close: fn(&mut C) -> StoreResult<()>,
+    hooks: WriterHooks<C>,
     counters: &Counters,
 ) {
     let max_batch = batch_config.max_batch.max(1);
     let mut batch: Vec<Job<C>> = Vec::with_capacity(max_batch);
+    let mut locks: Vec<i64> = Vec::with_capacity(max_batch);
     let mut pings = Vec::new();
     let mut writer = WriterConn {
         conn,
@@ -323,7 +353,10 @@ fn writer_loop<C: Connection + Send + 'static>(
     while let Ok(first) = rx.recv() {
         let mut close = None;
         match first {
-            WriterMsg::Job(job) => batch.push(job),
+            WriterMsg::Job(job, lock) => {
+                batch.push(job);
+                locks.extend(lock);
+            }
             WriterMsg::Ping(tx) => pings.push(tx),
             WriterMsg::Close(tx) => close = Some(tx),
         }
@@ -340,20 +373,26 @@ fn writer_loop<C: Connection + Send + 'static>(
                 Err(_) => Err(()),
             };
             match next {
-                Ok(WriterMsg::Job(job)) => batch.push(job),
+                Ok(WriterMsg::Job(job, lock)) => {
+                    batch.push(job);
+                    locks.extend(lock);
+                }
                 Ok(WriterMsg::Ping(tx)) => pings.push(tx),
                 Ok(WriterMsg::Close(tx)) => close = Some(tx),
                 Err(()) => break,
             }
         }
         if !batch.is_empty() {
-            commit_batch(&mut writer, &mut batch, counters);
+            locks.sort_unstable();
+            locks.dedup();
+            commit_batch(&mut writer, &mut batch, &locks, hooks, counters);
         }
+        locks.clear();
         for tx in pings.drain(..) {
             let _ = tx.send(writer.ping());
         }
         if let Some(tx) = close {
-            let result = writer.conn.as_mut().map_or(Ok(()), on_close);
+            let result = writer.conn.as_mut().map_or(Ok(()), hooks.on_close);
             let _ = tx.send(result);
             return;
         }
@@ -361,8 +400,15 @@ fn writer_loop<C: Connection + Send + 'static>(
 }
 
 /// Runs the jobs of `batch` in one transaction, each in its own savepoint,
-/// and completes them with the outcome of the commit.
-fn commit_batch<C: Connection>(writer: &mut WriterConn<C>, batch: &mut Vec<Job<C>>, counters: &Counters) {
+/// after locking the conversation rows `locks` (ascending), and completes
+/// them with the outcome of the commit.
+fn commit_batch<C: Connection>(
+    writer: &mut WriterConn<C>,
+    batch: &mut Vec<Job<C>>,
+    locks: &[i64],
+    hooks: WriterHooks<C>,
+    counters: &Counters,
+) {
     let Some(c) = writer.get() else {
         for job in batch.drain(..) {
             job(None)(None);
@@ -372,6 +418,9 @@ fn commit_batch<C: Connection>(writer: &mut WriterConn<C>, batch: &mut Vec<Job<C
     let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
     let mut panicked = false;
     let outcome = c.transaction::<(), diesel::result::Error, _>(|c| {
+        if !locks.is_empty() {
+            (hooks.lock_conversations)(c, locks)?;
+        }
         for job in batch.drain(..) {
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Some(&mut *c)))) {
                 Ok(done) => completions.push(done),
@@ -388,10 +437,11 @@ fn commit_batch<C: Connection>(writer: &mut WriterConn<C>, batch: &mut Vec<Job<C
             Ok(())
         }
     });
-    batch.clear();
     let error = outcome
         .err()
         .map(|e| StoreError::Unavailable(format!("commit failed: {e}")));
+    // Jobs never run (the locks could not be taken) fail with the batch.
+    completions.extend(batch.drain(..).map(|job| job(None)));
     if error.is_none() {
         let n = completions.len() as u64;
         counters.batches.fetch_add(1, Ordering::Relaxed);
