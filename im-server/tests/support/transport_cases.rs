@@ -3,7 +3,7 @@
 // `BACKEND` and `TRANSPORT`).
 
 use crate::support::*;
-use im_client_sdk::{Credentials, v1};
+use im_client_sdk::{Credentials, Event, v1};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,7 +262,11 @@ async fn concurrent_senders_into_one_group_reach_everyone_in_sequence_without_ga
     let server = TestServer::start_on(BACKEND, TRANSPORT).await;
     let mut clients = Vec::new();
     for name in ["sender1", "sender2", "sender3", "sender4", "watcher"] {
-        clients.push(server.register(name).await);
+        let (client, mut events) = server.register(name).await;
+        // A fill still running from the first sync would take live events
+        // as "fill in progress" (counted as gap fills) on a slow machine.
+        wait_for(&mut events, |e| matches!(e, Event::Synced)).await;
+        clients.push((client, events));
     }
     let ids: Vec<u64> = clients.iter().map(|(c, _)| c.user().id).collect();
     let group = clients[0].0.create_group("race", &ids[1..]).await.unwrap();
