@@ -292,6 +292,32 @@ mod redis_fanout {
         let channel = channel();
         (node(&channel).await, node(&channel).await, ())
     });
+
+    /// With routing, events for listed users go only to the nodes serving them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn routing_sends_listed_users_only_to_the_nodes_serving_them() {
+        use im_core::fanout::Routing;
+        use im_core::{PresenceRegistry, RedisPresence, RedisPresenceConfig};
+        let url = std::env::var("IM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let channel = channel();
+        let mut presence = RedisPresenceConfig::new(&url);
+        presence.prefix = format!("{channel}:presence");
+        let directory: Arc<dyn PresenceRegistry> =
+            Arc::new(RedisPresence::connect(presence).await.expect("Redis is required"));
+        let mut nodes = Vec::new();
+        for name in ["a", "b", "c"] {
+            let mut config = RedisFanOutConfig::new(&url);
+            config.channel = channel.clone();
+            config.routing = Some(Routing {
+                node: name.into(),
+                directory: directory.clone(),
+            });
+            nodes.push(Arc::new(RedisFanOut::connect(config).await.unwrap()) as Arc<dyn FanOut>);
+        }
+        let nodes: [Arc<dyn FanOut>; 3] = nodes.try_into().unwrap();
+        im_core::fanout::conformance::listed_audiences_reach_only_the_nodes_serving_them(nodes, directory)
+            .await;
+    }
 }
 
 /// The fan-out over a real Kafka broker (`tansu`, started by the test on a

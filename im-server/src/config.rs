@@ -80,6 +80,10 @@ pub struct FanOutSection {
     /// Redis: the channel every node of the cluster shares (also the prefix
     /// of the presence keys).
     pub channel: String,
+    /// Redis: send events for listed users (1:1 chats, groups up to 64,
+    /// one device) only to the nodes serving those users, found in the
+    /// presence registry (Redis presence); others go to every node.
+    pub routing: bool,
     /// Kafka: `host:port[,host:port...]`.
     pub brokers: String,
     /// Kafka: the topic every node of the cluster shares.
@@ -101,6 +105,7 @@ impl Default for FanOutSection {
             backend: "local".into(),
             url: "redis://127.0.0.1:6379".into(),
             channel: "im:events".into(),
+            routing: true,
             brokers: "127.0.0.1:9092".into(),
             topic: "im.events".into(),
             partitions: 16,

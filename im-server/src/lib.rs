@@ -111,6 +111,14 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// A name for this node, unique in its cluster: process id and start time.
+fn node_name() -> String {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("node-{}-{started:x}", std::process::id())
+}
+
 /// Opens the store named by the configuration.
 pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
     Ok(match config.store_url()? {
@@ -149,12 +157,18 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
     })
 }
 
-/// Opens the fan-out named by the configuration.
-pub async fn open_fanout(config: &ServerConfig) -> Result<Arc<dyn im_core::FanOut>> {
+/// Opens the fan-out named by the configuration. `routing`: this node and
+/// the cluster's presence registry, for the Redis fan-out to send events
+/// for listed users only to the nodes serving them (`fanout.routing`).
+pub async fn open_fanout(
+    config: &ServerConfig,
+    routing: Option<im_core::fanout::Routing>,
+) -> Result<Arc<dyn im_core::FanOut>> {
     Ok(match config.fanout.backend.as_str() {
         "redis" => {
             let mut c = im_core::RedisFanOutConfig::new(&config.fanout.url);
             c.channel = config.fanout.channel.clone();
+            c.routing = routing.filter(|_| config.fanout.routing);
             Arc::new(
                 im_core::RedisFanOut::connect(c)
                     .await
@@ -237,13 +251,20 @@ impl Server {
     pub async fn with_listener(config: ServerConfig, listener: TcpListener) -> Result<Self> {
         config.validate()?;
         let store = open_store(&config).await?;
-        let mut builder = Engine::builder();
+        // Names this node in the presence registry and in the fan-out's routing.
+        let node = node_name();
+        let mut builder = Engine::builder().node_id(node.clone());
+        let mut routing = None;
         if let Some(presence) = open_presence(&config).await? {
+            routing = Some(im_core::fanout::Routing {
+                node,
+                directory: presence.clone(),
+            });
             builder = builder.presence(presence);
         }
         let engine = builder
             .store(store)
-            .fanout(open_fanout(&config).await?)
+            .fanout(open_fanout(&config, routing).await?)
             .config(config.engine_config())
             .password_auth(config.auth_config())
             .build();

@@ -145,3 +145,46 @@ pub async fn envelope_fields_survive(a: Arc<dyn FanOut>, b: Arc<dyn FanOut>) {
         "no conversation: keyed by the device's user"
     );
 }
+
+/// For a backend that routes (e.g. `RedisFanOut` with `Routing`): three
+/// nodes `a`, `b`, `c` named so in `directory`. An envelope for listed users
+/// or one device reaches only the nodes where those users have sessions,
+/// once each; one for members reaches every other node.
+pub async fn listed_audiences_reach_only_the_nodes_serving_them(
+    nodes: [Arc<dyn FanOut>; 3],
+    directory: Arc<dyn crate::presence::PresenceRegistry>,
+) {
+    let [a, b, c] = nodes;
+    // User 7 on node b (two sessions), user 8 on node c, user 9 nowhere.
+    for (node, user, session) in [("b", 7, 1), ("b", 7, 2), ("c", 8, 3)] {
+        directory.connected(node, user, session, 1_000).await.unwrap();
+    }
+    let (rb, rc) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    b.subscribe(rb.clone());
+    c.subscribe(rc.clone());
+    let to = |seq: u64, audience: Audience| {
+        let mut e = envelope("a", 1, seq);
+        e.audience = audience;
+        e
+    };
+    let phone = DeviceAddress {
+        user_id: 8,
+        device: DeviceId::new("phone"),
+    };
+    a.publish(&to(1, Audience::users(vec![7])));
+    a.publish(&to(2, Audience::users(vec![9])));
+    a.publish(&to(3, Audience::users(vec![7, 8])));
+    a.publish(&to(4, Audience::device(phone)));
+    a.publish(&to(5, Audience::members()));
+    let seqs = |got: Vec<Envelope>| got.iter().map(|e| seq_of(e).1).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(rb.wait_for(3).await),
+        vec![1, 3, 5],
+        "node b: user 7's and the members'"
+    );
+    assert_eq!(
+        seqs(rc.wait_for(3).await),
+        vec![3, 4, 5],
+        "node c: user 8's and the members'"
+    );
+}

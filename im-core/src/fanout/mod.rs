@@ -47,7 +47,7 @@ pub use envelope::{Audience, Envelope, EnvelopeError, Target};
 pub use kafka_fanout::{KafkaFanOut, KafkaFanOutConfig};
 pub use local::{LocalBus, LocalFanOut};
 #[cfg(feature = "redis")]
-pub use redis_fanout::{RedisFanOut, RedisFanOutConfig};
+pub use redis_fanout::{RedisFanOut, RedisFanOutConfig, Routing};
 
 /// Receives the envelopes other nodes published (a node's engine).
 pub trait FanOutHandler: Send + Sync + 'static {

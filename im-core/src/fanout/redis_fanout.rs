@@ -1,11 +1,22 @@
 //! [`RedisFanOut`]: the fan-out of several server processes over Redis
 //! pub/sub (feature `redis`).
 //!
-//! Every node publishes its envelopes on one channel and subscribes to it.
+//! Every node subscribes to the cluster's channel and, with routing, to a
+//! channel of its own (`{channel}:node:{node}`).
+//! * **Routing** (when [`RedisFanOutConfig::routing`] names this node and a
+//!   presence registry that knows where users are, e.g. `RedisPresence`):
+//!   an envelope for listed users (up to 64) or for one device goes only to
+//!   the channels of the nodes where those users have registered sessions,
+//!   once per node, and to none when no other node serves them. Envelopes
+//!   for "members" (large groups), and every envelope when the look-up
+//!   fails, go to the cluster's channel. A session registers in the
+//!   registry before its sync reads the store, so an event committed after
+//!   that read is routed by a look-up that sees its node.
 //! * **Order**: one publishing task per node sends its envelopes in the order
-//!   `publish` was called, on one connection; Redis hands a subscriber the
-//!   messages of one connection in that order, so each partition keeps its
-//!   order end to end.
+//!   `publish` was called, on one connection, in pipelined batches; Redis
+//!   hands a subscriber the messages of one connection in that order, on
+//!   whichever of its channels, so each partition keeps its order end to
+//!   end.
 //! * **Other nodes only**: each payload starts with the publishing
 //!   instance's random id; a node skips its own.
 //! * **Never waits**: `publish` puts the encoded envelope on a bounded queue
@@ -13,12 +24,14 @@
 //!   envelope with a warning. A lost subscription is re-established with
 //!   back-off; what was published meanwhile is not replayed (Redis pub/sub
 //!   keeps nothing): the handlers hear `resumed` and clients sync.
-//! * Every node receives every envelope of the cluster: traffic per node
-//!   grows with the cluster's total.
+//! * Without routing every node receives every envelope of the cluster:
+//!   traffic per node grows with the cluster's total.
 
 use super::cluster_wire::{Origin, Subscribers};
-use super::{Envelope, FanOut, FanOutHandler};
+use super::{Audience, Envelope, FanOut, FanOutHandler, Target};
 use crate::error::{Error, Result};
+use crate::model::UserId;
+use crate::presence::PresenceRegistry;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -37,6 +50,19 @@ pub struct RedisFanOutConfig {
     pub channel: String,
     /// Envelopes waiting to be published at most; more are dropped (default 65,536).
     pub queue: usize,
+    /// Sends events for listed users only to the nodes serving them (see
+    /// the module docs); `None` (the default): every node gets everything.
+    pub routing: Option<Routing>,
+}
+
+/// Where a node's events for listed users go: see the module docs.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// This node, as the engine names it (`EngineBuilder::node_id`) and the
+    /// presence registry knows it.
+    pub node: String,
+    /// The registry every node of the cluster shares.
+    pub directory: Arc<dyn PresenceRegistry>,
 }
 
 impl RedisFanOutConfig {
@@ -46,6 +72,7 @@ impl RedisFanOutConfig {
             url: url.into(),
             channel: "im:events".into(),
             queue: 65_536,
+            routing: None,
         }
     }
 }
@@ -59,7 +86,8 @@ pub struct RedisFanOut {
     client: redis::Client,
     /// False while the subscription is lost.
     subscribed: Arc<std::sync::atomic::AtomicBool>,
-    outgoing: mpsc::Sender<Bytes>,
+    outgoing: mpsc::Sender<Outgoing>,
+    routed: bool,
     subscribers: Arc<Subscribers>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -85,25 +113,28 @@ impl RedisFanOut {
             .get_multiplexed_async_connection()
             .await
             .map_err(unavailable)?;
+        let channels = channels(&config);
         let mut pubsub = client.get_async_pubsub().await.map_err(unavailable)?;
-        pubsub.subscribe(&config.channel).await.map_err(unavailable)?;
+        pubsub.subscribe(&channels).await.map_err(unavailable)?;
         let origin = Origin::random();
         let (outgoing, queue) = mpsc::channel(config.queue.max(1));
         let subscribers = Arc::new(Subscribers::default());
         let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let probe = tokio::sync::Mutex::new(Some(publisher.clone()));
         let probe_client = client.clone();
+        let routed = config.routing.is_some();
         let tasks = vec![
             tokio::spawn(publish_loop(
                 client.clone(),
                 publisher,
                 config.channel.clone(),
+                config.routing,
                 queue,
             )),
             tokio::spawn(subscribe_loop(
                 client,
                 pubsub,
-                config.channel,
+                channels,
                 origin,
                 subscribers.clone(),
                 subscribed.clone(),
@@ -115,26 +146,99 @@ impl RedisFanOut {
             client: probe_client,
             subscribed,
             outgoing,
+            routed,
             subscribers,
             tasks: Mutex::new(tasks),
         })
     }
 }
 
+/// The channels a node subscribes to: the cluster's, and its own.
+fn channels(config: &RedisFanOutConfig) -> Vec<String> {
+    let mut channels = vec![config.channel.clone()];
+    if let Some(routing) = &config.routing {
+        channels.push(node_channel(&config.channel, &routing.node));
+    }
+    channels
+}
+
+fn node_channel(channel: &str, node: &str) -> String {
+    format!("{channel}:node:{node}")
+}
+
+/// Most listed users an envelope may have to be routed; more go to every node.
+const ROUTED_USERS: usize = 64;
+/// Most envelopes looked up and published in one round trip.
+const PUBLISH_BATCH: usize = 128;
+
+/// An envelope on its way out: its record, and the users whose nodes it
+/// goes to (`None`: every node).
+struct Outgoing {
+    record: Bytes,
+    users: Option<Vec<UserId>>,
+}
+
+/// The users whose nodes an envelope for `audience` goes to, if it can be routed.
+fn routed_users(audience: &Audience) -> Option<Vec<UserId>> {
+    match &audience.to {
+        Target::Users(users) if users.len() <= ROUTED_USERS => Some(users.to_vec()),
+        Target::Device(device) => Some(vec![device.user_id]),
+        _ => None,
+    }
+}
+
+/// For each envelope of a batch: the other nodes it goes to, or `None` for
+/// the cluster's channel. Look-ups run at once on one connection.
+async fn destinations(routing: Option<&Routing>, batch: &[Outgoing]) -> Vec<Option<Vec<String>>> {
+    let Some(routing) = routing else {
+        return vec![None; batch.len()];
+    };
+    let lookups = batch.iter().map(|out| async move {
+        let users = out.users.as_ref()?;
+        match routing.directory.nodes_of(users).await {
+            Ok(Some(nodes)) => Some(nodes.into_iter().filter(|n| *n != routing.node).collect()),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "fan-out: routing look-up failed; sending to every node");
+                None
+            }
+        }
+    });
+    futures_util::future::join_all(lookups).await
+}
+
 async fn publish_loop(
     client: redis::Client,
     mut conn: redis::aio::MultiplexedConnection,
     channel: String,
-    mut queue: mpsc::Receiver<Bytes>,
+    routing: Option<Routing>,
+    mut queue: mpsc::Receiver<Outgoing>,
 ) {
     // Failures are logged when they start and when they end, not one by one.
     let mut dropped = 0u64;
-    while let Some(payload) = queue.recv().await {
-        let sent: redis::RedisResult<()> = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg(payload.as_ref())
-            .query_async(&mut conn)
-            .await;
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let destinations = destinations(routing.as_ref(), &batch).await;
+        let mut pipe = redis::pipe();
+        for (out, nodes) in batch.iter().zip(&destinations) {
+            match nodes {
+                None => {
+                    pipe.cmd("PUBLISH")
+                        .arg(&channel)
+                        .arg(out.record.as_ref())
+                        .ignore();
+                }
+                Some(nodes) => {
+                    for node in nodes {
+                        pipe.cmd("PUBLISH")
+                            .arg(node_channel(&channel, node))
+                            .arg(out.record.as_ref())
+                            .ignore();
+                    }
+                }
+            }
+        }
+        let sent: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
         match sent {
             Ok(()) if dropped > 0 => {
                 tracing::info!(
@@ -148,19 +252,20 @@ async fn publish_loop(
                 if dropped == 0 {
                     tracing::warn!(error = %e, "fan-out: publishing to Redis fails; envelopes are dropped until it works again");
                 }
-                dropped += 1;
+                dropped += batch.len() as u64;
                 if let Ok(fresh) = client.get_multiplexed_async_connection().await {
                     conn = fresh;
                 }
             }
         }
+        batch.clear();
     }
 }
 
 async fn subscribe_loop(
     client: redis::Client,
     mut pubsub: redis::aio::PubSub,
-    channel: String,
+    channels: Vec<String>,
     origin: Origin,
     subscribers: Arc<Subscribers>,
     subscribed: Arc<std::sync::atomic::AtomicBool>,
@@ -181,7 +286,7 @@ async fn subscribe_loop(
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
             if let Ok(mut fresh) = client.get_async_pubsub().await
-                && fresh.subscribe(&channel).await.is_ok()
+                && fresh.subscribe(&channels).await.is_ok()
             {
                 pubsub = fresh;
                 backoff = Duration::from_millis(100);
@@ -197,11 +302,15 @@ async fn subscribe_loop(
 #[async_trait]
 impl FanOut for RedisFanOut {
     fn publish(&self, envelope: &Envelope) {
-        if self
-            .outgoing
-            .try_send(Bytes::from(self.origin.record(envelope)))
-            .is_err()
-        {
+        let outgoing = Outgoing {
+            record: Bytes::from(self.origin.record(envelope)),
+            users: if self.routed {
+                routed_users(&envelope.audience)
+            } else {
+                None
+            },
+        };
+        if self.outgoing.try_send(outgoing).is_err() {
             tracing::warn!("fan-out: the Redis publish queue is full; an envelope is dropped");
         }
     }

@@ -113,6 +113,14 @@ pub trait PresenceRegistry: Send + Sync + std::fmt::Debug + 'static {
     async fn expire(&self, now: i64) -> Result<Vec<PresenceChange>>;
     /// The presence of these users (unknown users: offline, generation 0).
     async fn presence(&self, users: &[UserId], now: i64) -> Result<Vec<UserPresence>>;
+    /// The nodes where any of these users has a registered session, for
+    /// routing their events (see `RedisFanOut`); nodes whose lease lapsed
+    /// may be included, a node with a registered session never left out.
+    /// `None`: this registry cannot say (send to every node).
+    async fn nodes_of(&self, users: &[UserId]) -> Result<Option<Vec<String>>> {
+        let _ = users;
+        Ok(None)
+    }
     /// Whether any device of the user is live on any node (the push decision).
     async fn has_live_device(&self, user: UserId, now: i64) -> Result<bool> {
         Ok(self

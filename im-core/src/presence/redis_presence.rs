@@ -8,7 +8,8 @@
 //! Keys, under a prefix (default `im:presence`):
 //! * `{p}:leases` hash: node → lease deadline (ms; 0 once expired);
 //! * `{p}:lapsed` set: nodes dropped since their last renewal;
-//! * `{p}:user:{id}` hash: `node␟session` → node, the user's sessions;
+//! * `{p}:user:{id}` hash: `node␟session` → node, the user's sessions
+//!   (also where `nodes_of` finds the nodes to route a user's events to);
 //! * `{p}:node:{node}` set: `user␟session`, to drop a node's sessions;
 //! * `{p}:online:{id}`: the generation of the user's "online", present
 //!   while the user was last reported online;
@@ -58,6 +59,7 @@ struct Scripts {
     expire: redis::Script,
     remove_node: redis::Script,
     presence: redis::Script,
+    nodes_of: redis::Script,
 }
 
 impl Scripts {
@@ -70,6 +72,7 @@ impl Scripts {
             expire: script(EXPIRE),
             remove_node: script(REMOVE_NODE),
             presence: script(PRESENCE),
+            nodes_of: script(NODES_OF),
         }
     }
 }
@@ -203,6 +206,19 @@ end
 return out
 "#;
 
+const NODES_OF: &str = r#"
+local seen, out = {}, {}
+for i = 3, #ARGV do
+  for _, node in ipairs(redis.call('HVALS', p .. ':user:' .. ARGV[i])) do
+    if not seen[node] then
+      seen[node] = true
+      table.insert(out, node)
+    end
+  end
+end
+return out
+"#;
+
 impl RedisPresence {
     /// Connects. `Unavailable` if Redis cannot be reached now.
     pub async fn connect(config: RedisPresenceConfig) -> Result<Self> {
@@ -304,6 +320,12 @@ impl PresenceRegistry for RedisPresence {
 
     async fn expire(&self, now: i64) -> Result<Vec<PresenceChange>> {
         self.changes(&self.scripts.expire, now, &[]).await
+    }
+
+    async fn nodes_of(&self, users: &[UserId]) -> Result<Option<Vec<String>>> {
+        let args: Vec<String> = users.iter().map(u64::to_string).collect();
+        let value = self.run(&self.scripts.nodes_of, 0, &args).await?;
+        Ok(Some(redis::from_redis_value(&value).map_err(unavailable)?))
     }
 
     async fn presence(&self, users: &[UserId], now: i64) -> Result<Vec<UserPresence>> {
