@@ -257,6 +257,23 @@ impl PresenceRegistry for MemoryPresence {
         Ok(users.into_iter().filter_map(|u| state.settle(u, now)).collect())
     }
 
+    async fn nodes_of(&self, users: &[UserId]) -> Result<Option<Vec<String>>> {
+        let state = self.state.lock();
+        let indexes: std::collections::BTreeSet<u32> = users
+            .iter()
+            .filter_map(|u| state.users.get(u))
+            .flat_map(|u| u.sessions().map(|&(node, _)| node))
+            .collect();
+        Ok(Some(
+            state
+                .node_index
+                .iter()
+                .filter(|(_, i)| indexes.contains(i))
+                .map(|(name, _)| name.to_string())
+                .collect(),
+        ))
+    }
+
     async fn presence(&self, users: &[UserId], now: i64) -> Result<Vec<UserPresence>> {
         let state = self.state.lock();
         Ok(users

@@ -217,6 +217,11 @@ impl<C: PresenceConnection> PresenceRegistry for DieselPresence<C> {
         Ok(changes)
     }
 
+    async fn nodes_of(&self, users: &[UserId]) -> Result<Option<Vec<String>>> {
+        let users = users.to_vec();
+        self.read(move |c| queries::nodes_of(c, &users)).await.map(Some)
+    }
+
     async fn presence(&self, users: &[UserId], now: i64) -> Result<Vec<UserPresence>> {
         if users.is_empty() {
             return Ok(Vec::new());

@@ -252,6 +252,21 @@ pub(super) fn forget_old_nodes<C: SqlConnection>(c: &mut C, now: i64) -> StoreRe
 
 /// Whether each user has a session on a node whose lease runs past `now`,
 /// and their generation.
+/// The nodes where any of these users has a registered session.
+pub(super) fn nodes_of<C: SqlConnection>(c: &mut C, users: &[UserId]) -> StoreResult<Vec<String>> {
+    let ids: Vec<i64> = users.iter().map(|&u| u as i64).collect();
+    let mut nodes = std::collections::BTreeSet::new();
+    for chunk in ids.chunks(CHUNK) {
+        let rows: Vec<String> = sessions::table
+            .filter(sessions::user_id.eq_any(chunk))
+            .select(sessions::node)
+            .distinct()
+            .rows(c)?;
+        nodes.extend(rows);
+    }
+    Ok(nodes.into_iter().collect())
+}
+
 pub(super) fn presence<C: SqlConnection>(
     c: &mut C,
     users: &[UserId],
