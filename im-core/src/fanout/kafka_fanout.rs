@@ -21,8 +21,11 @@
 //!   and then drops them. After an outage (every broker unreachable, or the
 //!   topic gone) the node waits until a broker answers, creates the topic
 //!   again if it is gone (a broker keeping it in memory restarted), reads
-//!   every partition from its end again, and only then tells its handlers
-//!   (`resumed`): its clients sync what they missed. `health` fails from
+//!   on from its positions if the broker still holds them, else every
+//!   partition from its end, and only then tells its handlers (`resumed`):
+//!   its clients sync what they missed. Errors of an outage that already
+//!   ended (librdkafka reports them late) are checked against the broker
+//!   before they are believed. `health` fails from
 //!   the start of an outage until then.
 //! * Every node reads every envelope of the cluster: traffic per node grows
 //!   with the cluster's total.
