@@ -342,6 +342,29 @@ mod kafka_fanout {
         let broker = KafkaBroker::start();
         (node(&broker).await, node(&broker).await, broker)
     });
+
+    /// With routing, events for listed users go only to the partitions of
+    /// the nodes serving them ("b" and "c" read different ones of 64).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn routing_sends_listed_users_only_to_the_nodes_serving_them() {
+        use im_core::fanout::Routing;
+        use im_core::{MemoryPresence, PresenceRegistry};
+        let broker = KafkaBroker::start();
+        let directory: Arc<dyn PresenceRegistry> = Arc::new(MemoryPresence::new(30_000));
+        let mut nodes = Vec::new();
+        for name in ["a", "b", "c"] {
+            let mut config = KafkaFanOutConfig::new(broker.brokers());
+            config.partitions = 4;
+            config.routing = Some(Routing {
+                node: name.into(),
+                directory: directory.clone(),
+            });
+            nodes.push(Arc::new(KafkaFanOut::connect(config).await.unwrap()) as Arc<dyn FanOut>);
+        }
+        let nodes: [Arc<dyn FanOut>; 3] = nodes.try_into().unwrap();
+        im_core::fanout::conformance::listed_audiences_reach_only_the_nodes_serving_them(nodes, directory)
+            .await;
+    }
 }
 
 /// Presence in a real Redis, each test under a key prefix of its own.

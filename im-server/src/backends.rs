@@ -54,8 +54,9 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
 }
 
 /// Opens the fan-out named by the configuration. `routing`: this node and
-/// the cluster's presence registry, for the Redis fan-out to send events
-/// for listed users only to the nodes serving them (`fanout.routing`).
+/// the cluster's presence registry, for the Redis and Kafka fan-outs to
+/// send events for listed users only to the nodes serving them
+/// (`fanout.routing`).
 pub async fn open_fanout(
     config: &ServerConfig,
     routing: Option<im_core::fanout::Routing>,
@@ -79,6 +80,8 @@ pub async fn open_fanout(
             c.replication = section.replication;
             c.retention_ms = section.retention_secs.saturating_mul(1000);
             c.settings = section.settings.clone();
+            c.node_partitions = section.node_partitions;
+            c.routing = routing.filter(|_| section.routing);
             Arc::new(
                 im_core::KafkaFanOut::connect(c)
                     .await

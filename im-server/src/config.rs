@@ -80,9 +80,9 @@ pub struct FanOutSection {
     /// Redis: the channel every node of the cluster shares (also the prefix
     /// of the presence keys).
     pub channel: String,
-    /// Redis: send events for listed users (1:1 chats, groups up to 64,
-    /// one device) only to the nodes serving those users, found in the
-    /// presence registry (Redis presence); others go to every node.
+    /// Send events for listed users (1:1 chats, groups up to 32, receipts,
+    /// typing, presence, one device) only to the nodes serving those users,
+    /// found in the presence registry; the others go to every node.
     pub routing: bool,
     /// Kafka: `host:port[,host:port...]`.
     pub brokers: String,
@@ -94,6 +94,9 @@ pub struct FanOutSection {
     pub replication: i32,
     /// Kafka: how long the broker keeps events, seconds.
     pub retention_secs: u64,
+    /// Kafka: partitions of `{topic}.nodes` (routed events; each node reads
+    /// the one its name hashes to) when the first node creates it.
+    pub node_partitions: i32,
     /// Kafka: librdkafka settings passed through as they are (for example
     /// `"security.protocol" = "ssl"`); they override the server's defaults.
     pub settings: BTreeMap<String, String>,
@@ -111,6 +114,7 @@ impl Default for FanOutSection {
             partitions: 16,
             replication: 1,
             retention_secs: 3_600,
+            node_partitions: 64,
             settings: BTreeMap::new(),
         }
     }
@@ -330,6 +334,9 @@ impl ServerConfig {
         }
         if self.presence_backend()? == PresenceBackend::Store && self.store_url()? == StoreUrl::Memory {
             bail!("presence.backend = \"store\" needs a SQLite or PostgreSQL store");
+        }
+        if !(1..=10_000).contains(&self.fanout.node_partitions) {
+            bail!("fanout.node_partitions must be 1 to 10000");
         }
         if !(1..=10_000).contains(&self.fanout.partitions) || !(1..=16).contains(&self.fanout.replication) {
             bail!("fanout.partitions must be 1 to 10000 and fanout.replication 1 to 16");

@@ -1,10 +1,67 @@
 //! What the cluster backends (Redis, Kafka) share: records that start with
-//! the publishing node instance's id, so a node skips its own, and the
-//! handlers a node's incoming envelopes go to.
+//! the publishing node instance's id, so a node skips its own, the handlers
+//! a node's incoming envelopes go to, and routing by node.
 
-use super::{Envelope, FanOutHandler};
+use super::{Audience, Envelope, FanOutHandler, Target};
+use crate::model::UserId;
+use crate::presence::PresenceRegistry;
+use bytes::Bytes;
 use parking_lot::RwLock;
 use std::sync::Arc;
+
+/// Where a node's events for listed users go: only to the nodes where those
+/// users have sessions (see the docs of `RedisFanOut` and `KafkaFanOut`).
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// This node, as the engine names it (`EngineBuilder::node_id`) and the
+    /// presence registry knows it.
+    pub node: String,
+    /// The registry every node of the cluster shares.
+    pub directory: Arc<dyn PresenceRegistry>,
+}
+
+/// Most listed users an envelope may have to be routed; more go to every node.
+pub(super) const ROUTED_USERS: usize = 64;
+/// Most envelopes looked up and published in one round trip.
+pub(super) const PUBLISH_BATCH: usize = 128;
+
+/// An envelope on its way out: its record, and the users whose nodes it
+/// goes to (`None`: every node).
+pub(super) struct Outgoing {
+    pub(super) record: Bytes,
+    /// `Envelope::partition_key`.
+    pub(super) key: u64,
+    pub(super) users: Option<Vec<UserId>>,
+}
+
+/// The users whose nodes an envelope for `audience` goes to, if it can be routed.
+pub(super) fn routed_users(audience: &Audience) -> Option<Vec<UserId>> {
+    match &audience.to {
+        Target::Users(users) if users.len() <= ROUTED_USERS => Some(users.to_vec()),
+        Target::Device(device) => Some(vec![device.user_id]),
+        _ => None,
+    }
+}
+
+/// For each envelope of a batch: the other nodes it goes to, or `None` for
+/// the cluster's channel. Look-ups run at once on one connection.
+pub(super) async fn destinations(routing: Option<&Routing>, batch: &[Outgoing]) -> Vec<Option<Vec<String>>> {
+    let Some(routing) = routing else {
+        return vec![None; batch.len()];
+    };
+    let lookups = batch.iter().map(|out| async move {
+        let users = out.users.as_ref()?;
+        match routing.directory.nodes_of(users).await {
+            Ok(Some(nodes)) => Some(nodes.into_iter().filter(|n| *n != routing.node).collect()),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "fan-out: routing look-up failed; sending to every node");
+                None
+            }
+        }
+    });
+    futures_util::future::join_all(lookups).await
+}
 
 /// A node instance's random id, the first 16 bytes of each of its records.
 #[derive(Clone, Copy, PartialEq, Eq)]

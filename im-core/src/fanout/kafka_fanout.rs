@@ -1,7 +1,8 @@
 //! [`KafkaFanOut`]: the fan-out of several server processes over Kafka
 //! (feature `kafka`, rdkafka with librdkafka built from source).
 //!
-//! Every node produces its envelopes to one topic and reads all of it.
+//! Every node reads the cluster's topic and, with routing, its partition of
+//! `{topic}.nodes`.
 //! * **Keyed by partition key**: the record key is the envelope's
 //!   [`partition_key`](Envelope::partition_key) (the conversation, or the
 //!   user for events without one), so one conversation's events share a
@@ -27,13 +28,26 @@
 //!   ended (librdkafka reports them late) are checked against the broker
 //!   before they are believed. `health` fails from
 //!   the start of an outage until then.
-//! * Every node reads every envelope of the cluster: traffic per node grows
-//!   with the cluster's total.
+//! * **Routing** (when [`KafkaFanOutConfig::routing`] names this node and a
+//!   presence registry): an envelope for listed users (up to 64) or one
+//!   device goes to `{topic}.nodes`, once to each partition that a node
+//!   serving those users reads (`hash(node) mod node_partitions`), and
+//!   nowhere when no other node serves them; envelopes for "members" and
+//!   failed look-ups go to the topic, which every node reads. A
+//!   conversation's events take one of the two ways as long as its member
+//!   count stays on one side of 32 (when it crosses, a receiver may see
+//!   one event early and fill the gap from the store). The look-ups of a
+//!   batch of queued envelopes run at once; one task produces in order.
+//! * Without routing every node reads every envelope of the cluster:
+//!   traffic per node grows with the cluster's total.
 
-use super::cluster_wire::{Origin, Subscribers};
+use super::cluster_wire::{
+    Origin, Outgoing, PUBLISH_BATCH, Routing, Subscribers, destinations, routed_users,
+};
 use super::{Envelope, FanOut, FanOutHandler};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
+use bytes::Bytes;
 use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -47,6 +61,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// How long a call to the broker may take before the node gives up on it.
@@ -75,6 +90,14 @@ pub struct KafkaFanOutConfig {
     /// as they are (for example `security.protocol`, `sasl.mechanisms`,
     /// `message.timeout.ms`); they override the defaults above.
     pub settings: BTreeMap<String, String>,
+    /// Sends events for listed users only to the nodes serving them,
+    /// through `{topic}.nodes` (see the module docs); `None`: every node
+    /// gets everything.
+    pub routing: Option<Routing>,
+    /// Partitions of `{topic}.nodes` when a node creates it (default 64):
+    /// each node reads the one its name hashes to, so nodes sharing one
+    /// get each other's routed records too (harmless, only extra work).
+    pub node_partitions: i32,
 }
 
 impl KafkaFanOutConfig {
@@ -88,7 +111,25 @@ impl KafkaFanOutConfig {
             retention_ms: 3_600_000,
             queue: 65_536,
             settings: BTreeMap::new(),
+            routing: None,
+            node_partitions: 64,
         }
+    }
+
+    /// The topic of routed records.
+    fn nodes_topic(&self) -> String {
+        format!("{}.nodes", self.topic)
+    }
+
+    /// What this node reads: every partition of the topic, and with
+    /// routing its own partition of the nodes topic.
+    fn reads(&self) -> Vec<(String, Option<i32>)> {
+        let mut reads = vec![(self.topic.clone(), None)];
+        if let Some(routing) = &self.routing {
+            let own = node_partition(&routing.node, self.node_partitions);
+            reads.push((self.nodes_topic(), Some(own)));
+        }
+        reads
     }
 
     fn client(&self, defaults: &[(&str, String)]) -> ClientConfig {
@@ -182,10 +223,13 @@ pub struct KafkaFanOut {
     /// Marks this instance's records, to skip them when they come back.
     origin: Origin,
     topic: String,
+    routed: bool,
     producer: Arc<Producing>,
+    /// To the publishing task, which routes and produces in order.
+    outgoing: mpsc::Sender<Outgoing>,
     consumer: Arc<StreamConsumer<Reporter>>,
     subscribers: Arc<Subscribers>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for KafkaFanOut {
@@ -235,37 +279,45 @@ impl KafkaFanOut {
             .create_with_context(Reporter::default())
             .map_err(unavailable)?;
         let consumer = Arc::new(consumer);
-        assign_from_end(consumer.clone(), config.topic.clone()).await?;
+        assign_from_end(consumer.clone(), config.reads()).await?;
         let subscribers = Arc::new(Subscribers::default());
-        let task = tokio::spawn(consume_loop(
-            consumer.clone(),
-            config.clone(),
-            origin,
-            subscribers.clone(),
-        ));
+        let producer = Arc::new(producer);
+        let (outgoing, queue) = mpsc::channel(config.queue.max(1));
+        let tasks = vec![
+            tokio::spawn(consume_loop(
+                consumer.clone(),
+                config.clone(),
+                origin,
+                subscribers.clone(),
+            )),
+            tokio::spawn(publish_loop(producer.clone(), config.clone(), queue)),
+        ];
         Ok(Self {
             origin,
             topic: config.topic,
-            producer: Arc::new(producer),
+            routed: config.routing.is_some(),
+            producer,
+            outgoing,
             consumer,
             subscribers,
-            task: Mutex::new(Some(task)),
+            tasks: Mutex::new(tasks),
         })
     }
 }
 
-/// Creates the topic; an existing one is left as it is.
+/// Creates the topic and the nodes topic; existing ones are left as they are.
 async fn create_topic(config: &KafkaFanOutConfig) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = config.client(&[]).create().map_err(unavailable)?;
     let retention = config.retention_ms.to_string();
-    let topic = NewTopic::new(
-        &config.topic,
-        config.partitions.max(1),
-        TopicReplication::Fixed(config.replication.max(1)),
-    )
-    .set("retention.ms", &retention);
+    let replication = || TopicReplication::Fixed(config.replication.max(1));
+    let nodes_topic = config.nodes_topic();
+    let topics = [
+        NewTopic::new(&config.topic, config.partitions.max(1), replication()).set("retention.ms", &retention),
+        NewTopic::new(&nodes_topic, config.node_partitions.max(1), replication())
+            .set("retention.ms", &retention),
+    ];
     let options = AdminOptions::new().operation_timeout(Some(BROKER_TIMEOUT));
-    let results = tokio::time::timeout(BROKER_TIMEOUT, admin.create_topics([&topic], &options))
+    let results = tokio::time::timeout(BROKER_TIMEOUT, admin.create_topics(&topics, &options))
         .await
         .map_err(|_| Error::Unavailable("kafka: no broker answers".into()))?
         .map_err(unavailable)?;
@@ -282,35 +334,92 @@ async fn create_topic(config: &KafkaFanOutConfig) -> Result<()> {
     Ok(())
 }
 
-/// Assigns every partition of `topic` to the consumer at its high watermark.
-async fn assign_from_end(consumer: Arc<StreamConsumer<Reporter>>, topic: String) -> Result<()> {
+/// Assigns the consumer what `reads` names (every partition of a topic, or
+/// one), each at its high watermark.
+async fn assign_from_end(
+    consumer: Arc<StreamConsumer<Reporter>>,
+    reads: Vec<(String, Option<i32>)>,
+) -> Result<()> {
     blocking(move || {
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), BROKER_TIMEOUT)
-            .map_err(unavailable)?;
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map(|t| t.partitions().len() as i32)
-            .unwrap_or(0);
-        if partitions == 0 {
-            return Err(Error::Unavailable(format!(
-                "kafka: topic {topic} has no partitions"
-            )));
-        }
         let mut assignment = TopicPartitionList::new();
-        for partition in 0..partitions {
-            let (_, high) = consumer
-                .fetch_watermarks(&topic, partition, BROKER_TIMEOUT)
+        for (topic, only) in &reads {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), BROKER_TIMEOUT)
                 .map_err(unavailable)?;
-            assignment
-                .add_partition_offset(&topic, partition, Offset::Offset(high))
-                .map_err(unavailable)?;
+            let partitions = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .map_or(0, |t| t.partitions().len() as i32);
+            if partitions == 0 || only.is_some_and(|p| p >= partitions) {
+                return Err(Error::Unavailable(format!(
+                    "kafka: topic {topic} has {partitions} partitions"
+                )));
+            }
+            let chosen: Vec<i32> = match only {
+                Some(p) => vec![*p],
+                None => (0..partitions).collect(),
+            };
+            for partition in chosen {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, partition, BROKER_TIMEOUT)
+                    .map_err(unavailable)?;
+                assignment
+                    .add_partition_offset(topic, partition, Offset::Offset(high))
+                    .map_err(unavailable)?;
+            }
         }
         consumer.assign(&assignment).map_err(unavailable)
     })
     .await
+}
+
+/// The partition of the nodes topic that `node` reads: a hash of its name
+/// every node computes alike.
+fn node_partition(node: &str, partitions: i32) -> i32 {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(node.as_bytes());
+    let hash = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    (hash % partitions.max(1) as u64) as i32
+}
+
+/// Produces queued envelopes in order: routed ones once to each partition
+/// of the nodes topic that a serving node reads, the others to the topic.
+async fn publish_loop(
+    producer: Arc<Producing>,
+    config: KafkaFanOutConfig,
+    mut queue: mpsc::Receiver<Outgoing>,
+) {
+    let nodes_topic = config.nodes_topic();
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let destinations = destinations(config.routing.as_ref(), &batch).await;
+        for (out, nodes) in batch.iter().zip(&destinations) {
+            let key = out.key.to_be_bytes();
+            let record = |topic| {
+                BaseRecord::<[u8], [u8]>::to(topic)
+                    .key(&key[..])
+                    .payload(&out.record[..])
+            };
+            let sent = match nodes {
+                None => producer.send(record(&config.topic)).map_err(|(e, _)| e),
+                Some(nodes) => {
+                    let partitions: std::collections::BTreeSet<i32> = nodes
+                        .iter()
+                        .map(|n| node_partition(n, config.node_partitions))
+                        .collect();
+                    partitions.into_iter().try_for_each(|p| {
+                        producer
+                            .send(record(&nodes_topic).partition(p))
+                            .map_err(|(e, _)| e)
+                    })
+                }
+            };
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "fan-out: Kafka cannot take the envelope; it is dropped");
+            }
+        }
+        batch.clear();
+    }
 }
 
 async fn consume_loop(
@@ -341,7 +450,7 @@ async fn consume_loop(
                 // outage that already ended arrive late: nothing was missed
                 // if a broker answers and still holds our read positions.
                 reporter.suspect.store(false, Ordering::SeqCst);
-                if still_reading(&consumer, &config.topic).await {
+                if still_reading(&consumer).await {
                     continue;
                 }
                 let reason = match trouble {
@@ -356,15 +465,16 @@ async fn consume_loop(
     }
 }
 
-/// True when a broker answers and every partition's read position is still
-/// within what the broker holds (records produced meanwhile will come).
-async fn still_reading(consumer: &Arc<StreamConsumer<Reporter>>, topic: &str) -> bool {
-    let (consumer, topic) = (consumer.clone(), topic.to_owned());
+/// True when a broker answers and every assigned partition's read position
+/// is still within what the broker holds (records produced meanwhile will
+/// come).
+async fn still_reading(consumer: &Arc<StreamConsumer<Reporter>>) -> bool {
+    let consumer = consumer.clone();
     blocking(move || {
         let positions = consumer.position().map_err(unavailable)?;
-        for element in positions.elements_for_topic(&topic) {
+        for element in positions.elements() {
             let (_, high) = consumer
-                .fetch_watermarks(&topic, element.partition(), Duration::from_secs(2))
+                .fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(2))
                 .map_err(unavailable)?;
             if let Offset::Offset(position) = element.offset()
                 && position > high
@@ -404,8 +514,8 @@ async fn recover(consumer: &Arc<StreamConsumer<Reporter>>, config: &KafkaFanOutC
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
         let again = match create_topic(config).await {
-            Ok(()) if still_reading(consumer, &config.topic).await => Ok(()),
-            Ok(()) => assign_from_end(consumer.clone(), config.topic.clone()).await,
+            Ok(()) if still_reading(consumer).await => Ok(()),
+            Ok(()) => assign_from_end(consumer.clone(), config.reads()).await,
             Err(e) => Err(e),
         };
         match again {
@@ -418,13 +528,17 @@ async fn recover(consumer: &Arc<StreamConsumer<Reporter>>, config: &KafkaFanOutC
 #[async_trait]
 impl FanOut for KafkaFanOut {
     fn publish(&self, envelope: &Envelope) {
-        let payload = self.origin.record(envelope);
-        let key = envelope.partition_key().to_be_bytes();
-        let record = BaseRecord::<[u8], [u8]>::to(&self.topic)
-            .key(&key[..])
-            .payload(&payload[..]);
-        if let Err((e, _)) = self.producer.send(record) {
-            tracing::warn!(error = %e, "fan-out: Kafka cannot take the envelope; it is dropped");
+        let outgoing = Outgoing {
+            record: Bytes::from(self.origin.record(envelope)),
+            key: envelope.partition_key(),
+            users: if self.routed {
+                routed_users(&envelope.audience)
+            } else {
+                None
+            },
+        };
+        if self.outgoing.try_send(outgoing).is_err() {
+            tracing::warn!("fan-out: the Kafka publish queue is full; an envelope is dropped");
         }
     }
 
@@ -452,7 +566,7 @@ impl FanOut for KafkaFanOut {
 
     async fn close(&self) -> Result<()> {
         self.subscribers.clear();
-        if let Some(task) = self.task.lock().take() {
+        for task in self.tasks.lock().drain(..) {
             task.abort();
         }
         let producer = self.producer.clone();

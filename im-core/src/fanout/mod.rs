@@ -42,12 +42,14 @@ pub mod conformance;
 #[cfg(all(feature = "kafka", any(test, feature = "testing")))]
 pub mod kafka_testing;
 
+#[cfg(any(feature = "redis", feature = "kafka"))]
+pub use cluster_wire::Routing;
 pub use envelope::{Audience, Envelope, EnvelopeError, Target};
 #[cfg(feature = "kafka")]
 pub use kafka_fanout::{KafkaFanOut, KafkaFanOutConfig};
 pub use local::{LocalBus, LocalFanOut};
 #[cfg(feature = "redis")]
-pub use redis_fanout::{RedisFanOut, RedisFanOutConfig, Routing};
+pub use redis_fanout::{RedisFanOut, RedisFanOutConfig};
 
 /// Receives the envelopes other nodes published (a node's engine).
 pub trait FanOutHandler: Send + Sync + 'static {

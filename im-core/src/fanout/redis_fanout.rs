@@ -27,11 +27,11 @@
 //! * Without routing every node receives every envelope of the cluster:
 //!   traffic per node grows with the cluster's total.
 
-use super::cluster_wire::{Origin, Subscribers};
-use super::{Audience, Envelope, FanOut, FanOutHandler, Target};
+use super::cluster_wire::{
+    Origin, Outgoing, PUBLISH_BATCH, Routing, Subscribers, destinations, routed_users,
+};
+use super::{Envelope, FanOut, FanOutHandler};
 use crate::error::{Error, Result};
-use crate::model::UserId;
-use crate::presence::PresenceRegistry;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -53,16 +53,6 @@ pub struct RedisFanOutConfig {
     /// Sends events for listed users only to the nodes serving them (see
     /// the module docs); `None` (the default): every node gets everything.
     pub routing: Option<Routing>,
-}
-
-/// Where a node's events for listed users go: see the module docs.
-#[derive(Debug, Clone)]
-pub struct Routing {
-    /// This node, as the engine names it (`EngineBuilder::node_id`) and the
-    /// presence registry knows it.
-    pub node: String,
-    /// The registry every node of the cluster shares.
-    pub directory: Arc<dyn PresenceRegistry>,
 }
 
 impl RedisFanOutConfig {
@@ -166,47 +156,6 @@ fn node_channel(channel: &str, node: &str) -> String {
     format!("{channel}:node:{node}")
 }
 
-/// Most listed users an envelope may have to be routed; more go to every node.
-const ROUTED_USERS: usize = 64;
-/// Most envelopes looked up and published in one round trip.
-const PUBLISH_BATCH: usize = 128;
-
-/// An envelope on its way out: its record, and the users whose nodes it
-/// goes to (`None`: every node).
-struct Outgoing {
-    record: Bytes,
-    users: Option<Vec<UserId>>,
-}
-
-/// The users whose nodes an envelope for `audience` goes to, if it can be routed.
-fn routed_users(audience: &Audience) -> Option<Vec<UserId>> {
-    match &audience.to {
-        Target::Users(users) if users.len() <= ROUTED_USERS => Some(users.to_vec()),
-        Target::Device(device) => Some(vec![device.user_id]),
-        _ => None,
-    }
-}
-
-/// For each envelope of a batch: the other nodes it goes to, or `None` for
-/// the cluster's channel. Look-ups run at once on one connection.
-async fn destinations(routing: Option<&Routing>, batch: &[Outgoing]) -> Vec<Option<Vec<String>>> {
-    let Some(routing) = routing else {
-        return vec![None; batch.len()];
-    };
-    let lookups = batch.iter().map(|out| async move {
-        let users = out.users.as_ref()?;
-        match routing.directory.nodes_of(users).await {
-            Ok(Some(nodes)) => Some(nodes.into_iter().filter(|n| *n != routing.node).collect()),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::debug!(error = %e, "fan-out: routing look-up failed; sending to every node");
-                None
-            }
-        }
-    });
-    futures_util::future::join_all(lookups).await
-}
-
 async fn publish_loop(
     client: redis::Client,
     mut conn: redis::aio::MultiplexedConnection,
@@ -304,6 +253,7 @@ impl FanOut for RedisFanOut {
     fn publish(&self, envelope: &Envelope) {
         let outgoing = Outgoing {
             record: Bytes::from(self.origin.record(envelope)),
+            key: envelope.partition_key(),
             users: if self.routed {
                 routed_users(&envelope.audience)
             } else {
