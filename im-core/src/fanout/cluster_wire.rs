@@ -7,6 +7,7 @@ use crate::model::UserId;
 use crate::presence::PresenceRegistry;
 use bytes::Bytes;
 use parking_lot::RwLock;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Where a node's events for listed users go: only to the nodes where those
@@ -44,23 +45,49 @@ pub(super) fn routed_users(audience: &Audience) -> Option<Vec<UserId>> {
 }
 
 /// For each envelope of a batch: the other nodes it goes to, or `None` for
-/// the cluster's channel. Look-ups run at once on one connection.
+/// every node. One look-up for the whole batch.
 pub(super) async fn destinations(routing: Option<&Routing>, batch: &[Outgoing]) -> Vec<Option<Vec<String>>> {
     let Some(routing) = routing else {
         return vec![None; batch.len()];
     };
-    let lookups = batch.iter().map(|out| async move {
-        let users = out.users.as_ref()?;
-        match routing.directory.nodes_of(users).await {
-            Ok(Some(nodes)) => Some(nodes.into_iter().filter(|n| *n != routing.node).collect()),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::debug!(error = %e, "fan-out: routing look-up failed; sending to every node");
-                None
-            }
+    let mut users: Vec<UserId> = batch
+        .iter()
+        .filter_map(|o| o.users.as_ref())
+        .flatten()
+        .copied()
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    if users.is_empty() {
+        return vec![None; batch.len()];
+    }
+    let pairs = match routing.directory.user_nodes(&users).await {
+        Ok(Some(pairs)) => pairs,
+        Ok(None) => return vec![None; batch.len()],
+        Err(e) => {
+            tracing::debug!(error = %e, "fan-out: routing look-up failed; sending to every node");
+            return vec![None; batch.len()];
         }
-    });
-    futures_util::future::join_all(lookups).await
+    };
+    let mut nodes_of: HashMap<UserId, Vec<&str>> = HashMap::new();
+    for (user, node) in &pairs {
+        if *node != routing.node {
+            nodes_of.entry(*user).or_default().push(node);
+        }
+    }
+    batch
+        .iter()
+        .map(|out| {
+            let users = out.users.as_ref()?;
+            let nodes: BTreeSet<&str> = users
+                .iter()
+                .filter_map(|u| nodes_of.get(u))
+                .flatten()
+                .copied()
+                .collect();
+            Some(nodes.into_iter().map(str::to_owned).collect())
+        })
+        .collect()
 }
 
 /// A node instance's random id, the first 16 bytes of each of its records.

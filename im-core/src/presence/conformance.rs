@@ -21,7 +21,7 @@ macro_rules! presence_conformance_tests {
             a_node_removed_at_shutdown_takes_its_users_offline,
             first_sessions_on_two_nodes_at_once_report_online_once,
             two_nodes_expiring_at_once_report_each_user_once,
-            nodes_of_names_every_node_serving_the_users);
+            user_nodes_names_every_node_serving_each_user);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(
@@ -100,8 +100,8 @@ impl PresenceRegistry for TwoInstances {
     async fn presence(&self, users: &[UserId], now: i64) -> Result<Vec<UserPresence>> {
         self.next().presence(users, now).await
     }
-    async fn nodes_of(&self, users: &[UserId]) -> Result<Option<Vec<String>>> {
-        self.next().nodes_of(users).await
+    async fn user_nodes(&self, users: &[UserId]) -> Result<Option<Vec<(UserId, String)>>> {
+        self.next().user_nodes(users).await
     }
 }
 
@@ -282,33 +282,29 @@ pub async fn two_nodes_expiring_at_once_report_each_user_once(r: Arc<dyn Presenc
     assert_eq!(reported, users, "each of A's users once, none of B's");
 }
 
-/// Routing by node relies on it: every node with a registered session of
-/// any of the users, none of the others' (a registry that cannot say,
+/// Routing by node relies on it: for each user, every node with a
+/// registered session of theirs, once (a registry that cannot say,
 /// answering `None`, is not fit for routing and fails this check).
-pub async fn nodes_of_names_every_node_serving_the_users(r: Arc<dyn PresenceRegistry>, _lease: i64) {
+pub async fn user_nodes_names_every_node_serving_each_user(r: Arc<dyn PresenceRegistry>, _lease: i64) {
     r.connected(A, 1, 10, T0).await.unwrap();
     r.connected(B, 1, 20, T0).await.unwrap();
-    r.connected(B, 2, 21, T0).await.unwrap();
-    let sorted = |nodes: Option<Vec<String>>| {
-        let mut nodes = nodes.expect("the registry can say where users are");
-        nodes.sort();
-        nodes
+    r.connected(B, 1, 21, T0).await.unwrap();
+    r.connected(B, 2, 22, T0).await.unwrap();
+    let sorted = |pairs: Option<Vec<(UserId, String)>>| {
+        let mut pairs = pairs.expect("the registry can say where users are");
+        pairs.sort();
+        pairs
     };
-    assert_eq!(sorted(r.nodes_of(&[1]).await.unwrap()), vec![A, B]);
-    assert_eq!(sorted(r.nodes_of(&[2, 3]).await.unwrap()), vec![B]);
-    assert!(
-        sorted(r.nodes_of(&[3]).await.unwrap()).is_empty(),
-        "no session anywhere"
-    );
+    let pair = |user: UserId, node: &str| (user, node.to_owned());
     assert_eq!(
-        sorted(r.nodes_of(&[1, 2]).await.unwrap()),
-        vec![A, B],
-        "each node once"
+        sorted(r.user_nodes(&[1, 2, 3]).await.unwrap()),
+        vec![pair(1, A), pair(1, B), pair(2, B)],
+        "each node once per user, nothing for a user without sessions"
     );
     r.disconnected(A, 1, 10, T0 + 1).await.unwrap();
     assert_eq!(
-        sorted(r.nodes_of(&[1]).await.unwrap()),
-        vec![B],
+        sorted(r.user_nodes(&[1]).await.unwrap()),
+        vec![pair(1, B)],
         "gone with its last session there"
     );
 }

@@ -257,21 +257,18 @@ impl PresenceRegistry for MemoryPresence {
         Ok(users.into_iter().filter_map(|u| state.settle(u, now)).collect())
     }
 
-    async fn nodes_of(&self, users: &[UserId]) -> Result<Option<Vec<String>>> {
+    async fn user_nodes(&self, users: &[UserId]) -> Result<Option<Vec<(UserId, String)>>> {
         let state = self.state.lock();
-        let indexes: std::collections::BTreeSet<u32> = users
-            .iter()
-            .filter_map(|u| state.users.get(u))
-            .flat_map(|u| u.sessions().map(|&(node, _)| node))
-            .collect();
-        Ok(Some(
-            state
-                .node_index
-                .iter()
-                .filter(|(_, i)| indexes.contains(i))
-                .map(|(name, _)| name.to_string())
-                .collect(),
-        ))
+        let name_of: HashMap<u32, &Arc<str>> = state.node_index.iter().map(|(n, &i)| (i, n)).collect();
+        let mut pairs = Vec::new();
+        for &user_id in users {
+            let Some(user) = state.users.get(&user_id) else {
+                continue;
+            };
+            let nodes: std::collections::BTreeSet<u32> = user.sessions().map(|&(node, _)| node).collect();
+            pairs.extend(nodes.into_iter().map(|i| (user_id, name_of[&i].to_string())));
+        }
+        Ok(Some(pairs))
     }
 
     async fn presence(&self, users: &[UserId], now: i64) -> Result<Vec<UserPresence>> {

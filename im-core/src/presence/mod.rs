@@ -113,11 +113,12 @@ pub trait PresenceRegistry: Send + Sync + std::fmt::Debug + 'static {
     async fn expire(&self, now: i64) -> Result<Vec<PresenceChange>>;
     /// The presence of these users (unknown users: offline, generation 0).
     async fn presence(&self, users: &[UserId], now: i64) -> Result<Vec<UserPresence>>;
-    /// The nodes where any of these users has a registered session, for
-    /// routing their events (see `RedisFanOut`); nodes whose lease lapsed
-    /// may be included, a node with a registered session never left out.
-    /// `None`: this registry cannot say (send to every node).
-    async fn nodes_of(&self, users: &[UserId]) -> Result<Option<Vec<String>>> {
+    /// Where these users have registered sessions, as (user, node) pairs,
+    /// each once, for routing their events to those nodes (see `Routing`);
+    /// nodes whose lease lapsed may be included, a node with a registered
+    /// session of the user never left out. `None`: this registry cannot
+    /// say (events go to every node).
+    async fn user_nodes(&self, users: &[UserId]) -> Result<Option<Vec<(UserId, String)>>> {
         let _ = users;
         Ok(None)
     }

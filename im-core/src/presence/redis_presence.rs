@@ -9,7 +9,7 @@
 //! * `{p}:leases` hash: node → lease deadline (ms; 0 once expired);
 //! * `{p}:lapsed` set: nodes dropped since their last renewal;
 //! * `{p}:user:{id}` hash: `node␟session` → node, the user's sessions
-//!   (also where `nodes_of` finds the nodes to route a user's events to);
+//!   (also where `user_nodes` finds the nodes to route a user's events to);
 //! * `{p}:node:{node}` set: `user␟session`, to drop a node's sessions;
 //! * `{p}:online:{id}`: the generation of the user's "online", present
 //!   while the user was last reported online;
@@ -59,7 +59,7 @@ struct Scripts {
     expire: redis::Script,
     remove_node: redis::Script,
     presence: redis::Script,
-    nodes_of: redis::Script,
+    user_nodes: redis::Script,
 }
 
 impl Scripts {
@@ -72,7 +72,7 @@ impl Scripts {
             expire: script(EXPIRE),
             remove_node: script(REMOVE_NODE),
             presence: script(PRESENCE),
-            nodes_of: script(NODES_OF),
+            user_nodes: script(USER_NODES),
         }
     }
 }
@@ -206,12 +206,14 @@ end
 return out
 "#;
 
-const NODES_OF: &str = r#"
-local seen, out = {}, {}
+const USER_NODES: &str = r#"
+local out = {}
 for i = 3, #ARGV do
+  local seen = {}
   for _, node in ipairs(redis.call('HVALS', p .. ':user:' .. ARGV[i])) do
     if not seen[node] then
       seen[node] = true
+      table.insert(out, ARGV[i])
       table.insert(out, node)
     end
   end
@@ -322,10 +324,19 @@ impl PresenceRegistry for RedisPresence {
         self.changes(&self.scripts.expire, now, &[]).await
     }
 
-    async fn nodes_of(&self, users: &[UserId]) -> Result<Option<Vec<String>>> {
+    async fn user_nodes(&self, users: &[UserId]) -> Result<Option<Vec<(UserId, String)>>> {
         let args: Vec<String> = users.iter().map(u64::to_string).collect();
-        let value = self.run(&self.scripts.nodes_of, 0, &args).await?;
-        Ok(Some(redis::from_redis_value(&value).map_err(unavailable)?))
+        let value = self.run(&self.scripts.user_nodes, 0, &args).await?;
+        let flat: Vec<String> = redis::from_redis_value(&value).map_err(unavailable)?;
+        flat.chunks(2)
+            .map(|pair| {
+                let user = pair[0]
+                    .parse()
+                    .map_err(|e| Error::Internal(format!("presence: {e}")))?;
+                Ok((user, pair[1].clone()))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     async fn presence(&self, users: &[UserId], now: i64) -> Result<Vec<UserPresence>> {

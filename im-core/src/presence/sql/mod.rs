@@ -217,9 +217,9 @@ impl<C: PresenceConnection> PresenceRegistry for DieselPresence<C> {
         Ok(changes)
     }
 
-    async fn nodes_of(&self, users: &[UserId]) -> Result<Option<Vec<String>>> {
+    async fn user_nodes(&self, users: &[UserId]) -> Result<Option<Vec<(UserId, String)>>> {
         let users = users.to_vec();
-        self.read(move |c| queries::nodes_of(c, &users)).await.map(Some)
+        self.read(move |c| queries::user_nodes(c, &users)).await.map(Some)
     }
 
     async fn presence(&self, users: &[UserId], now: i64) -> Result<Vec<UserPresence>> {

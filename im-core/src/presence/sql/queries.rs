@@ -252,19 +252,23 @@ pub(super) fn forget_old_nodes<C: SqlConnection>(c: &mut C, now: i64) -> StoreRe
 
 /// Whether each user has a session on a node whose lease runs past `now`,
 /// and their generation.
-/// The nodes where any of these users has a registered session.
-pub(super) fn nodes_of<C: SqlConnection>(c: &mut C, users: &[UserId]) -> StoreResult<Vec<String>> {
+/// (user, node) for each node where one of these users has a registered
+/// session, each once.
+pub(super) fn user_nodes<C: SqlConnection>(
+    c: &mut C,
+    users: &[UserId],
+) -> StoreResult<Vec<(UserId, String)>> {
     let ids: Vec<i64> = users.iter().map(|&u| u as i64).collect();
-    let mut nodes = std::collections::BTreeSet::new();
+    let mut pairs = Vec::new();
     for chunk in ids.chunks(CHUNK) {
-        let rows: Vec<String> = sessions::table
+        let rows: Vec<(i64, String)> = sessions::table
             .filter(sessions::user_id.eq_any(chunk))
-            .select(sessions::node)
+            .select((sessions::user_id, sessions::node))
             .distinct()
             .rows(c)?;
-        nodes.extend(rows);
+        pairs.extend(rows.into_iter().map(|(u, n)| (u as UserId, n)));
     }
-    Ok(nodes.into_iter().collect())
+    Ok(pairs)
 }
 
 pub(super) fn presence<C: SqlConnection>(
