@@ -65,7 +65,7 @@ pub async fn open_fanout(
         "redis" => {
             let mut c = im_core::RedisFanOutConfig::new(&config.fanout.url);
             c.channel = config.fanout.channel.clone();
-            c.routing = routing.filter(|_| config.fanout.routing);
+            c.routing = routing.filter(|_| config.fanout.routing.unwrap_or(true));
             Arc::new(
                 im_core::RedisFanOut::connect(c)
                     .await
@@ -81,7 +81,7 @@ pub async fn open_fanout(
             c.retention_ms = section.retention_secs.saturating_mul(1000);
             c.settings = section.settings.clone();
             c.node_partitions = section.node_partitions;
-            c.routing = routing.filter(|_| section.routing);
+            c.routing = routing.filter(|_| section.routing.unwrap_or(false));
             Arc::new(
                 im_core::KafkaFanOut::connect(c)
                     .await

@@ -152,6 +152,8 @@ impl Broker {
                 settings.push(("IM__FANOUT__BACKEND".into(), "kafka".into()));
                 settings.push(("IM__FANOUT__BROKERS".into(), kafka.brokers()));
                 settings.push(("IM__FANOUT__PARTITIONS".into(), "4".into()));
+                // Off by default with Kafka; the tests cover the routed way.
+                settings.push(("IM__FANOUT__ROUTING".into(), "true".into()));
             }
             _ => unreachable!("a broker is running"),
         }
