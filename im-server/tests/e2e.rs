@@ -150,3 +150,96 @@ mod postgres_outage {
         server.stop().await;
     }
 }
+
+/// A node that could not publish to Redis for a while (its own link cut,
+/// the other node's fine) tells the other node, once it publishes again,
+/// that envelopes were dropped: the other node's handlers hear `resumed`
+/// (the engine then asks its clients to sync).
+mod redis_publishing_outage {
+    use crate::support::Proxy;
+    use im_core::im_protocol::v1;
+    use im_core::{Audience, Envelope, FanOut, FanOutHandler, RedisFanOut, RedisFanOutConfig, SharedEvent};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[derive(Default)]
+    struct Heard {
+        envelopes: AtomicUsize,
+        resumed: AtomicUsize,
+    }
+
+    impl FanOutHandler for Heard {
+        fn deliver(&self, _: Envelope) {
+            self.envelopes.fetch_add(1, Ordering::SeqCst);
+        }
+        fn resumed(&self) {
+            self.resumed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    async fn until(what: impl Fn() -> bool) -> bool {
+        for _ in 0..200 {
+            if what() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_other_nodes_hear_resumed_after_a_node_dropped_envelopes() {
+        let redis = std::env::var("IM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let upstream = redis.trim_start_matches("redis://").parse().expect("host:port");
+        let proxy = Proxy::start(upstream).await;
+        let channel = format!("im-e2e-publishing-outage-{}", std::process::id());
+        let config = |url: String| {
+            let mut c = RedisFanOutConfig::new(url);
+            c.channel = channel.clone();
+            c
+        };
+        let cut_off = RedisFanOut::connect(config(format!("redis://{}", proxy.addr)))
+            .await
+            .expect("Redis is required for this test");
+        let other = RedisFanOut::connect(config(redis.clone())).await.unwrap();
+        let heard = Arc::new(Heard::default());
+        other.subscribe(heard.clone());
+        let envelope = Envelope {
+            conversation_id: 1,
+            origin_node: "cut-off".into(),
+            audience: Audience::members(),
+            member_version: 0,
+            event: SharedEvent::new(v1::event::Kind::Typing(v1::TypingEvent {
+                conversation_id: 1,
+                user_id: 1,
+                typing: true,
+            })),
+        };
+        cut_off.publish(&envelope);
+        assert!(
+            until(|| heard.envelopes.load(Ordering::SeqCst) == 1).await,
+            "live first"
+        );
+        proxy.refuse(true);
+        proxy.cut();
+        for _ in 0..5 {
+            cut_off.publish(&envelope);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            heard.resumed.load(Ordering::SeqCst),
+            0,
+            "its own link never broke"
+        );
+        proxy.refuse(false);
+        let resumed = until(|| {
+            cut_off.publish(&envelope);
+            heard.resumed.load(Ordering::SeqCst) > 0
+        })
+        .await;
+        assert!(resumed, "told that the cut-off node dropped envelopes");
+        let _ = (cut_off.close().await, other.close().await);
+    }
+}

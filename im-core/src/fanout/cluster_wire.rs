@@ -114,14 +114,30 @@ impl Origin {
         record
     }
 
+    /// The record that tells the other nodes this one dropped envelopes
+    /// (publishing failed for a while) and publishes again: its origin and
+    /// nothing else. Their handlers hear `resumed`, so their clients sync.
+    pub(super) fn resume_record(&self) -> Vec<u8> {
+        self.0.to_vec()
+    }
+
     /// Hands a record that another instance made to the subscribers; skips
-    /// this instance's own and logs unreadable ones.
+    /// this instance's own, turns a resume record into `resumed`, and logs
+    /// unreadable ones.
     pub(super) fn receive(&self, record: &[u8], subscribers: &Subscribers, backend: &str) {
         let Some((origin, body)) = record.split_at_checked(16) else {
             tracing::warn!(backend, "fan-out: a record too short to carry an envelope");
             return;
         };
         if origin == self.0 {
+            return;
+        }
+        if body.is_empty() {
+            tracing::info!(
+                backend,
+                "fan-out: another node dropped envelopes while it could not publish"
+            );
+            subscribers.resumed();
             return;
         }
         match Envelope::from_bytes(body) {

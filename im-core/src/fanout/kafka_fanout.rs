@@ -19,7 +19,8 @@
 //! * **Never waits**: `publish` hands the record to librdkafka's queue
 //!   (`queue` records); a full queue drops it with a warning. During a
 //!   broker outage librdkafka keeps queued records for `message.timeout.ms`
-//!   and then drops them. After an outage (every broker unreachable, or the
+//!   and then drops them; once delivery works again it sends a resume
+//!   record, so the other nodes' handlers hear `resumed` too. After an outage (every broker unreachable, or the
 //!   topic gone) the node waits until a broker answers, creates the topic
 //!   again if it is gone (a broker keeping it in memory restarted), reads
 //!   on from its positions if the broker still holds them, else every
@@ -189,6 +190,9 @@ impl Reporter {
 #[derive(Debug, Default)]
 struct Deliveries {
     dropped: AtomicU64,
+    /// Records were dropped and delivery works again: the publishing task
+    /// sends a resume record.
+    resume_due: AtomicBool,
 }
 
 impl ClientContext for Deliveries {}
@@ -205,6 +209,7 @@ impl ProducerContext for Deliveries {
                         dropped,
                         "fan-out: producing to Kafka again; envelopes were dropped meanwhile (clients recover them on sync)"
                     );
+                    self.resume_due.store(true, Ordering::SeqCst);
                 }
             }
             Err((e, _)) => {
@@ -290,7 +295,7 @@ impl KafkaFanOut {
                 origin,
                 subscribers.clone(),
             )),
-            tokio::spawn(publish_loop(producer.clone(), config.clone(), queue)),
+            tokio::spawn(publish_loop(producer.clone(), config.clone(), origin, queue)),
         ];
         Ok(Self {
             origin,
@@ -387,11 +392,31 @@ fn node_partition(node: &str, partitions: i32) -> i32 {
 async fn publish_loop(
     producer: Arc<Producing>,
     config: KafkaFanOutConfig,
+    origin: Origin,
     mut queue: mpsc::Receiver<Outgoing>,
 ) {
     let nodes_topic = config.nodes_topic();
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
-    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+    loop {
+        let received = tokio::select! {
+            n = queue.recv_many(&mut batch, PUBLISH_BATCH) => n,
+            () = tokio::time::sleep(Duration::from_secs(1)) => 0,
+        };
+        // Records were dropped and delivery works again: the other nodes'
+        // clients may have missed them, make them sync.
+        if producer.context().resume_due.swap(false, Ordering::SeqCst) {
+            let record = origin.resume_record();
+            let resume = BaseRecord::<[u8], [u8]>::to(&config.topic).payload(&record[..]);
+            if let Err((e, _)) = producer.send(resume) {
+                tracing::warn!(error = %e, "fan-out: could not tell the other nodes to resync");
+            }
+        }
+        if received == 0 {
+            if queue.is_closed() && queue.is_empty() {
+                return;
+            }
+            continue;
+        }
         let destinations = destinations(config.routing.as_ref(), &batch).await;
         for (out, nodes) in batch.iter().zip(&destinations) {
             let key = out.key.to_be_bytes();

@@ -23,7 +23,10 @@
 //!   (`queue` envelopes); a full queue or a failed `PUBLISH` drops the
 //!   envelope with a warning. A lost subscription is re-established with
 //!   back-off; what was published meanwhile is not replayed (Redis pub/sub
-//!   keeps nothing): the handlers hear `resumed` and clients sync.
+//!   keeps nothing): the handlers hear `resumed` and clients sync. A node
+//!   that dropped envelopes because publishing failed sends a resume record
+//!   once it publishes again, so the other nodes' handlers hear `resumed`
+//!   too.
 //! * Without routing every node receives every envelope of the cluster:
 //!   traffic per node grows with the cluster's total.
 
@@ -119,6 +122,7 @@ impl RedisFanOut {
                 publisher,
                 config.channel.clone(),
                 config.routing,
+                origin,
                 queue,
             )),
             tokio::spawn(subscribe_loop(
@@ -161,6 +165,7 @@ async fn publish_loop(
     mut conn: redis::aio::MultiplexedConnection,
     channel: String,
     routing: Option<Routing>,
+    origin: Origin,
     mut queue: mpsc::Receiver<Outgoing>,
 ) {
     // Failures are logged when they start and when they end, not one by one.
@@ -195,6 +200,15 @@ async fn publish_loop(
                     "fan-out: publishing to Redis again; envelopes were dropped meanwhile (clients recover them on sync)"
                 );
                 dropped = 0;
+                // The other nodes' clients may have missed them: make them sync.
+                let resumed: redis::RedisResult<()> = redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(origin.resume_record())
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(e) = resumed {
+                    tracing::warn!(error = %e, "fan-out: could not tell the other nodes to resync");
+                }
             }
             Ok(()) => {}
             Err(e) => {
