@@ -35,8 +35,20 @@ pub(super) struct Outgoing {
     pub(super) users: Option<Vec<UserId>>,
 }
 
+impl Outgoing {
+    /// `envelope` recorded by `origin`; `routed`: whether the backend
+    /// routes by node (else the users are not looked up).
+    pub(super) fn new(origin: &Origin, envelope: &Envelope, routed: bool) -> Self {
+        Self {
+            record: Bytes::from(origin.record(envelope)),
+            key: envelope.partition_key(),
+            users: routed.then(|| routed_users(&envelope.audience)).flatten(),
+        }
+    }
+}
+
 /// The users whose nodes an envelope for `audience` goes to, if it can be routed.
-pub(super) fn routed_users(audience: &Audience) -> Option<Vec<UserId>> {
+fn routed_users(audience: &Audience) -> Option<Vec<UserId>> {
     match &audience.to {
         Target::Users(users) if users.len() <= ROUTED_USERS => Some(users.to_vec()),
         Target::Device(device) => Some(vec![device.user_id]),

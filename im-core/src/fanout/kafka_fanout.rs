@@ -42,13 +42,10 @@
 //! * Without routing every node reads every envelope of the cluster:
 //!   traffic per node grows with the cluster's total.
 
-use super::cluster_wire::{
-    Origin, Outgoing, PUBLISH_BATCH, Routing, Subscribers, destinations, routed_users,
-};
+use super::cluster_wire::{Origin, Outgoing, PUBLISH_BATCH, Routing, Subscribers, destinations};
 use super::{Envelope, FanOut, FanOutHandler};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
-use bytes::Bytes;
 use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -396,6 +393,8 @@ async fn publish_loop(
     mut queue: mpsc::Receiver<Outgoing>,
 ) {
     let nodes_topic = config.nodes_topic();
+    // Each node's partition, hashed once.
+    let mut partition_of: std::collections::HashMap<String, i32> = std::collections::HashMap::new();
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     loop {
         let received = tokio::select! {
@@ -430,7 +429,14 @@ async fn publish_loop(
                 Some(nodes) => {
                     let partitions: std::collections::BTreeSet<i32> = nodes
                         .iter()
-                        .map(|n| node_partition(n, config.node_partitions))
+                        .map(|n| match partition_of.get(n.as_str()) {
+                            Some(&p) => p,
+                            None => {
+                                let p = node_partition(n, config.node_partitions);
+                                partition_of.insert(n.clone(), p);
+                                p
+                            }
+                        })
                         .collect();
                     partitions.into_iter().try_for_each(|p| {
                         producer
@@ -553,15 +559,7 @@ async fn recover(consumer: &Arc<StreamConsumer<Reporter>>, config: &KafkaFanOutC
 #[async_trait]
 impl FanOut for KafkaFanOut {
     fn publish(&self, envelope: &Envelope) {
-        let outgoing = Outgoing {
-            record: Bytes::from(self.origin.record(envelope)),
-            key: envelope.partition_key(),
-            users: if self.routed {
-                routed_users(&envelope.audience)
-            } else {
-                None
-            },
-        };
+        let outgoing = Outgoing::new(&self.origin, envelope, self.routed);
         if self.outgoing.try_send(outgoing).is_err() {
             tracing::warn!("fan-out: the Kafka publish queue is full; an envelope is dropped");
         }

@@ -30,13 +30,10 @@
 //! * Without routing every node receives every envelope of the cluster:
 //!   traffic per node grows with the cluster's total.
 
-use super::cluster_wire::{
-    Origin, Outgoing, PUBLISH_BATCH, Routing, Subscribers, destinations, routed_users,
-};
+use super::cluster_wire::{Origin, Outgoing, PUBLISH_BATCH, Routing, Subscribers, destinations};
 use super::{Envelope, FanOut, FanOutHandler};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -265,15 +262,7 @@ async fn subscribe_loop(
 #[async_trait]
 impl FanOut for RedisFanOut {
     fn publish(&self, envelope: &Envelope) {
-        let outgoing = Outgoing {
-            record: Bytes::from(self.origin.record(envelope)),
-            key: envelope.partition_key(),
-            users: if self.routed {
-                routed_users(&envelope.audience)
-            } else {
-                None
-            },
-        };
+        let outgoing = Outgoing::new(&self.origin, envelope, self.routed);
         if self.outgoing.try_send(outgoing).is_err() {
             tracing::warn!("fan-out: the Redis publish queue is full; an envelope is dropped");
         }

@@ -119,8 +119,8 @@ fn open_writer(url: &str, synchronous_full: bool) -> StoreResult<SqliteConnectio
     Ok(conn)
 }
 
-/// Pooled connections that write (set up as the store's writer is); used by
-/// [`SqlitePresence`](crate::presence::SqlitePresence).
+/// Pooled connections that write (set up as the store's writer is), for
+/// other writers of the same database file (the store presence).
 #[derive(Debug)]
 pub(crate) struct WriterSetup {
     /// `synchronous = FULL` rather than `NORMAL`.
