@@ -129,7 +129,7 @@ esac
 addrs=()
 for n in $(seq 1 "$NODES"); do
   port=$(free_port)
-  env IM__SERVER__LISTEN="127.0.0.1:$port" IM__STORE__URL="$PG/$RUN" "${fanout[@]}" \
+  env IM__SERVER__LISTEN="127.0.0.1:$port" IM__GRPC__LISTEN=127.0.0.1:0 IM__STORE__URL="$PG/$RUN" "${fanout[@]}" \
     IM__AUTH__ARGON2_M_COST=256 IM__AUTH__ARGON2_T_COST=1 \
     IM__LIMITS__REQUESTS_PER_SECOND=1000000 IM__LIMITS__REQUEST_BURST=1000000 \
     IM__LIMITS__MAX_SESSIONS_PER_USER=64 IM__LIMITS__MAX_GROUP_MEMBERS=20000 \

@@ -14,6 +14,7 @@ async fn start(
 ) -> (Target, tokio::sync::oneshot::Sender<()>) {
     let mut config = im_server::ServerConfig::default();
     config.server.listen = "127.0.0.1:0".into();
+    config.grpc.listen = "127.0.0.1:0".into();
     config.store.url = store_url;
     config.auth.argon2_m_cost = 256;
     config.auth.argon2_t_cost = 1;

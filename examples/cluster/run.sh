@@ -46,7 +46,7 @@ if [ "$BACKEND" = kafka ] && [ -z "$KAFKA" ]; then
 fi
 
 for n in 1 2 3; do
-  env IM__SERVER__LISTEN=127.0.0.1:808$n IM__STORE__URL="$STORE" "${FANOUT[@]}" \
+  env IM__SERVER__LISTEN=127.0.0.1:808$n IM__GRPC__LISTEN=127.0.0.1:5005$n IM__STORE__URL="$STORE" "${FANOUT[@]}" \
     target/debug/im-server > "/tmp/im-cluster-node$n.log" 2>&1 &
   pids+=($!)
 done

@@ -52,6 +52,7 @@ async fn two_terminal_users_chat_in_a_room_and_directly() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = im_server::ServerConfig::default();
     config.server.listen = "127.0.0.1:0".into();
+    config.grpc.listen = "127.0.0.1:0".into();
     config.store.url = format!("sqlite://{}", dir.path().join("im.sqlite3").display());
     config.auth.argon2_m_cost = 256;
     config.auth.argon2_t_cost = 1;

@@ -2,7 +2,7 @@
 
 use crate::link::Link;
 use crate::tracker::{Live, Tracker};
-use crate::transport::{Connector, WebSocketConnector};
+use crate::transport::{Connector, UrlConnector};
 use crate::{Error, Event, Result};
 use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
 use im_protocol::{Format, PROTOCOL_VERSION};
@@ -17,7 +17,8 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 /// Settings of a [`Client`].
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// WebSocket URLs of the server nodes (`ws://host:port/v1/ws`), tried in turn.
+    /// URLs of the server nodes, tried in turn: WebSocket
+    /// (`ws://host:port/v1/ws`) or gRPC (`grpc://host:port`).
     pub urls: Vec<String>,
     /// A stable id of this device or install.
     pub device_id: String,
@@ -31,7 +32,7 @@ pub struct ClientConfig {
     pub reconnect_max: Duration,
     /// Page size of sync fetches (default 200).
     pub page_size: u32,
-    /// How URLs are reached (default: [`WebSocketConnector`]).
+    /// How URLs are reached (default: [`UrlConnector`], by scheme).
     pub connector: Arc<dyn Connector>,
 }
 
@@ -46,7 +47,7 @@ impl ClientConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             page_size: 200,
-            connector: Arc::new(WebSocketConnector),
+            connector: Arc::new(UrlConnector),
         }
     }
 }

@@ -33,6 +33,7 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 mod client;
+mod grpc;
 mod link;
 mod tracker;
 pub mod transport;

@@ -1,7 +1,7 @@
 //! How the client reaches a server: a [`Connector`] opens a [`FrameChannel`]
-//! to a URL. [`WebSocketConnector`] is the default; an embedder can plug in
-//! another (an in-process channel to an engine in the same binary, a test
-//! transport).
+//! to a URL. [`UrlConnector`], the default, picks [`WebSocketConnector`] or
+//! [`GrpcConnector`] by the URL's scheme; an embedder can plug in another (an
+//! in-process channel to an engine in the same binary, a test transport).
 
 use crate::{Error, Result};
 use bytes::Bytes;
@@ -57,7 +57,24 @@ pub trait Connector: Send + Sync + std::fmt::Debug + 'static {
     fn connect<'a>(&'a self, url: &'a str, format: Format) -> ConnectFuture<'a>;
 }
 
-/// The default connector: `ws://` URLs over tokio-tungstenite.
+pub use crate::grpc::GrpcConnector;
+
+/// The default connector: by the URL's scheme, `ws://` over
+/// [`WebSocketConnector`], `grpc://` over [`GrpcConnector`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UrlConnector;
+
+impl Connector for UrlConnector {
+    fn connect<'a>(&'a self, url: &'a str, format: Format) -> ConnectFuture<'a> {
+        if url.starts_with("grpc://") {
+            GrpcConnector.connect(url, format)
+        } else {
+            WebSocketConnector.connect(url, format)
+        }
+    }
+}
+
+/// `ws://` URLs over tokio-tungstenite.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WebSocketConnector;
 

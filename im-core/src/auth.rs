@@ -22,6 +22,18 @@ pub struct IssuedToken {
     pub user: UserRecord,
 }
 
+impl IssuedToken {
+    /// The wire form answered to `Register` and `Login`.
+    pub fn to_wire(self) -> im_protocol::v1::AuthOk {
+        im_protocol::v1::AuthOk {
+            user_id: self.user.id,
+            user: Some(self.user.to_wire()),
+            token: self.token,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
 /// The issuer of the engine's own password accounts: their subject is the
 /// local user id.
 pub const LOCAL_ISSUER: &str = "local";

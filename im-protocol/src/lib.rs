@@ -8,6 +8,9 @@
 //! * WebSocket **text** frames carry their canonical proto3 JSON mapping, so a
 //!   browser or a shell tool can speak the protocol (64-bit ids are JSON strings).
 //!
+//! * **gRPC** (feature `grpc`): the services of `proto/im/v1/grpc.proto`, see
+//!   [`grpc`].
+//!
 //! Every decode checks the size limit *before* parsing.
 //!
 //! ```
@@ -24,6 +27,8 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 pub mod codec;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 
 pub use codec::{CodecError, Format};
 

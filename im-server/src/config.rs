@@ -33,6 +33,30 @@ pub struct ServerConfig {
     pub fanout: FanOutSection,
     /// Where the cluster counts who is online.
     pub presence: PresenceSection,
+    /// The gRPC listener.
+    pub grpc: GrpcSection,
+}
+
+/// `[grpc]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcSection {
+    /// Serve gRPC (default on).
+    pub enabled: bool,
+    /// Address of the gRPC listener (HTTP/2), beside `server.listen`.
+    pub listen: String,
+    /// Most concurrent streams (sessions and calls) on one connection.
+    pub max_streams_per_connection: u32,
+}
+
+impl Default for GrpcSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:50051".into(),
+            max_streams_per_connection: 64,
+        }
+    }
 }
 
 /// `[presence]`
@@ -323,6 +347,10 @@ impl ServerConfig {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<()> {
         self.listen_addr()?;
+        self.grpc_addr()?;
+        if self.grpc.max_streams_per_connection == 0 {
+            bail!("grpc.max_streams_per_connection must be at least 1");
+        }
         self.store_url()?;
         if !matches!(self.store.synchronous.as_str(), "full" | "normal") {
             bail!("store.synchronous must be \"full\" or \"normal\"");
@@ -393,6 +421,20 @@ impl ServerConfig {
                 self.server.listen
             ))
         })
+    }
+
+    /// The gRPC listener's address, or `None` when gRPC is off.
+    pub fn grpc_addr(&self) -> Result<Option<SocketAddr>> {
+        if !self.grpc.enabled {
+            return Ok(None);
+        }
+        let addr = self.grpc.listen.parse().map_err(|_| {
+            ServerError::Config(format!(
+                "grpc.listen {:?} is not an address:port",
+                self.grpc.listen
+            ))
+        })?;
+        Ok(Some(addr))
     }
 
     /// Where presence is kept (`presence.backend`, with `auto` resolved).

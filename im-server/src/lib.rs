@@ -25,6 +25,7 @@
 mod backends;
 pub mod config;
 mod error;
+mod grpc;
 mod http;
 mod shared;
 pub mod websocket;
@@ -40,8 +41,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -70,30 +71,15 @@ impl ServerHandle {
         transport: T,
         bearer_token: Option<String>,
     ) -> Result<(), im_core::Error> {
-        let shared = &self.shared;
-        if shared.shutdown.is_cancelled() {
-            return Err(im_core::Error::Unavailable("server is shutting down".into()));
-        }
-        let permit = shared
-            .connections
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| im_core::Error::Unavailable("connection limit reached".into()))?;
-        let serve = im_core::connection::serve(
-            shared.engine.clone(),
-            shared.connection.clone(),
-            transport,
-            bearer_token,
-            shared.shutdown.clone().cancelled_owned(),
-        );
-        shared.spawn_connection(serve, Some(permit));
-        Ok(())
+        self.shared.serve_transport(transport, bearer_token)
     }
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    /// The gRPC listener, unless gRPC is off.
+    grpc_listener: Option<TcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -121,9 +107,14 @@ impl Server {
         Self::with_listener(config, listener).await
     }
 
-    /// Opens the store and serves on an existing listener.
+    /// Opens the store and serves HTTP and WebSocket on an existing listener
+    /// (and gRPC on `grpc.listen`, unless it is off).
     pub async fn with_listener(config: ServerConfig, listener: TcpListener) -> Result<Self> {
         config.validate()?;
+        let grpc_listener = match config.grpc_addr()? {
+            Some(addr) => Some(listen(addr).map_err(|source| ServerError::Bind { addr, source })?),
+            None => None,
+        };
         let store = open_store(&config).await?;
         // Names this node in the presence registry and in the fan-out's routing.
         let node = node_name();
@@ -144,6 +135,7 @@ impl Server {
             .build();
         Ok(Self {
             listener,
+            grpc_listener,
             shared: Arc::new(Shared {
                 engine,
                 connections: Arc::new(Semaphore::new(config.server.max_connections)),
@@ -158,6 +150,13 @@ impl Server {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// The address gRPC listens on, unless it is off.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("bound listener has an address"))
     }
 
     /// The engine, for embedders that add their own routes.
@@ -177,8 +176,22 @@ impl Server {
     /// accepting, tells every WebSocket client why it is closed, lets
     /// in-flight requests finish, then flushes and closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let Server { listener, shared } = self;
+        let Server {
+            listener,
+            grpc_listener,
+            shared,
+        } = self;
         tracing::info!(addr = %listener.local_addr()?, "im-server listening");
+        if let Some(grpc_listener) = grpc_listener {
+            tracing::info!(addr = %grpc_listener.local_addr()?, "gRPC listening");
+            let routes = grpc::routes(&shared);
+            let serve = move |shared, stream, peer, permit| {
+                grpc::serve_connection(shared, routes.clone(), stream, peer, permit)
+            };
+            shared
+                .tasks
+                .spawn(accept_loop(shared.clone(), grpc_listener, Refusal::Close, serve));
+        }
         // Housekeeping: expired tokens are deleted now and then.
         let housekeeping = shared.clone();
         shared.tasks.spawn(async move {
@@ -194,33 +207,13 @@ impl Server {
                 }
             }
         });
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        // Every TCP connection, HTTP or WebSocket, holds a permit.
-                        match shared.connections.clone().try_acquire_owned() {
-                            Ok(permit) => {
-                                let shared2 = shared.clone();
-                                shared.tasks.spawn(http::serve_connection(shared2, stream, peer, permit));
-                            }
-                            Err(_) => {
-                                shared.tasks.spawn(http::refuse(stream));
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-            }
+        // Stops accepting when `shutdown` completes (the future is dropped
+        // with its listener).
+        let http = accept_loop(shared.clone(), listener, Refusal::Http503, http::serve_connection);
+        tokio::select! {
+            _ = shutdown => {}
+            _ = http => {}
         }
-        drop(listener);
         tracing::info!(connections = shared.engine.sessions().len(), "shutting down");
         shared.shutdown.cancel();
         shared.tasks.close();
@@ -238,6 +231,51 @@ impl Server {
             })?;
         tracing::info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// How a connection over the connection limit is turned away.
+#[derive(Clone, Copy)]
+enum Refusal {
+    /// An HTTP/1.1 503 answer (HTTP and WebSocket clients read it).
+    Http503,
+    /// Just closed (an HTTP/2 client sees the connection fail and retries).
+    Close,
+}
+
+/// Accepts connections until shutdown starts. Each connection holds a permit
+/// of the server's connection limit while `serve` runs as a tracked task.
+async fn accept_loop<F, Fut>(shared: Arc<Shared>, listener: TcpListener, refusal: Refusal, serve: F)
+where
+    F: Fn(Arc<Shared>, TcpStream, SocketAddr, OwnedSemaphorePermit) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                match shared.connections.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        shared.tasks.spawn(serve(shared.clone(), stream, peer, permit));
+                    }
+                    Err(_) => match refusal {
+                        Refusal::Http503 => {
+                            shared.tasks.spawn(http::refuse(stream));
+                        }
+                        Refusal::Close => drop(stream),
+                    },
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 

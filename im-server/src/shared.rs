@@ -2,6 +2,7 @@
 
 use crate::config::ServerConfig;
 use im_core::Engine;
+use im_core::connection::FrameTransport;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,34 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Serves one protocol session over `transport` (a WebSocket, a gRPC
+    /// stream, an embedder's own): it holds a connection permit, and
+    /// graceful shutdown tells its client and waits for it. `UNAVAILABLE`
+    /// when the server is shutting down or full.
+    pub(crate) fn serve_transport<T: FrameTransport + 'static>(
+        &self,
+        transport: T,
+        bearer_token: Option<String>,
+    ) -> Result<(), im_core::Error> {
+        if self.shutdown.is_cancelled() {
+            return Err(im_core::Error::Unavailable("server is shutting down".into()));
+        }
+        let permit = self
+            .connections
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| im_core::Error::Unavailable("connection limit reached".into()))?;
+        let serve = im_core::connection::serve(
+            self.engine.clone(),
+            self.connection.clone(),
+            transport,
+            bearer_token,
+            self.shutdown.clone().cancelled_owned(),
+        );
+        self.spawn_connection(serve, Some(permit));
+        Ok(())
+    }
+
     /// Runs a connection's future as a tracked task (drained at shutdown)
     /// that holds its permit (if it has one) until it ends. The future is
     /// boxed once: moved into an async block and awaited there it would be

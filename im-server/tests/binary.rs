@@ -52,6 +52,8 @@ fn check_config_accepts_the_example_and_rejects_bad_values() {
         ("IM__FANOUT__BACKEND", "nats"),
         ("IM__FANOUT__PARTITIONS", "0"),
         ("IM__PRESENCE__BACKEND", "everywhere"),
+        ("IM__GRPC__LISTEN", "nowhere"),
+        ("IM__GRPC__MAX_STREAMS_PER_CONNECTION", "0"),
     ] {
         let bad = bin().arg("check-config").env(key, value).output().unwrap();
         assert!(!bad.status.success(), "{key}={value} should be refused");
@@ -167,6 +169,7 @@ fn serves_then_exits_zero_on_sigterm() {
     let port = free_port();
     let mut child = bin()
         .env("IM__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("IM__GRPC__LISTEN", "127.0.0.1:0")
         .env(
             "IM__STORE__URL",
             format!("sqlite://{}", dir.path().join("data/im.sqlite3").display()),

@@ -24,6 +24,14 @@ mod postgres {
     }
 }
 
+/// The same cases over gRPC's `Chat.Connect` stream.
+mod grpc {
+    const BACKEND: crate::support::Backend = crate::support::Backend::Sqlite;
+    const TRANSPORT: crate::support::Transport = crate::support::Transport::Grpc;
+    include!("support/transport_cases.rs");
+    include!("support/grpc_cases.rs");
+}
+
 /// The same cases over a second transport: an in-memory duplex driving the
 /// engine's session driver, with no socket.
 mod memory_transport {

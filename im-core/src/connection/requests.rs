@@ -195,7 +195,7 @@ impl Connection {
         let expires_at = Some(issued.expires_at);
         self.attach(issued.user.clone(), issued.token.clone(), expires_at, outcome)
             .await?;
-        Ok(Reply::Auth(auth_ok(issued)))
+        Ok(Reply::Auth(issued.to_wire()))
     }
 
     async fn attach(
@@ -254,15 +254,6 @@ impl Drop for Connection {
 
 fn error(request_id: u64, e: &Error) -> v1::ServerFrame {
     v1::ServerFrame::response(request_id, Reply::Error(e.to_wire()))
-}
-
-fn auth_ok(issued: crate::auth::IssuedToken) -> v1::AuthOk {
-    v1::AuthOk {
-        user_id: issued.user.id,
-        user: Some(issued.user.to_wire()),
-        token: issued.token,
-        expires_at: issued.expires_at,
-    }
 }
 
 impl std::fmt::Debug for Connection {

@@ -2,6 +2,7 @@
 //! SDK clients, a cuttable TCP proxy, a raw WebSocket client and raw HTTP.
 #![allow(dead_code)]
 
+pub mod grpc;
 pub mod memory;
 pub mod process;
 
@@ -38,6 +39,8 @@ pub enum Transport {
     WebSocket,
     /// The in-memory duplex of [`memory`]: the session driver without a socket.
     Memory,
+    /// gRPC's `Chat.Connect` stream over HTTP/2 on 127.0.0.1.
+    Grpc,
 }
 
 /// Keeps a test server's data alive across restarts; removes it at the end.
@@ -48,6 +51,8 @@ pub struct Data {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The gRPC listener.
+    pub grpc_addr: SocketAddr,
     pub max_frame: usize,
     pub transport: Transport,
     pub server: im_server::ServerHandle,
@@ -72,6 +77,7 @@ pub fn test_config(backend: Backend) -> (ServerConfig, Data) {
     let mut schema = None;
     let mut c = ServerConfig::default();
     c.server.listen = "127.0.0.1:0".into();
+    c.grpc.listen = "127.0.0.1:0".into();
     c.server.shutdown_timeout_secs = 5;
     c.store.url = match backend {
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("im.sqlite3").display()),
@@ -109,13 +115,24 @@ impl TestServer {
 
     /// A server whose SDK and raw clients use `transport`.
     pub async fn start_on(backend: Backend, transport: Transport) -> Self {
-        let (config, data) = test_config(backend);
+        Self::start_on_with(backend, transport, |_| {}).await
+    }
+
+    /// The same, with adjusted settings.
+    pub async fn start_on_with(
+        backend: Backend,
+        transport: Transport,
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
+        let (mut config, data) = test_config(backend);
+        adjust(&mut config);
         Self::launch(config, Arc::new(data), transport).await
     }
 
     async fn launch(config: ServerConfig, dir: Arc<Data>, transport: Transport) -> Self {
         let server = Server::bind(config.clone()).await.unwrap();
         let addr = server.local_addr();
+        let grpc_addr = server.grpc_addr().expect("gRPC is on in tests");
         let server_handle = server.handle();
         let memory = memory::MemoryConnector::new(server_handle.clone(), config.limits.max_frame_bytes);
         assert!(addr.ip().is_loopback());
@@ -125,6 +142,7 @@ impl TestServer {
         }));
         Self {
             addr,
+            grpc_addr,
             max_frame: config.limits.max_frame_bytes,
             transport,
             server: server_handle,
@@ -146,6 +164,7 @@ impl TestServer {
             .unwrap();
         let mut config = self.config;
         config.server.listen = self.addr.to_string();
+        config.grpc.listen = self.grpc_addr.to_string();
         StoppedServer {
             config,
             dir: self.dir,
@@ -162,11 +181,15 @@ impl TestServer {
         let stopped = self.stop_and_keep().await;
         let mut config = stopped.config;
         config.server.listen = "127.0.0.1:0".into();
+        config.grpc.listen = "127.0.0.1:0".into();
         Self::launch(config, stopped.dir, stopped.transport).await
     }
 
     pub fn url(&self) -> String {
-        format!("ws://{}/v1/ws", self.addr)
+        match self.transport {
+            Transport::Grpc => format!("grpc://{}", self.grpc_addr),
+            _ => format!("ws://{}/v1/ws", self.addr),
+        }
     }
 
     pub fn client_config(&self) -> ClientConfig {
@@ -189,6 +212,7 @@ impl TestServer {
     pub async fn cuttable(&self) -> Cuttable {
         match self.transport {
             Transport::WebSocket => Cuttable::Proxy(Proxy::start(self.addr).await),
+            Transport::Grpc => Cuttable::Proxy(Proxy::start_grpc(self.grpc_addr).await),
             Transport::Memory => {
                 Cuttable::Memory(memory::MemoryConnector::new(self.server.clone(), self.max_frame))
             }
@@ -199,6 +223,7 @@ impl TestServer {
     pub async fn raw(&self, token: Option<&str>) -> RawClient {
         match self.transport {
             Transport::WebSocket => RawClient::Ws(Box::new(RawWs::connect(self.addr, token).await)),
+            Transport::Grpc => RawClient::Grpc(Box::new(grpc::RawGrpc::connect(self.grpc_addr, token).await)),
             Transport::Memory => {
                 RawClient::Memory(memory::RawDuplex::connect(&self.server, self.max_frame, token))
             }
@@ -352,6 +377,7 @@ impl Cuttable {
 pub enum RawClient {
     Ws(Box<RawWs>),
     Memory(memory::RawDuplex),
+    Grpc(Box<grpc::RawGrpc>),
 }
 
 impl RawClient {
@@ -359,6 +385,7 @@ impl RawClient {
         match self {
             RawClient::Ws(w) => w.send_json(text).await,
             RawClient::Memory(m) => m.send(text.as_bytes().to_vec(), im_client_sdk::Format::Json),
+            RawClient::Grpc(g) => g.send_json(text),
         }
     }
 
@@ -366,6 +393,7 @@ impl RawClient {
         match self {
             RawClient::Ws(w) => w.send_binary(data).await,
             RawClient::Memory(m) => m.send(data, im_client_sdk::Format::Binary),
+            RawClient::Grpc(g) => g.send(data),
         }
     }
 
@@ -373,6 +401,7 @@ impl RawClient {
         match self {
             RawClient::Ws(w) => w.next_json().await,
             RawClient::Memory(m) => m.next_json().await,
+            RawClient::Grpc(g) => g.next_json().await,
         }
     }
 
@@ -390,6 +419,7 @@ impl RawClient {
         match self {
             RawClient::Ws(w) => w.closed().await,
             RawClient::Memory(m) => m.closed().await,
+            RawClient::Grpc(g) => g.closed().await,
         }
     }
 }
@@ -397,6 +427,8 @@ impl RawClient {
 /// A TCP proxy whose connections can be cut at will.
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// `ws` or `grpc`: what the URLs through it speak.
+    scheme: &'static str,
     live: Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>>,
     accepted: Arc<AtomicUsize>,
     refusing: Arc<std::sync::atomic::AtomicBool>,
@@ -404,7 +436,17 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy to a WebSocket listener.
     pub async fn start(upstream: SocketAddr) -> Self {
+        Self::start_for(upstream, "ws").await
+    }
+
+    /// A proxy to a gRPC listener.
+    pub async fn start_grpc(upstream: SocketAddr) -> Self {
+        Self::start_for(upstream, "grpc").await
+    }
+
+    async fn start_for(upstream: SocketAddr, scheme: &'static str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let live = Arc::new(parking_lot::Mutex::new(Vec::new()));
@@ -428,6 +470,7 @@ impl Proxy {
         });
         Self {
             addr,
+            scheme,
             live,
             accepted,
             refusing,
@@ -441,7 +484,10 @@ impl Proxy {
     }
 
     pub fn url(&self) -> String {
-        format!("ws://{}/v1/ws", self.addr)
+        match self.scheme {
+            "grpc" => format!("grpc://{}", self.addr),
+            _ => format!("ws://{}/v1/ws", self.addr),
+        }
     }
 
     /// Drops every proxied connection.

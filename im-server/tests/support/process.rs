@@ -14,6 +14,8 @@ pub fn bin() -> Command {
 pub struct Process {
     pub child: Child,
     pub port: u16,
+    /// The gRPC listener's port.
+    pub grpc_port: u16,
 }
 
 impl Process {
@@ -24,6 +26,7 @@ impl Process {
     /// With more `IM__…` settings.
     pub fn spawn_with<K: AsRef<str>, V: AsRef<str>>(store_url: &str, settings: &[(K, V)]) -> Self {
         let port = free_port();
+        let grpc_port = free_port();
         let mut command = bin();
         for (key, value) in settings {
             command.env(key.as_ref(), value.as_ref());
@@ -31,6 +34,7 @@ impl Process {
         let logs = std::env::var_os("IM_TEST_SERVER_LOG").is_some();
         let child = command
             .env("IM__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("IM__GRPC__LISTEN", format!("127.0.0.1:{grpc_port}"))
             .env("IM__STORE__URL", store_url)
             .env("IM__AUTH__ARGON2_M_COST", "256")
             .env("IM__AUTH__ARGON2_T_COST", "1")
@@ -41,7 +45,11 @@ impl Process {
             .stderr(if logs { Stdio::inherit() } else { Stdio::null() })
             .spawn()
             .unwrap();
-        let mut process = Self { child, port };
+        let mut process = Self {
+            child,
+            port,
+            grpc_port,
+        };
         let started = Instant::now();
         while !process.ready() {
             assert!(

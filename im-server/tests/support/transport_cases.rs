@@ -297,3 +297,78 @@ async fn concurrent_senders_into_one_group_reach_everyone_in_sequence_without_ga
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_tells_clients_and_loses_no_acked_message() {
+    if TRANSPORT == Transport::Memory {
+        // The memory duplex is bound to one server's handle: there is no
+        // address to restart behind its clients.
+        return;
+    }
+    let server = TestServer::start_on(BACKEND, TRANSPORT).await;
+    let (a, mut a_ev) = server.register("talker").await;
+    let (b, mut b_ev) = server.register("listener").await;
+    let conv = a.send_direct(b.user().id, "start").await.unwrap().conversation_id;
+    // Keep sending while the server shuts down.
+    let sender = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..300 {
+                let fut = a.send_text(conv, &format!("n{i}"));
+                match tokio::time::timeout(Duration::from_secs(20), fut).await {
+                    Ok(Ok(ack)) => acked.push(ack.seq),
+                    _ => break,
+                }
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let server = server.stop_and_keep().await;
+    let mut b_seen = Vec::new();
+    for (i, events) in [&mut a_ev, &mut b_ev].into_iter().enumerate() {
+        let seen = events_until(events, |e| matches!(e, Event::Disconnected { .. })).await;
+        assert!(
+            seen.contains(&Event::Closing {
+                reason: "server shutting down".into()
+            }),
+            "{seen:?}"
+        );
+        if i == 1 {
+            b_seen = seen;
+        }
+    }
+    // Restart on the same address: the clients reconnect, resync and flush their outbox.
+    let server = server.start_again().await;
+    let acked = tokio::time::timeout(Duration::from_secs(60), sender)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        acked.len(),
+        300,
+        "every queued message was acked, before or after the restart"
+    );
+    let mut got: Vec<v1::Message> = b_seen
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) if m.conversation_id == conv => Some(m),
+            _ => None,
+        })
+        .collect();
+    let before = got.len();
+    got.extend(messages(&mut b_ev, conv, 301 - before).await);
+    assert_eq!(
+        got.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=301).collect::<Vec<_>>()
+    );
+    let mut texts: Vec<_> = got.iter().skip(1).map(text_of).collect();
+    texts.dedup();
+    assert_eq!(texts.len(), 300);
+    assert_eq!(
+        b.history(conv, 0, 10).await.unwrap().messages.last().unwrap().seq,
+        301
+    );
+    server.stop().await;
+}
