@@ -221,4 +221,74 @@ mod grpc_only {
         idle.create_room("still here", false).await.unwrap();
         server.stop().await;
     }
+
+    /// Whether Python with grpcio-tools is here; CI must have it (`.ci/run`
+    /// installs it), elsewhere the test says it is skipped.
+    fn python_grpc() -> bool {
+        let found = std::process::Command::new("python3")
+            .args(["-c", "import grpc, grpc_tools"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            assert!(
+                std::env::var("CI").is_err(),
+                "python3 with grpcio-tools is required in CI (pip install grpcio-tools)"
+            );
+            eprintln!("skipped: python3 with grpcio-tools is not installed");
+        }
+        found
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_python_client_generated_from_the_proto_logs_in_sends_and_receives() {
+        if !python_grpc() {
+            return;
+        }
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let generated = tempfile::tempdir().unwrap();
+        let protoc = std::process::Command::new("python3")
+            .args(["-m", "grpc_tools.protoc", "-I"])
+            .arg(workspace.join("im-protocol/proto"))
+            .arg(format!("--python_out={}", generated.path().display()))
+            .arg(format!("--grpc_python_out={}", generated.path().display()))
+            .args(["im/v1/im.proto", "im/v1/grpc.proto"])
+            .output()
+            .unwrap();
+        assert!(protoc.status.success(), "{}", String::from_utf8_lossy(&protoc.stderr));
+
+        let server = TestServer::start_on(BACKEND, Transport::Grpc).await;
+        let (rusty, mut rusty_ev) = server.register("rusty").await;
+        server.register("pythonista").await;
+        let python = tokio::process::Command::new("python3")
+            .arg(workspace.join("examples/python/grpc_chat.py"))
+            .arg(server.grpc_addr.to_string())
+            .args(["pythonista", PASSWORD, "--to"])
+            .arg(rusty.user().id.to_string())
+            .args(["--text", "hello from python", "--wait", "30"])
+            .env("PYTHONPATH", generated.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let seen = events_until(&mut rusty_ev, |e| matches!(e, Event::Message(_))).await;
+        let Some(Event::Message(heard)) = seen.last().cloned() else {
+            unreachable!("events_until ends with the event asked for")
+        };
+        assert_eq!(text_of(&heard), "hello from python");
+        rusty.send_text(heard.conversation_id, "hello python").await.unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(60), python.wait_with_output())
+            .await
+            .expect("the python client finishes")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(r#""ack": {"conversation_id": "#), "{stdout}");
+        assert!(stdout.contains(r#""text": "hello python""#), "{stdout}");
+        server.stop().await;
+    }
 }
