@@ -4,3 +4,4 @@
 
 pub mod cli;
 pub mod embed;
+pub mod grpc_bots;
