@@ -2,6 +2,7 @@
 //! requests pipelined, events handed to a callback.
 
 use anyhow::{Context, bail};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
 use im_protocol::{Format, codec};
@@ -38,9 +39,15 @@ impl std::fmt::Display for ServerError {
 
 impl std::error::Error for ServerError {}
 
+/// What a connection's task writes.
+enum Outgoing {
+    Frame(Bytes),
+    Close,
+}
+
 /// One authenticated connection.
 pub struct Conn {
-    out: mpsc::UnboundedSender<Message>,
+    out: mpsc::UnboundedSender<Outgoing>,
     waiters: Arc<Waiters>,
     next: AtomicU64,
     /// The user this connection is signed in as.
@@ -84,63 +91,28 @@ impl Conn {
         token: &str,
         on_event: impl Fn(v1::event::Kind) + Send + 'static,
     ) -> anyhow::Result<Conn> {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        if let Some(ip) = source {
-            socket.bind(SocketAddr::new(ip, 0))?;
-        }
-        let stream = socket.connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0);
-        let (ws, _) =
-            tokio_tungstenite::client_async_with_config(format!("ws://{addr}/v1/ws"), stream, Some(config))
-                .await
-                .context("websocket handshake")?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
         let waiters: Arc<Waiters> = Arc::new(Mutex::new(HashMap::new()));
-        let w = waiters.clone();
-        tokio::spawn(async move {
-            let (mut sink, mut stream) = ws.split();
-            loop {
-                tokio::select! {
-                    out = rx.recv() => {
-                        let Some(msg) = out else { break };
-                        if sink.feed(msg).await.is_err() { break; }
-                        while let Ok(more) = rx.try_recv() {
-                            if sink.feed(more).await.is_err() { return; }
-                        }
-                        if sink.flush().await.is_err() { break; }
-                    }
-                    incoming = stream.next() => {
-                        let data = match incoming {
-                            Some(Ok(Message::Binary(b))) => b,
-                            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                            Some(Ok(_)) => continue,
-                        };
-                        let Ok(frame) = codec::decode::<v1::ServerFrame>(&data, Format::Binary, usize::MAX) else { continue };
-                        match frame.body {
-                            Some(v1::server_frame::Body::Response(r)) => {
-                                if let Some(waiter) = w.lock().remove(&r.request_id) {
-                                    let _ = waiter.send(match r.result {
-                                        Some(Reply::Error(e)) => Err(e),
-                                        Some(ok) => Ok(ok),
-                                        None => Err(v1::Error::default()),
-                                    });
-                                }
-                            }
-                            Some(v1::server_frame::Body::Event(v1::Event { kind: Some(kind) })) => on_event(kind),
-                            _ => {}
-                        }
-                    }
-                }
-            }
-            w.lock().clear();
-        });
+        let tx = websocket(addr, source, Reader::new(waiters.clone(), on_event)).await?;
+        Self::hello(tx, waiters, token).await
+    }
+
+    /// The same over gRPC's `Chat.Connect` stream at `addr` (one HTTP/2
+    /// connection per `Conn`).
+    pub async fn connect_grpc(
+        addr: SocketAddr,
+        token: &str,
+        on_event: impl Fn(v1::event::Kind) + Send + 'static,
+    ) -> anyhow::Result<Conn> {
+        let waiters: Arc<Waiters> = Arc::new(Mutex::new(HashMap::new()));
+        let tx = grpc(addr, Reader::new(waiters.clone(), on_event)).await?;
+        Self::hello(tx, waiters, token).await
+    }
+
+    async fn hello(
+        tx: mpsc::UnboundedSender<Outgoing>,
+        waiters: Arc<Waiters>,
+        token: &str,
+    ) -> anyhow::Result<Conn> {
         let mut conn = Conn {
             out: tx,
             waiters,
@@ -171,7 +143,7 @@ impl Conn {
             body: Some(body),
         };
         self.out
-            .send(Message::Binary(codec::encode(&frame, Format::Binary)))
+            .send(Outgoing::Frame(codec::encode(&frame, Format::Binary)))
             .map_err(|_| anyhow::anyhow!("connection closed"))?;
         match rx.await {
             Ok(Ok(reply)) => Ok(reply),
@@ -239,6 +211,145 @@ impl Conn {
 
     /// Closes the connection.
     pub fn close(&self) {
-        let _ = self.out.send(Message::Close(None));
+        let _ = self.out.send(Outgoing::Close);
     }
+}
+
+/// Hands each server frame to its waiter or to the event callback.
+struct Reader<F> {
+    waiters: Arc<Waiters>,
+    on_event: F,
+}
+
+impl<F: Fn(v1::event::Kind)> Reader<F> {
+    fn new(waiters: Arc<Waiters>, on_event: F) -> Self {
+        Self { waiters, on_event }
+    }
+
+    fn frame(&self, data: &[u8]) {
+        let Ok(frame) = codec::decode::<v1::ServerFrame>(data, Format::Binary, usize::MAX) else {
+            return;
+        };
+        match frame.body {
+            Some(v1::server_frame::Body::Response(r)) => {
+                if let Some(waiter) = self.waiters.lock().remove(&r.request_id) {
+                    let _ = waiter.send(match r.result {
+                        Some(Reply::Error(e)) => Err(e),
+                        Some(ok) => Ok(ok),
+                        None => Err(v1::Error::default()),
+                    });
+                }
+            }
+            Some(v1::server_frame::Body::Event(v1::Event { kind: Some(kind) })) => (self.on_event)(kind),
+            _ => {}
+        }
+    }
+
+    /// The connection ended: fail every request still waiting.
+    fn closed(&self) {
+        self.waiters.lock().clear();
+    }
+}
+
+/// A WebSocket from `source` to `addr`; frames go out through the sender.
+async fn websocket<F>(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    reader: Reader<F>,
+) -> anyhow::Result<mpsc::UnboundedSender<Outgoing>>
+where
+    F: Fn(v1::event::Kind) + Send + 'static,
+{
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(format!("ws://{addr}/v1/ws"), stream, Some(config))
+            .await
+            .context("websocket handshake")?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+    let message = |out| match out {
+        Outgoing::Frame(bytes) => Message::Binary(bytes),
+        Outgoing::Close => Message::Close(None),
+    };
+    tokio::spawn(async move {
+        let (mut sink, mut stream) = ws.split();
+        loop {
+            tokio::select! {
+                out = rx.recv() => {
+                    let Some(out) = out else { break };
+                    if sink.feed(message(out)).await.is_err() { break; }
+                    while let Ok(more) = rx.try_recv() {
+                        if sink.feed(message(more)).await.is_err() { break; }
+                    }
+                    if sink.flush().await.is_err() { break; }
+                }
+                incoming = stream.next() => match incoming {
+                    Some(Ok(Message::Binary(data))) => reader.frame(&data),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+        reader.closed();
+    });
+    Ok(tx)
+}
+
+/// A `Chat.Connect` stream on its own HTTP/2 connection to `addr`.
+async fn grpc<F>(addr: SocketAddr, reader: Reader<F>) -> anyhow::Result<mpsc::UnboundedSender<Outgoing>>
+where
+    F: Fn(v1::event::Kind) + Send + 'static,
+{
+    use im_protocol::grpc::chat_client::ChatClient;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .context("grpc connect")?;
+    let (up, up_rx) = mpsc::unbounded_channel::<Bytes>();
+    let response = ChatClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .connect(tokio_stream::wrappers::UnboundedReceiverStream::new(up_rx))
+        .await
+        .context("grpc stream")?;
+    let mut frames = response.into_inner();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+    tokio::spawn(async move {
+        let mut up = Some(up);
+        loop {
+            tokio::select! {
+                out = rx.recv(), if up.is_some() => match out {
+                    Some(Outgoing::Frame(frame)) => {
+                        if let Some(up) = &up {
+                            let _ = up.send(frame);
+                        }
+                    }
+                    Some(Outgoing::Close) | None => up = None,
+                },
+                incoming = frames.message() => match incoming {
+                    // A heartbeat: answer it.
+                    Ok(Some(data)) if data.is_empty() => {
+                        if let Some(up) = &up {
+                            let _ = up.send(Bytes::new());
+                        }
+                    }
+                    Ok(Some(data)) => reader.frame(&data),
+                    Ok(None) | Err(_) => break,
+                },
+            }
+        }
+        reader.closed();
+    });
+    Ok(tx)
 }

@@ -19,8 +19,12 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The server's process id, to read its memory and CPU time.
     pub server_pid: Option<u32>,
-    /// Loopback source addresses to spread connections over (empty: the default).
+    /// Loopback source addresses to spread connections over (empty: the
+    /// default; WebSocket only).
     pub sources: Vec<IpAddr>,
+    /// The server's gRPC address: when set, sessions run over gRPC's
+    /// `Chat.Connect` instead of WebSockets (registration stays HTTP).
+    pub grpc: Option<SocketAddr>,
 }
 
 /// What a scenario measured and verified.
@@ -110,7 +114,7 @@ async fn connect_one(
     clock: Clock,
 ) -> anyhow::Result<Conn> {
     let source = (!target.sources.is_empty()).then(|| target.sources[i % target.sources.len()]);
-    let connect = Conn::connect(target.addr, source, token, move |kind| match kind {
+    let on_event = move |kind| match kind {
         v1::event::Kind::Message(m) => inbox.record(clock, &m),
         v1::event::Kind::Typing(t) => inbox
             .typing
@@ -119,7 +123,13 @@ async fn connect_one(
             .or_default()
             .push(clock.now_us()),
         _ => {}
-    });
+    };
+    let connect = async {
+        match target.grpc {
+            Some(grpc) => Conn::connect_grpc(grpc, token, on_event).await,
+            None => Conn::connect(target.addr, source, token, on_event).await,
+        }
+    };
     // A connection the server never accepts is a failure, not a hang.
     tokio::time::timeout(Duration::from_secs(10), connect)
         .await

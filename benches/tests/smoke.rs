@@ -7,11 +7,12 @@ use im_benches::scenario::{self, Load, Target};
 use im_core::store::postgres::testing::TempSchema;
 use std::time::Duration;
 
-/// A server in this process with a cheap password hash and no rate limit.
+/// A server in this process with a cheap password hash and no rate limit:
+/// its target (WebSocket), its gRPC address, and its stop switch.
 async fn start(
     store_url: String,
     tune: impl FnOnce(&mut im_server::ServerConfig),
-) -> (Target, tokio::sync::oneshot::Sender<()>) {
+) -> (Target, std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let mut config = im_server::ServerConfig::default();
     config.server.listen = "127.0.0.1:0".into();
     config.grpc.listen = "127.0.0.1:0".into();
@@ -23,6 +24,7 @@ async fn start(
     tune(&mut config);
     let server = im_server::Server::bind(config).await.unwrap();
     let addr = server.local_addr();
+    let grpc = server.grpc_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = stopped.await;
@@ -31,15 +33,21 @@ async fn start(
         addr,
         server_pid: Some(std::process::id()),
         sources: vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()],
+        grpc: None,
     };
-    (target, stop)
+    (target, grpc.unwrap(), stop)
 }
 
-async fn server() -> (Target, tokio::sync::oneshot::Sender<()>, tempfile::TempDir) {
+async fn server() -> (
+    Target,
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("im.sqlite3").display());
-    let (target, stop) = start(url, |_| {}).await;
-    (target, stop, dir)
+    let (target, grpc, stop) = start(url, |_| {}).await;
+    (target, grpc, stop, dir)
 }
 
 fn short() -> Load {
@@ -54,7 +62,7 @@ fn short() -> Load {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_runs_and_verifies_exactly_once_delivery() {
-    let (target, stop, _dir) = server().await;
+    let (target, _, stop, _dir) = server().await;
 
     let r = scenario::connect(&target, 60, Duration::from_millis(100))
         .await
@@ -121,8 +129,29 @@ async fn every_scenario_runs_and_verifies_exactly_once_delivery() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dm_and_group_scenarios_run_over_grpc_too() {
+    let (mut target, grpc, stop, _dir) = server().await;
+    target.grpc = Some(grpc);
+    let r = scenario::dm(&target, 3, short()).await.unwrap();
+    assert!(
+        r.verified() && r.acked > 0 && r.deliveries == 2 * r.acked,
+        "{r:?}"
+    );
+    let group = Load {
+        rate: Some(200.0),
+        ..short()
+    };
+    let r = scenario::group(&target, 12, 2, group).await.unwrap();
+    assert!(
+        r.verified() && r.acked > 0 && r.deliveries == 12 * r.acked,
+        "{r:?}"
+    );
+    stop.send(()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_spreads_connections_over_worker_processes() {
-    let (target, stop, _dir) = server().await;
+    let (target, _, stop, _dir) = server().await;
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_im-load"))
         .args([
             "--addr",
@@ -149,7 +178,7 @@ async fn two_nodes(
 ) -> (Vec<Target>, Vec<tokio::sync::oneshot::Sender<()>>) {
     let (mut nodes, mut stops) = (Vec::new(), Vec::new());
     for _ in 0..2 {
-        let (target, stop) = start(schema.url(), |c| {
+        let (target, _, stop) = start(schema.url(), |c| {
             c.store.pool_size = 2;
             c.store.writers = 2;
             if let Some(channel) = redis_channel {

@@ -1,10 +1,12 @@
 //! `im-load`: the load generator. Speaks the real protocol over real
-//! WebSocket connections, measures, and verifies exactly-once delivery.
+//! WebSocket connections (or gRPC streams with `--grpc`), measures, and
+//! verifies exactly-once delivery.
 //!
 //! ```text
 //! im-load --addr 127.0.0.1:8080 --server-pid $(pgrep -x im-server) connect -n 20000 --workers 2
 //! im-load --addr 127.0.0.1:8080 dm --pairs 50 --duration 10
 //! im-load --addr 127.0.0.1:8080 group --members 100 --senders 4 --duration 10
+//! im-load --addr 127.0.0.1:8080 --grpc 127.0.0.1:50051 dm --pairs 50 --duration 10
 //! im-load --addr 127.0.0.1:8080 typing --members 50 --typists 4 --rate 200
 //! im-load --addr 127.0.0.1:8080 mixed --idle 2000 --pairs 20 --groups 4 --group-size 50 --churn 20
 //! im-load cluster --nodes 127.0.0.1:8081,127.0.0.1:8082 --server-pids 4001,4002 --pairs 20 --duration 10
@@ -30,6 +32,10 @@ struct Cli {
     /// Loopback source addresses to spread connections over, e.g. 127.0.0.2,127.0.0.3.
     #[arg(long, value_delimiter = ',')]
     sources: Vec<IpAddr>,
+    /// The server's gRPC address: run the sessions over gRPC instead of
+    /// WebSockets (users still register over HTTP at `--addr`).
+    #[arg(long)]
+    grpc: Option<SocketAddr>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -159,6 +165,7 @@ fn main() -> anyhow::Result<()> {
         addr: cli.addr,
         server_pid: cli.server_pid,
         sources: cli.sources.clone(),
+        grpc: cli.grpc,
     };
     let report = match cli.scenario {
         Scenario::Connect { n, worker: true, .. } => {
@@ -250,6 +257,7 @@ fn main() -> anyhow::Result<()> {
                     addr,
                     server_pid: server_pids.get(i).copied(),
                     sources: cli.sources.clone(),
+                    grpc: None,
                 })
                 .collect();
             let shape = Shape {
