@@ -1,8 +1,9 @@
 //! The client: connection supervision, resync, outbox and typed calls.
 
 use crate::link::Link;
+use crate::tls::TlsConfig;
 use crate::tracker::{Live, Tracker};
-use crate::transport::{Connector, UrlConnector};
+use crate::transport::{ConnectOptions, Connector, UrlConnector};
 use crate::{Error, Event, Result};
 use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
 use im_protocol::{Format, PROTOCOL_VERSION};
@@ -34,6 +35,9 @@ pub struct ClientConfig {
     pub page_size: u32,
     /// How URLs are reached (default: [`UrlConnector`], by scheme).
     pub connector: Arc<dyn Connector>,
+    /// The roots trusted for `wss://` (and other secure) URLs (default:
+    /// the system's).
+    pub tls: TlsConfig,
 }
 
 impl ClientConfig {
@@ -48,6 +52,7 @@ impl ClientConfig {
             reconnect_max: Duration::from_secs(5),
             page_size: 200,
             connector: Arc::new(UrlConnector),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -118,6 +123,8 @@ struct Auth {
 
 struct Inner {
     config: ClientConfig,
+    /// What the connector needs from `config`, made once.
+    connect_options: ConnectOptions,
     link: Mutex<Option<Arc<Link>>>,
     state: watch::Sender<ConnState>,
     tracker: Mutex<Tracker>,
@@ -166,6 +173,7 @@ impl Client {
             _ => String::new(),
         };
         let inner = Arc::new(Inner {
+            connect_options: ConnectOptions::new(config.format, config.tls.clone()),
             config,
             link: Mutex::new(None),
             state: watch::channel(ConnState::default()).0,
@@ -761,7 +769,7 @@ impl Inner {
         let link = Link::connect(
             self.config.connector.as_ref(),
             url,
-            self.config.format,
+            &self.connect_options,
             move |kind| {
                 if let Some(inner) = weak.upgrade() {
                     inner.on_event(kind);

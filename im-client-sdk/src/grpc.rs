@@ -3,7 +3,7 @@
 //! frame, exactly as on a WebSocket; an empty message from the server is a
 //! heartbeat, answered with an empty one.
 
-use crate::transport::{ConnectFuture, Connector, FrameChannel, FromServer, ToServer};
+use crate::transport::{ConnectFuture, ConnectOptions, Connector, FrameChannel, FromServer, ToServer};
 use crate::{Error, Result};
 use bytes::Bytes;
 use im_protocol::Format;
@@ -24,8 +24,8 @@ const MAX_FRAME: usize = 16 << 20;
 pub struct GrpcConnector;
 
 impl Connector for GrpcConnector {
-    fn connect<'a>(&'a self, url: &'a str, format: Format) -> ConnectFuture<'a> {
-        Box::pin(connect(url, format))
+    fn connect<'a>(&'a self, url: &'a str, options: &'a ConnectOptions) -> ConnectFuture<'a> {
+        Box::pin(connect(url, options.format))
     }
 }
 

@@ -15,6 +15,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), im_client_sdk::Error> {
 //! use im_client_sdk::{Client, ClientConfig, Credentials, Event};
+//! // wss:// verifies the server's certificate; see [`TlsConfig`].
 //! let config = ClientConfig::new("ws://127.0.0.1:8080/v1/ws");
 //! let (client, mut events) = Client::connect(
 //!     config,
@@ -35,11 +36,13 @@
 mod client;
 mod grpc;
 mod link;
+pub mod tls;
 mod tracker;
 pub mod transport;
 
 pub use client::{Client, ClientConfig, Credentials, Events};
 pub use im_protocol::{self, Format, v1};
+pub use tls::TlsConfig;
 
 /// Everything the client reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +106,10 @@ pub enum Error {
     /// Could not reach the server.
     #[error("connection failed: {0}")]
     Connect(String),
+    /// TLS refused: the server's certificate is not trusted, not valid for
+    /// the host or expired, or the configured roots cannot be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server sent something unexpected.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -128,7 +135,7 @@ impl Error {
                 v1::ErrorCode::Unavailable | v1::ErrorCode::RateLimited | v1::ErrorCode::Internal
             ),
             Error::Disconnected | Error::Timeout | Error::Connect(_) => true,
-            Error::Protocol(_) | Error::Closed => false,
+            Error::Protocol(_) | Error::Tls(_) | Error::Closed => false,
         }
     }
 }

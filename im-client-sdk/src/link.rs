@@ -2,7 +2,7 @@
 //! events to a callback. The bytes travel over whatever [`Connector`] the
 //! client was configured with.
 
-use crate::transport::{Connector, FromServer, ToServer};
+use crate::transport::{ConnectOptions, Connector, FromServer, ToServer};
 use crate::{Error, Result};
 use im_protocol::{Format, codec, v1};
 use parking_lot::Mutex;
@@ -29,11 +29,12 @@ impl Link {
     pub(crate) async fn connect(
         connector: &dyn Connector,
         url: &str,
-        format: Format,
+        options: &ConnectOptions,
         on_event: impl Fn(v1::event::Kind) + Send + 'static,
         on_close: impl FnOnce(String) + Send + 'static,
     ) -> Result<Arc<Link>> {
-        let channel = connector.connect(url, format).await?;
+        let channel = connector.connect(url, options).await?;
+        let format = options.format;
         let link = Arc::new(Link {
             out: channel.to_server,
             pending: Mutex::new(HashMap::new()),

@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub presence: PresenceSection,
     /// The gRPC listener.
     pub grpc: GrpcSection,
+    /// HTTPS and WSS on a second listener; absent: no TLS.
+    pub tls: Option<TlsSection>,
 }
 
 /// `[grpc]`
@@ -55,6 +57,37 @@ impl Default for GrpcSection {
             enabled: true,
             listen: "127.0.0.1:50051".into(),
             max_streams_per_connection: 64,
+        }
+    }
+}
+
+/// `[tls]`: a TLS listener for HTTPS and WSS beside the plain one of
+/// `[server]`, serving the same routes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM file of the certificate chain, the server's certificate first.
+    pub cert_file: String,
+    /// PEM file of the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// Address of the TLS listener.
+    pub listen: String,
+    /// How often the two files are checked for changes, milliseconds; a
+    /// changed pair is used for new connections without a restart
+    /// (0: never reloaded).
+    pub reload_interval_ms: u64,
+    /// Longest TLS handshake before the connection is dropped, milliseconds.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            cert_file: String::new(),
+            key_file: String::new(),
+            listen: "127.0.0.1:8443".into(),
+            reload_interval_ms: 2_000,
+            handshake_timeout_ms: 10_000,
         }
     }
 }
@@ -410,7 +443,37 @@ impl ServerConfig {
         if self.server.max_connections == 0 || self.limits.max_sessions_per_user == 0 {
             bail!("server.max_connections and limits.max_sessions_per_user must be positive");
         }
+        self.validate_tls()
+    }
+
+    /// Checks `[tls]`, loading the certificate and key once.
+    fn validate_tls(&self) -> Result<()> {
+        let Some(tls) = &self.tls else { return Ok(()) };
+        if tls.cert_file.trim().is_empty() || tls.key_file.trim().is_empty() {
+            bail!("tls.cert_file and tls.key_file must both be set");
+        }
+        let addr = self.tls_addr()?.expect("tls is set");
+        if addr.port() != 0 && (addr == self.listen_addr()? || Some(addr) == self.grpc_addr()?) {
+            bail!("tls.listen must differ from server.listen and grpc.listen");
+        }
+        if tls.reload_interval_ms != 0 && !(100..=3_600_000).contains(&tls.reload_interval_ms) {
+            bail!("tls.reload_interval_ms must be 0 (never) or 100 to 3600000");
+        }
+        if !(100..=60_000).contains(&tls.handshake_timeout_ms) {
+            bail!("tls.handshake_timeout_ms must be 100 to 60000");
+        }
+        crate::tls::TlsCertificate::load(&tls.cert_file, &tls.key_file)
+            .map_err(|e| ServerError::Config(format!("tls: {e}")))?;
         Ok(())
+    }
+
+    /// The TLS listener's address, if `[tls]` is set.
+    pub fn tls_addr(&self) -> Result<Option<SocketAddr>> {
+        let Some(tls) = &self.tls else { return Ok(None) };
+        tls.listen
+            .parse()
+            .map(Some)
+            .map_err(|_| ServerError::Config(format!("tls.listen {:?} is not an address:port", tls.listen)))
     }
 
     /// The listen address.

@@ -28,6 +28,9 @@ pub enum ServerError {
     /// The fan-out (Redis) cannot be reached.
     #[error("fan-out: {0}")]
     FanOut(#[source] im_core::Error),
+    /// The TLS certificate or key cannot be used.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// Another I/O failure (the runtime, the listener).
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

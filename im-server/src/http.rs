@@ -10,7 +10,8 @@ use hyper_util::rt::TokioIo;
 use im_core::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::OwnedSemaphorePermit;
 
 type Body = Full<Bytes>;
 
@@ -18,30 +19,67 @@ type Body = Full<Bytes>;
 const MAX_JSON_BODY: usize = 16 * 1024;
 
 /// Answers a connection over the limit with 503 and closes it.
-pub(crate) async fn refuse(mut stream: TcpStream) {
+pub(crate) async fn refuse<S: AsyncWrite + Unpin>(mut stream: S) {
     use tokio::io::AsyncWriteExt;
     let body = r#"{"error":{"code":"UNAVAILABLE","message":"connection limit reached"}}"#;
     let reply = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        stream.write_all(reply.as_bytes()),
-    )
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        stream.write_all(reply.as_bytes()).await?;
+        stream.shutdown().await
+    })
     .await;
+}
+
+/// A connection to the TLS listener: the handshake (bounded by
+/// `tls.handshake_timeout_ms`, abandoned at shutdown), then the same HTTP
+/// and WebSocket service as plain connections, or 503 when over the limit.
+pub(crate) async fn serve_tls<S>(
+    shared: Arc<Shared>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: S,
+    peer: SocketAddr,
+    permit: Option<OwnedSemaphorePermit>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let timeout = shared
+        .config
+        .tls
+        .as_ref()
+        .map_or(10_000, |t| t.handshake_timeout_ms);
+    let handshake = crate::tls::handshake(&acceptor, stream, std::time::Duration::from_millis(timeout));
+    let stream = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        done = handshake => match done {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+        },
+    };
+    match permit {
+        Some(permit) => serve_connection(shared, stream, peer, permit).await,
+        None => refuse(stream).await,
+    }
 }
 
 /// The connection's permit: moves to the WebSocket task on upgrade, else is
 /// released when the HTTP connection ends.
-type PermitSlot = Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>;
+type PermitSlot = Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>;
 
-pub(crate) async fn serve_connection(
+/// Serves HTTP/1.1 (and WebSocket upgrades) on one connection, plain or TLS.
+pub(crate) async fn serve_connection<S>(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) {
+    permit: OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(stream);
     let svc_shared = shared.clone();
     let slot: PermitSlot = Arc::new(std::sync::Mutex::new(Some(permit)));

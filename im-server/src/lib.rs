@@ -20,6 +20,10 @@
 //! | `GET /healthz` | the process is up |
 //! | `GET /readyz` | the store answers and the server is not shutting down |
 //! | `GET /v1/ws` | WebSocket; see `docs/PROTOCOL.md` |
+//!
+//! With a `[tls]` section the same routes are also served over TLS (HTTPS
+//! and WSS) on a second listener, with a certificate reloaded when its files
+//! change; see [`tls`].
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 mod backends;
@@ -28,6 +32,7 @@ mod error;
 mod grpc;
 mod http;
 mod shared;
+pub mod tls;
 pub mod websocket;
 
 pub use backends::{open_fanout, open_presence, open_store};
@@ -43,6 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -73,6 +79,13 @@ impl ServerHandle {
     ) -> Result<(), im_core::Error> {
         self.shared.serve_transport(transport, bearer_token)
     }
+
+    /// The TLS certificate of `[tls]`, if configured: a listener of
+    /// another transport makes its acceptor from it (with its own ALPN,
+    /// e.g. [`tls::ALPN_H2`]) and so serves the reloaded certificate too.
+    pub fn tls(&self) -> Option<&tls::TlsCertificate> {
+        self.shared.tls.as_ref()
+    }
 }
 
 /// A bound, not yet running server.
@@ -80,6 +93,8 @@ pub struct Server {
     listener: TcpListener,
     /// The gRPC listener, unless gRPC is off.
     grpc_listener: Option<TcpListener>,
+    /// The HTTPS and WSS listener of `[tls]`, if configured.
+    tls_listener: Option<TcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -108,13 +123,20 @@ impl Server {
     }
 
     /// Opens the store and serves HTTP and WebSocket on an existing listener
-    /// (and gRPC on `grpc.listen`, unless it is off).
+    /// (and gRPC on `grpc.listen`, unless it is off, and HTTPS and WSS on
+    /// `tls.listen`, if `[tls]` is set).
     pub async fn with_listener(config: ServerConfig, listener: TcpListener) -> Result<Self> {
         config.validate()?;
         let grpc_listener = match config.grpc_addr()? {
             Some(addr) => Some(listen(addr).map_err(|source| ServerError::Bind { addr, source })?),
             None => None,
         };
+        let mut tls = None;
+        let mut tls_listener = None;
+        if let (Some(section), Some(addr)) = (&config.tls, config.tls_addr()?) {
+            tls = Some(tls::TlsCertificate::load(&section.cert_file, &section.key_file)?);
+            tls_listener = Some(listen(addr).map_err(|source| ServerError::Bind { addr, source })?);
+        }
         let store = open_store(&config).await?;
         // Names this node in the presence registry and in the fan-out's routing.
         let node = node_name();
@@ -136,6 +158,7 @@ impl Server {
         Ok(Self {
             listener,
             grpc_listener,
+            tls_listener,
             shared: Arc::new(Shared {
                 engine,
                 connections: Arc::new(Semaphore::new(config.server.max_connections)),
@@ -143,6 +166,7 @@ impl Server {
                 config,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                tls,
             }),
         })
     }
@@ -157,6 +181,18 @@ impl Server {
         self.grpc_listener
             .as_ref()
             .map(|l| l.local_addr().expect("bound listener has an address"))
+    }
+
+    /// The address of the HTTPS and WSS listener, if `[tls]` is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("bound listener has an address"))
+    }
+
+    /// The TLS certificate of `[tls]`, if configured (see [`ServerHandle::tls`]).
+    pub fn tls(&self) -> Option<&tls::TlsCertificate> {
+        self.shared.tls.as_ref()
     }
 
     /// The engine, for embedders that add their own routes.
@@ -179,6 +215,7 @@ impl Server {
         let Server {
             listener,
             grpc_listener,
+            tls_listener,
             shared,
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "im-server listening");
@@ -191,6 +228,28 @@ impl Server {
             shared
                 .tasks
                 .spawn(accept_loop(shared.clone(), grpc_listener, Refusal::Close, serve));
+        }
+        if let (Some(tls_listener), Some(certificate)) = (tls_listener, &shared.tls) {
+            tracing::info!(addr = %tls_listener.local_addr()?, "HTTPS and WSS listening");
+            let every = shared.config.tls.as_ref().map_or(0, |t| t.reload_interval_ms);
+            if every > 0 {
+                let watch = certificate
+                    .clone()
+                    .watch(Duration::from_millis(every), shared.shutdown.clone());
+                shared.tasks.spawn(watch);
+            }
+            // The handshake runs in the connection's task, never here.
+            let acceptor = certificate.acceptor(&[tls::ALPN_HTTP1]);
+            let handshake = acceptor.clone();
+            let serve = move |shared, stream, peer, permit| {
+                http::serve_tls(shared, handshake.clone(), stream, peer, Some(permit))
+            };
+            shared.tasks.spawn(accept_loop(
+                shared.clone(),
+                tls_listener,
+                Refusal::Https503(acceptor),
+                serve,
+            ));
         }
         // Housekeeping: expired tokens are deleted now and then.
         let housekeeping = shared.clone();
@@ -235,10 +294,11 @@ impl Server {
 }
 
 /// How a connection over the connection limit is turned away.
-#[derive(Clone, Copy)]
 enum Refusal {
     /// An HTTP/1.1 503 answer (HTTP and WebSocket clients read it).
     Http503,
+    /// The same after a TLS handshake (bounded like any other).
+    Https503(TlsAcceptor),
     /// Just closed (an HTTP/2 client sees the connection fail and retries).
     Close,
 }
@@ -262,9 +322,14 @@ where
                     Ok(permit) => {
                         shared.tasks.spawn(serve(shared.clone(), stream, peer, permit));
                     }
-                    Err(_) => match refusal {
+                    Err(_) => match &refusal {
                         Refusal::Http503 => {
                             shared.tasks.spawn(http::refuse(stream));
+                        }
+                        Refusal::Https503(acceptor) => {
+                            let refuse =
+                                http::serve_tls(shared.clone(), acceptor.clone(), stream, peer, None);
+                            shared.tasks.spawn(refuse);
                         }
                         Refusal::Close => drop(stream),
                     },
@@ -283,6 +348,7 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("local_addr", &self.listener.local_addr().ok())
+            .field("tls_addr", &self.tls_addr())
             .finish_non_exhaustive()
     }
 }

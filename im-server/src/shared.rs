@@ -22,6 +22,9 @@ pub(crate) struct Shared {
     pub(crate) connection: Arc<im_core::ConnectionConfig>,
     /// Tracks every connection task, to drain them at shutdown.
     pub(crate) tasks: TaskTracker,
+    /// The certificate of the TLS listeners (`[tls]`), reloaded on change;
+    /// every TLS listener makes its acceptor from it with its own ALPN.
+    pub(crate) tls: Option<crate::tls::TlsCertificate>,
 }
 
 impl Shared {

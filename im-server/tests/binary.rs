@@ -83,6 +83,81 @@ fn check_config_accepts_the_example_and_rejects_bad_values() {
     );
 }
 
+#[test]
+fn check_config_reads_the_tls_section_from_the_environment_and_loads_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let cert = write("cert.pem", pair.cert.pem());
+    let key = write("key.pem", pair.signing_key.serialize_pem());
+    let wrong_key = write("other-key.pem", other.signing_key.serialize_pem());
+    let check = |settings: &[(&str, &str)]| {
+        let out = bin()
+            .arg("check-config")
+            .envs(settings.iter().copied())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, out) = check(&[
+        ("IM__TLS__CERT_FILE", &cert),
+        ("IM__TLS__KEY_FILE", &key),
+        ("IM__TLS__LISTEN", "0.0.0.0:8443"),
+        ("IM__TLS__RELOAD_INTERVAL_MS", "1500"),
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("0.0.0.0:8443") && out.contains("reload_interval_ms: 1500"),
+        "{out}"
+    );
+    for (settings, why) in [
+        (vec![("IM__TLS__CERT_FILE", cert.as_str())], "must both be set"),
+        (
+            vec![("IM__TLS__CERT_FILE", &cert), ("IM__TLS__KEY_FILE", &wrong_key)],
+            "other-key.pem",
+        ),
+        (
+            vec![
+                ("IM__TLS__CERT_FILE", "/nonexistent/cert.pem"),
+                ("IM__TLS__KEY_FILE", &key),
+            ],
+            "/nonexistent/cert.pem",
+        ),
+        (
+            vec![
+                ("IM__TLS__CERT_FILE", &cert),
+                ("IM__TLS__KEY_FILE", &key),
+                ("IM__TLS__LISTEN", "127.0.0.1:8080"),
+            ],
+            "must differ from server.listen and grpc.listen",
+        ),
+        (
+            vec![
+                ("IM__TLS__CERT_FILE", &cert),
+                ("IM__TLS__KEY_FILE", &key),
+                ("IM__TLS__RELOAD_INTERVAL_MS", "5"),
+            ],
+            "reload_interval_ms",
+        ),
+    ] {
+        let (ok, out) = check(&settings);
+        assert!(
+            !ok && out.contains(why),
+            "{settings:?}: expected {why:?} in {out}"
+        );
+    }
+}
+
 /// Two server processes on one PostgreSQL database; clients on each send 500
 /// messages into one group at the same time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! End-to-end tests: a real server on 127.0.0.1:0 driven by the Rust SDK and
 //! by raw WebSocket and HTTP clients, on every store backend: a real SQLite
-//! file, and a fresh schema in a real PostgreSQL database.
+//! file, and a fresh schema in a real PostgreSQL database; and the transport
+//! cases over an in-memory duplex and over WebSocket with TLS.
 
 mod support;
 
@@ -39,6 +40,17 @@ mod memory_transport {
     const TRANSPORT: crate::support::Transport = crate::support::Transport::Memory;
     include!("support/transport_cases.rs");
 }
+
+/// The transport cases over WebSocket with TLS (`wss://` to the TLS
+/// listener, a certificate of a test CA that the SDK trusts).
+mod websocket_tls {
+    const BACKEND: crate::support::Backend = crate::support::Backend::Sqlite;
+    const TRANSPORT: crate::support::Transport = crate::support::Transport::WebSocketTls;
+    include!("support/transport_cases.rs");
+}
+
+#[path = "e2e/tls.rs"]
+mod tls;
 
 mod postgres_outage {
     use crate::support::*;

@@ -4,7 +4,9 @@
 //! [`Connector`]; connections can be cut like the TCP proxy cuts sockets.
 
 use bytes::Bytes;
-use im_client_sdk::transport::{ConnectFuture, Connector, FrameChannel, FromServer, ToServer};
+use im_client_sdk::transport::{
+    ConnectFuture, ConnectOptions, Connector, FrameChannel, FromServer, ToServer,
+};
 use im_client_sdk::{Format, v1};
 use im_core::connection::{Close, FrameTransport, Incoming, Transmit, TransportError};
 use im_server::ServerHandle;
@@ -125,7 +127,8 @@ impl Drop for MemoryConnector {
 }
 
 impl Connector for MemoryConnector {
-    fn connect<'a>(&'a self, _url: &'a str, format: Format) -> ConnectFuture<'a> {
+    fn connect<'a>(&'a self, _url: &'a str, options: &'a ConnectOptions) -> ConnectFuture<'a> {
+        let format = options.format;
         Box::pin(async move {
             let (up, mut down) = open(&self.server, self.max_frame, None);
             let (to_server, mut from_client) = mpsc::unbounded_channel::<ToServer>();

@@ -1,20 +1,22 @@
 //! Test support: a real server on 127.0.0.1:0 with a temporary SQLite file,
-//! SDK clients, a cuttable TCP proxy, a raw WebSocket client and raw HTTP.
+//! SDK clients, a cuttable TCP proxy, a raw WebSocket client and raw HTTP;
+//! on the TLS transport, with a certificate of a test CA.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod grpc;
 pub mod memory;
 pub mod process;
 
 use futures_util::{SinkExt, StreamExt};
-use im_client_sdk::{Client, ClientConfig, Credentials, Event, Events, v1};
+use im_client_sdk::{Client, ClientConfig, Credentials, Event, Events, TlsConfig, v1};
 use im_core::store::postgres::testing::TempSchema;
 use im_server::{Server, ServerConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -41,6 +43,50 @@ pub enum Transport {
     Memory,
     /// gRPC's `Chat.Connect` stream over HTTP/2 on 127.0.0.1.
     Grpc,
+    /// WebSocket over TLS (`wss://`) on the server's TLS listener, with a
+    /// certificate of a test CA that the clients trust.
+    WebSocketTls,
+}
+
+/// The certificate files of a test server's TLS listener, signed by a test
+/// CA; removed at the end.
+pub struct TestTls {
+    pub ca: certs::TestCa,
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestTls {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = certs::TestCa::new("im test CA");
+        let (cert_file, key_file) = ca.write_server_pair(dir.path());
+        Self {
+            ca,
+            cert_file,
+            key_file,
+            _dir: dir,
+        }
+    }
+
+    /// A `[tls]` section serving these files on 127.0.0.1:0.
+    pub fn section(&self) -> im_server::config::TlsSection {
+        im_server::config::TlsSection {
+            cert_file: self.cert_file.display().to_string(),
+            key_file: self.key_file.display().to_string(),
+            listen: "127.0.0.1:0".into(),
+            reload_interval_ms: 200,
+            ..Default::default()
+        }
+    }
+
+    /// What a client trusts: this test CA only.
+    pub fn client_tls(&self) -> TlsConfig {
+        TlsConfig::new()
+            .only_custom_roots(true)
+            .add_root_pem(self.ca.pem())
+    }
 }
 
 /// Keeps a test server's data alive across restarts; removes it at the end.
@@ -50,7 +96,12 @@ pub struct Data {
 }
 
 pub struct TestServer {
+    /// The plain HTTP and WebSocket listener.
     pub addr: SocketAddr,
+    /// The TLS listener, if the server has one.
+    pub tls_addr: Option<SocketAddr>,
+    /// Its certificate files and CA.
+    pub tls: Option<Arc<TestTls>>,
     /// The gRPC listener.
     pub grpc_addr: SocketAddr,
     pub max_frame: usize,
@@ -69,6 +120,7 @@ pub struct StoppedServer {
     config: ServerConfig,
     dir: Arc<Data>,
     transport: Transport,
+    tls: Option<Arc<TestTls>>,
 }
 
 /// A server configuration for tests on `backend`, and the data it uses.
@@ -110,7 +162,7 @@ impl TestServer {
     pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
         let (mut config, data) = test_config(backend);
         adjust(&mut config);
-        Self::launch(config, Arc::new(data), Transport::WebSocket).await
+        Self::launch(config, Arc::new(data), Transport::WebSocket, None).await
     }
 
     /// A server whose SDK and raw clients use `transport`.
@@ -125,13 +177,34 @@ impl TestServer {
         adjust: impl FnOnce(&mut ServerConfig),
     ) -> Self {
         let (mut config, data) = test_config(backend);
+        let mut tls = None;
+        if transport == Transport::WebSocketTls {
+            let files = TestTls::new();
+            config.tls = Some(files.section());
+            tls = Some(Arc::new(files));
+        }
         adjust(&mut config);
-        Self::launch(config, Arc::new(data), transport).await
+        Self::launch(config, Arc::new(data), transport, tls).await
     }
 
-    async fn launch(config: ServerConfig, dir: Arc<Data>, transport: Transport) -> Self {
+    /// A server with a TLS listener (certificate files of `tls`) beside the
+    /// plain one; its SDK clients use TLS.
+    pub async fn start_tls(backend: Backend, tls: Arc<TestTls>) -> Self {
+        let (mut config, data) = test_config(backend);
+        config.tls = Some(tls.section());
+        Self::launch(config, Arc::new(data), Transport::WebSocketTls, Some(tls)).await
+    }
+
+    async fn launch(
+        config: ServerConfig,
+        dir: Arc<Data>,
+        transport: Transport,
+        tls: Option<Arc<TestTls>>,
+    ) -> Self {
         let server = Server::bind(config.clone()).await.unwrap();
         let addr = server.local_addr();
+        let tls_addr = server.tls_addr();
+        assert_eq!(tls_addr.is_some(), config.tls.is_some());
         let grpc_addr = server.grpc_addr().expect("gRPC is on in tests");
         let server_handle = server.handle();
         let memory = memory::MemoryConnector::new(server_handle.clone(), config.limits.max_frame_bytes);
@@ -142,6 +215,8 @@ impl TestServer {
         }));
         Self {
             addr,
+            tls_addr,
+            tls,
             grpc_addr,
             max_frame: config.limits.max_frame_bytes,
             transport,
@@ -165,10 +240,14 @@ impl TestServer {
         let mut config = self.config;
         config.server.listen = self.addr.to_string();
         config.grpc.listen = self.grpc_addr.to_string();
+        if let (Some(section), Some(addr)) = (&mut config.tls, self.tls_addr) {
+            section.listen = addr.to_string();
+        }
         StoppedServer {
             config,
             dir: self.dir,
             transport: self.transport,
+            tls: self.tls,
         }
     }
 
@@ -182,18 +261,31 @@ impl TestServer {
         let mut config = stopped.config;
         config.server.listen = "127.0.0.1:0".into();
         config.grpc.listen = "127.0.0.1:0".into();
-        Self::launch(config, stopped.dir, stopped.transport).await
+        if let Some(section) = &mut config.tls {
+            section.listen = "127.0.0.1:0".into();
+        }
+        Self::launch(config, stopped.dir, stopped.transport, stopped.tls).await
     }
 
+    /// The URL SDK clients use: `wss://` to the TLS listener on the TLS
+    /// transport, `grpc://` on gRPC, else `ws://` to the plain listener.
     pub fn url(&self) -> String {
-        match self.transport {
-            Transport::Grpc => format!("grpc://{}", self.grpc_addr),
+        match (self.transport, self.tls_addr) {
+            (Transport::Grpc, _) => format!("grpc://{}", self.grpc_addr),
+            (Transport::WebSocketTls, Some(tls)) => format!("wss://{tls}/v1/ws"),
             _ => format!("ws://{}/v1/ws", self.addr),
         }
     }
 
+    /// What the server's SDK clients trust: its test CA only (the system
+    /// roots without a TLS listener).
+    pub fn client_tls(&self) -> TlsConfig {
+        self.tls.as_ref().map_or_else(TlsConfig::new, |t| t.client_tls())
+    }
+
     pub fn client_config(&self) -> ClientConfig {
         let mut config = client_config(&self.url());
+        config.tls = self.client_tls();
         if self.transport == Transport::Memory {
             config.connector = self.memory.clone();
         }
@@ -205,7 +297,9 @@ impl TestServer {
     }
 
     pub async fn connect_via(&self, url: &str, credentials: Credentials) -> (Client, Events) {
-        Client::connect(client_config(url), credentials).await.unwrap()
+        let mut config = client_config(url);
+        config.tls = self.client_tls();
+        Client::connect(config, credentials).await.unwrap()
     }
 
     /// A way to the server whose connections the test can cut.
@@ -213,6 +307,10 @@ impl TestServer {
         match self.transport {
             Transport::WebSocket => Cuttable::Proxy(Proxy::start(self.addr).await),
             Transport::Grpc => Cuttable::Proxy(Proxy::start_grpc(self.grpc_addr).await),
+            Transport::WebSocketTls => {
+                let upstream = self.tls_addr.expect("a TLS listener");
+                Cuttable::Proxy(Proxy::start_for(upstream, "wss", Some(self.client_tls())).await)
+            }
             Transport::Memory => {
                 Cuttable::Memory(memory::MemoryConnector::new(self.server.clone(), self.max_frame))
             }
@@ -223,6 +321,11 @@ impl TestServer {
     pub async fn raw(&self, token: Option<&str>) -> RawClient {
         match self.transport {
             Transport::WebSocket => RawClient::Ws(Box::new(RawWs::connect(self.addr, token).await)),
+            Transport::WebSocketTls => {
+                let addr = self.tls_addr.expect("a TLS listener");
+                let tls = self.client_tls();
+                RawClient::Ws(Box::new(RawWs::connect_with(addr, token, Some(&tls)).await))
+            }
             Transport::Grpc => RawClient::Grpc(Box::new(grpc::RawGrpc::connect(self.grpc_addr, token).await)),
             Transport::Memory => {
                 RawClient::Memory(memory::RawDuplex::connect(&self.server, self.max_frame, token))
@@ -251,7 +354,7 @@ impl TestServer {
 impl StoppedServer {
     /// Starts again on the same address and database file.
     pub async fn start_again(self) -> TestServer {
-        TestServer::launch(self.config, self.dir, self.transport).await
+        TestServer::launch(self.config, self.dir, self.transport, self.tls).await
     }
 }
 
@@ -346,7 +449,13 @@ pub enum Cuttable {
 impl Cuttable {
     pub async fn connect(&self, credentials: Credentials) -> (Client, Events) {
         let config = match self {
-            Cuttable::Proxy(p) => client_config(&p.url()),
+            Cuttable::Proxy(p) => {
+                let mut c = client_config(&p.url());
+                if let Some(tls) = &p.tls {
+                    c.tls = tls.clone();
+                }
+                c
+            }
             Cuttable::Memory(m) => {
                 let mut c = client_config("memory:");
                 c.connector = m.clone();
@@ -427,8 +536,10 @@ impl RawClient {
 /// A TCP proxy whose connections can be cut at will.
 pub struct Proxy {
     pub addr: SocketAddr,
-    /// `ws` or `grpc`: what the URLs through it speak.
+    /// `ws`, `wss` or `grpc`: what the URLs through it speak.
     scheme: &'static str,
+    /// What clients through it trust, for `wss`.
+    tls: Option<TlsConfig>,
     live: Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>>,
     accepted: Arc<AtomicUsize>,
     refusing: Arc<std::sync::atomic::AtomicBool>,
@@ -438,15 +549,17 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy to a WebSocket listener.
     pub async fn start(upstream: SocketAddr) -> Self {
-        Self::start_for(upstream, "ws").await
+        Self::start_for(upstream, "ws", None).await
     }
 
     /// A proxy to a gRPC listener.
     pub async fn start_grpc(upstream: SocketAddr) -> Self {
-        Self::start_for(upstream, "grpc").await
+        Self::start_for(upstream, "grpc", None).await
     }
 
-    async fn start_for(upstream: SocketAddr, scheme: &'static str) -> Self {
+    /// A proxy to a listener that speaks `scheme`; `tls`: what clients
+    /// through it trust.
+    pub async fn start_for(upstream: SocketAddr, scheme: &'static str, tls: Option<TlsConfig>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let live = Arc::new(parking_lot::Mutex::new(Vec::new()));
@@ -471,6 +584,7 @@ impl Proxy {
         Self {
             addr,
             scheme,
+            tls,
             live,
             accepted,
             refusing,
@@ -486,6 +600,7 @@ impl Proxy {
     pub fn url(&self) -> String {
         match self.scheme {
             "grpc" => format!("grpc://{}", self.addr),
+            "wss" => format!("wss://{}/v1/ws", self.addr),
             _ => format!("ws://{}/v1/ws", self.addr),
         }
     }
@@ -509,7 +624,11 @@ impl Drop for Proxy {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+/// A byte stream, plain TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Ws = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
 
 /// A bare WebSocket client for feeding the server bad input.
 pub struct RawWs {
@@ -518,12 +637,27 @@ pub struct RawWs {
 
 impl RawWs {
     pub async fn connect(addr: SocketAddr, token: Option<&str>) -> Self {
-        let mut req = format!("ws://{addr}/v1/ws").into_client_request().unwrap();
+        Self::connect_with(addr, token, None).await
+    }
+
+    /// With `tls`, over TLS (`wss://`) trusting its roots.
+    pub async fn connect_with(addr: SocketAddr, token: Option<&str>, tls: Option<&TlsConfig>) -> Self {
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let mut req = format!("{scheme}://{addr}/v1/ws").into_client_request().unwrap();
         if let Some(t) = token {
             req.headers_mut()
                 .insert("authorization", format!("Bearer {t}").parse().unwrap());
         }
-        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let stream: Box<dyn Io> = match tls {
+            Some(tls) => Box::new(
+                tls.connect(&addr.ip().to_string(), tcp, &[b"http/1.1"])
+                    .await
+                    .unwrap(),
+            ),
+            None => Box::new(tcp),
+        };
+        let (ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
         Self { ws }
     }
 
