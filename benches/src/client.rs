@@ -1,6 +1,7 @@
 //! A lean protocol client for load: one task per connection, binary frames,
 //! requests pipelined, events handed to a callback.
 
+use crate::scenario::TlsTarget;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -11,7 +12,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -83,16 +86,18 @@ pub async fn register(
 }
 
 impl Conn {
-    /// Connects from `source` (a loopback address, to spread source ports),
-    /// authenticates with `token`, and calls `on_event` for every event.
+    /// Connects from `source` (a loopback address, to spread source ports)
+    /// to `addr`, or over TLS to `tls.addr`, authenticates with `token`, and
+    /// calls `on_event` for every event.
     pub async fn connect(
         addr: SocketAddr,
+        tls: Option<&TlsTarget>,
         source: Option<IpAddr>,
         token: &str,
         on_event: impl Fn(v1::event::Kind) + Send + 'static,
     ) -> anyhow::Result<Conn> {
         let waiters: Arc<Waiters> = Arc::new(Mutex::new(HashMap::new()));
-        let tx = websocket(addr, source, Reader::new(waiters.clone(), on_event)).await?;
+        let tx = websocket(addr, tls, source, Reader::new(waiters.clone(), on_event)).await?;
         Self::hello(tx, waiters, token).await
     }
 
@@ -251,15 +256,18 @@ impl<F: Fn(v1::event::Kind)> Reader<F> {
     }
 }
 
-/// A WebSocket from `source` to `addr`; frames go out through the sender.
+/// A WebSocket from `source` to `addr`, or over TLS to `tls.addr`; frames
+/// go out through the sender.
 async fn websocket<F>(
     addr: SocketAddr,
+    tls: Option<&TlsTarget>,
     source: Option<IpAddr>,
     reader: Reader<F>,
 ) -> anyhow::Result<mpsc::UnboundedSender<Outgoing>>
 where
     F: Fn(v1::event::Kind) + Send + 'static,
 {
+    let addr = tls.map_or(addr, |t| t.addr);
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -273,37 +281,56 @@ where
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(format!("ws://{addr}/v1/ws"), stream, Some(config))
+    let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
+    if let Some(tls) = tls {
+        let stream = tls
+            .roots
+            .connect(&tls.server_name, stream, &[b"http/1.1"])
+            .await?;
+        let url = format!("wss://{}:{}/v1/ws", tls.server_name, addr.port());
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
             .await
             .context("websocket handshake")?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+        tokio::spawn(pump(ws, rx, reader));
+    } else {
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config(format!("ws://{addr}/v1/ws"), stream, Some(config))
+                .await
+                .context("websocket handshake")?;
+        tokio::spawn(pump(ws, rx, reader));
+    }
+    Ok(tx)
+}
+
+/// Moves frames between a WebSocket and its connection's channel.
+async fn pump<S, F>(ws: WebSocketStream<S>, mut rx: mpsc::UnboundedReceiver<Outgoing>, reader: Reader<F>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Fn(v1::event::Kind),
+{
     let message = |out| match out {
         Outgoing::Frame(bytes) => Message::Binary(bytes),
         Outgoing::Close => Message::Close(None),
     };
-    tokio::spawn(async move {
-        let (mut sink, mut stream) = ws.split();
-        loop {
-            tokio::select! {
-                out = rx.recv() => {
-                    let Some(out) = out else { break };
-                    if sink.feed(message(out)).await.is_err() { break; }
-                    while let Ok(more) = rx.try_recv() {
-                        if sink.feed(message(more)).await.is_err() { break; }
-                    }
-                    if sink.flush().await.is_err() { break; }
+    let (mut sink, mut stream) = ws.split();
+    loop {
+        tokio::select! {
+            out = rx.recv() => {
+                let Some(out) = out else { break };
+                if sink.feed(message(out)).await.is_err() { break; }
+                while let Ok(more) = rx.try_recv() {
+                    if sink.feed(message(more)).await.is_err() { break; }
                 }
-                incoming = stream.next() => match incoming {
-                    Some(Ok(Message::Binary(data))) => reader.frame(&data),
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(_)) => {}
-                },
+                if sink.flush().await.is_err() { break; }
             }
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Binary(data))) => reader.frame(&data),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
         }
-        reader.closed();
-    });
-    Ok(tx)
+    }
+    reader.closed();
 }
 
 /// A `Chat.Connect` stream on its own HTTP/2 connection to `addr`.

@@ -25,6 +25,20 @@ pub struct Target {
     /// The server's gRPC address: when set, sessions run over gRPC's
     /// `Chat.Connect` instead of WebSockets (registration stays HTTP).
     pub grpc: Option<SocketAddr>,
+    /// WebSocket sessions over TLS to the server's TLS listener (users
+    /// still register over plain HTTP at `addr`).
+    pub tls: Option<TlsTarget>,
+}
+
+/// Where and how WebSocket connections go over TLS (`wss://`).
+#[derive(Debug, Clone)]
+pub struct TlsTarget {
+    /// The server's TLS listener.
+    pub addr: SocketAddr,
+    /// The name its certificate must carry: a DNS name or an IP address.
+    pub server_name: String,
+    /// The roots trusted (the SDK's [`TlsConfig`](im_client_sdk::TlsConfig)).
+    pub roots: im_client_sdk::TlsConfig,
 }
 
 /// What a scenario measured and verified.
@@ -127,7 +141,7 @@ async fn connect_one(
     let connect = async {
         match target.grpc {
             Some(grpc) => Conn::connect_grpc(grpc, token, on_event).await,
-            None => Conn::connect(target.addr, source, token, on_event).await,
+            None => Conn::connect(target.addr, target.tls.as_ref(), source, token, on_event).await,
         }
     };
     // A connection the server never accepts is a failure, not a hang.

@@ -25,6 +25,13 @@ async fn start(
     let server = im_server::Server::bind(config).await.unwrap();
     let addr = server.local_addr();
     let grpc = server.grpc_addr();
+    // With a TLS listener, the target's sessions use it (trusting the
+    // system roots: tests through the binary pass their own CA).
+    let tls = server.tls_addr().map(|addr| im_benches::scenario::TlsTarget {
+        addr,
+        server_name: addr.ip().to_string(),
+        roots: im_client_sdk::TlsConfig::new(),
+    });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = stopped.await;
@@ -34,6 +41,7 @@ async fn start(
         server_pid: Some(std::process::id()),
         sources: vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()],
         grpc: None,
+        tls,
     };
     (target, grpc.unwrap(), stop)
 }
@@ -167,6 +175,68 @@ async fn the_binary_spreads_connections_over_worker_processes() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["connections"], 50);
     assert_eq!(report["connect_failures"], 0);
+    stop.send(()).unwrap();
+}
+
+/// Writes a test CA's certificate and a server certificate it signed for
+/// 127.0.0.1 (with its key) to `dir`; returns (ca, cert, key) paths.
+fn test_certificates(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let paths = ["ca.pem", "cert.pem", "key.pem"].map(|name| dir.join(name));
+    std::fs::write(&paths[0], ca_pem).unwrap();
+    std::fs::write(&paths[1], cert.pem()).unwrap();
+    std::fs::write(&paths[2], key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_the_dm_scenario_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = test_certificates(dir.path());
+    let url = format!("sqlite://{}", dir.path().join("im.sqlite3").display());
+    let (target, _, stop) = start(url, |c| {
+        c.tls = Some(im_server::config::TlsSection {
+            cert_file: cert.display().to_string(),
+            key_file: key.display().to_string(),
+            listen: "127.0.0.1:0".into(),
+            ..Default::default()
+        });
+    })
+    .await;
+    let tls_addr = target.tls.as_ref().unwrap().addr;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_im-load"))
+        .args(["--addr", &target.addr.to_string()])
+        .args(["--tls-addr", &tls_addr.to_string()])
+        .arg("--root-cert")
+        .arg(&ca)
+        .args(["dm", "--pairs", "2", "--duration", "0.5"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["acked"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["lost"], 0);
+
+    // Trusting the system roots only, the test CA's certificate is refused.
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_im-load"))
+        .args(["--addr", &target.addr.to_string()])
+        .args(["--tls-addr", &tls_addr.to_string()])
+        .args(["dm", "--pairs", "1", "--duration", "0.2"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
     stop.send(()).unwrap();
 }
 

@@ -7,6 +7,7 @@
 //! im-load --addr 127.0.0.1:8080 dm --pairs 50 --duration 10
 //! im-load --addr 127.0.0.1:8080 group --members 100 --senders 4 --duration 10
 //! im-load --addr 127.0.0.1:8080 --grpc 127.0.0.1:50051 dm --pairs 50 --duration 10
+//! im-load --addr 127.0.0.1:8080 --tls-addr 127.0.0.1:8443 --root-cert ca.pem dm --pairs 50 --duration 10
 //! im-load --addr 127.0.0.1:8080 typing --members 50 --typists 4 --rate 200
 //! im-load --addr 127.0.0.1:8080 mixed --idle 2000 --pairs 20 --groups 4 --group-size 50 --churn 20
 //! im-load cluster --nodes 127.0.0.1:8081,127.0.0.1:8082 --server-pids 4001,4002 --pairs 20 --duration 10
@@ -15,7 +16,7 @@
 
 use clap::{Parser, Subcommand};
 use im_benches::cluster::{self, Shape};
-use im_benches::scenario::{self, Load, Report, Target};
+use im_benches::scenario::{self, Load, Report, Target, TlsTarget};
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -36,6 +37,17 @@ struct Cli {
     /// WebSockets (users still register over HTTP at `--addr`).
     #[arg(long)]
     grpc: Option<SocketAddr>,
+    /// The server's TLS listener: WebSocket sessions go there over
+    /// `wss://` (users still register over plain HTTP at `--addr`). Not
+    /// with --grpc, nor for the cluster scenario.
+    #[arg(long, conflicts_with = "grpc")]
+    tls_addr: Option<SocketAddr>,
+    /// PEM file of the CA to trust with --tls-addr (default: the system roots).
+    #[arg(long, requires = "tls_addr")]
+    root_cert: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry (default: the IP of --tls-addr).
+    #[arg(long, requires = "tls_addr")]
+    server_name: Option<String>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -161,11 +173,27 @@ enum Scenario {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tls = cli.tls_addr.map(|addr| {
+        let mut roots = im_client_sdk::TlsConfig::new();
+        if let Some(file) = &cli.root_cert {
+            roots = roots.add_root_file(file).only_custom_roots(true);
+        }
+        TlsTarget {
+            addr,
+            server_name: cli.server_name.clone().unwrap_or_else(|| addr.ip().to_string()),
+            roots,
+        }
+    });
+    if let Some(tls) = &tls {
+        // A bad root file fails here, not once per connection.
+        tls.roots.rustls_config(&[b"http/1.1"])?;
+    }
     let target = Target {
         addr: cli.addr,
         server_pid: cli.server_pid,
         sources: cli.sources.clone(),
         grpc: cli.grpc,
+        tls,
     };
     let report = match cli.scenario {
         Scenario::Connect { n, worker: true, .. } => {
@@ -258,6 +286,7 @@ fn main() -> anyhow::Result<()> {
                     server_pid: server_pids.get(i).copied(),
                     sources: cli.sources.clone(),
                     grpc: None,
+                    tls: None,
                 })
                 .collect();
             let shape = Shape {
@@ -305,6 +334,15 @@ fn connect_with_workers(
         let share = n / workers + usize::from(w < n % workers);
         let mut cmd = Command::new(&exe);
         cmd.arg("--addr").arg(cli.addr.to_string());
+        if let Some(tls) = cli.tls_addr {
+            cmd.arg("--tls-addr").arg(tls.to_string());
+        }
+        if let Some(root) = &cli.root_cert {
+            cmd.arg("--root-cert").arg(root);
+        }
+        if let Some(name) = &cli.server_name {
+            cmd.arg("--server-name").arg(name);
+        }
         // Each worker gets its own source address (127.0.0.2, 127.0.0.3, ...) unless given.
         let source = cli
             .sources
