@@ -8,6 +8,9 @@
 //! * **Reconnect** with exponential back-off and jitter, over several server
 //!   URLs; after each reconnect it **resyncs** by itself (`Sync`, then
 //!   `GetChanges` per changed conversation).
+//! * **TLS**: `wss://` URLs over rustls; the server's certificate is
+//!   verified against the system roots or the application's own CA
+//!   ([`TlsConfig`]), and a refused one is an [`Error::Tls`] saying why.
 //! * **An outbox**: [`Client::send`] queues the message with a client message
 //!   id; it is (re)sent until the server acks it, across reconnects, and the
 //!   server's deduplication makes sure it is stored once.
