@@ -174,21 +174,40 @@ async fn plain_and_tls_listeners_serve_one_server_side_by_side() {
         );
     }
     // HTTP routes over TLS too.
-    let tls_addr = server.tls_addr.unwrap();
-    let tcp = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
-    let mut https = server
-        .client_tls()
-        .connect("127.0.0.1", tcp, &[b"http/1.1"])
-        .await
-        .unwrap();
-    https
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut reply = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), https.read_to_end(&mut reply)).await;
-    let reply = String::from_utf8_lossy(&reply);
+    let reply = https_get(server.tls_addr.unwrap(), &server.client_tls(), "/healthz").await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    server.stop().await;
+}
+
+/// `GET path` over TLS to `addr`, trusting `tls`; the whole answer.
+async fn https_get(addr: std::net::SocketAddr, tls: &TlsConfig, path: &str) -> String {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stream = tls.connect("127.0.0.1", tcp, &[b"http/1.1"]).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply)).await;
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_and_tls_connections_count_against_one_limit() {
+    let server = TestServer::start_on_with(Backend::Sqlite, Transport::WebSocketTls, |c| {
+        c.server.max_connections = 1;
+    })
+    .await;
+    let tls_addr = server.tls_addr.unwrap();
+    assert!(
+        https_get(tls_addr, &server.client_tls(), "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    // A plain WebSocket holds the only permit: a TLS client is answered 503.
+    let held = RawWs::connect(server.addr, None).await;
+    let reply = https_get(tls_addr, &server.client_tls(), "/healthz").await;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(reply.contains("connection limit reached"), "{reply}");
+    drop(held);
     server.stop().await;
 }
 
