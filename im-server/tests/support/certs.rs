@@ -1,6 +1,8 @@
 //! Test certificates made with rcgen: a CA, and server certificates it
-//! signs for `localhost` and 127.0.0.1, written as PEM files.
+//! signs for `localhost` and 127.0.0.1, written as PEM files; the files of
+//! a test server's TLS listener.
 
+use im_client_sdk::TlsConfig;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use std::path::{Path, PathBuf};
 
@@ -53,5 +55,46 @@ impl TestCa {
         std::fs::write(&key_file, key).unwrap();
         std::fs::write(&cert_file, cert).unwrap();
         (cert_file, key_file)
+    }
+}
+
+/// The certificate files of a test server's TLS listener, signed by a test
+/// CA; removed at the end.
+pub struct TestTls {
+    pub ca: TestCa,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestTls {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("im test CA");
+        let (cert_file, key_file) = ca.write_server_pair(dir.path());
+        Self {
+            ca,
+            cert_file,
+            key_file,
+            _dir: dir,
+        }
+    }
+
+    /// A `[tls]` section serving these files on 127.0.0.1:0.
+    pub fn section(&self) -> im_server::config::TlsSection {
+        im_server::config::TlsSection {
+            cert_file: self.cert_file.display().to_string(),
+            key_file: self.key_file.display().to_string(),
+            listen: "127.0.0.1:0".into(),
+            reload_interval_ms: 200,
+            ..Default::default()
+        }
+    }
+
+    /// What a client trusts: this test CA only.
+    pub fn client_tls(&self) -> TlsConfig {
+        TlsConfig::new()
+            .only_custom_roots(true)
+            .add_root_pem(self.ca.pem())
     }
 }
