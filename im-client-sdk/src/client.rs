@@ -19,7 +19,8 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// URLs of the server nodes, tried in turn: WebSocket
-    /// (`ws://host:port/v1/ws`) or gRPC (`grpc://host:port`).
+    /// (`ws://host:port/v1/ws`, `wss://` with TLS) or gRPC (`grpc://host:port`,
+    /// `grpcs://` with TLS).
     pub urls: Vec<String>,
     /// A stable id of this device or install.
     pub device_id: String,

@@ -34,6 +34,8 @@ use std::sync::Arc;
 
 /// ALPN of HTTP/1.1, spoken by the WebSocket handshake.
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+/// ALPN of HTTP/2, spoken by gRPC.
+pub const ALPN_H2: &[u8] = b"h2";
 
 /// Where a custom root certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -89,13 +89,13 @@ pub trait Connector: Send + Sync + std::fmt::Debug + 'static {
 pub use crate::grpc::GrpcConnector;
 
 /// The default connector: by the URL's scheme, `ws://` and `wss://` over
-/// [`WebSocketConnector`], `grpc://` over [`GrpcConnector`].
+/// [`WebSocketConnector`], `grpc://` and `grpcs://` over [`GrpcConnector`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UrlConnector;
 
 impl Connector for UrlConnector {
     fn connect<'a>(&'a self, url: &'a str, options: &'a ConnectOptions) -> ConnectFuture<'a> {
-        if url.starts_with("grpc://") {
+        if crate::grpc::is_grpc_url(url) {
             GrpcConnector.connect(url, options)
         } else {
             WebSocketConnector.connect(url, options)

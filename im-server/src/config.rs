@@ -49,6 +49,9 @@ pub struct GrpcSection {
     pub listen: String,
     /// Most concurrent streams (sessions and calls) on one connection.
     pub max_streams_per_connection: u32,
+    /// Address of gRPC over TLS (needs `[tls]`; unset: none), beside
+    /// `listen`.
+    pub tls_listen: Option<String>,
 }
 
 impl Default for GrpcSection {
@@ -57,6 +60,7 @@ impl Default for GrpcSection {
             enabled: true,
             listen: "127.0.0.1:50051".into(),
             max_streams_per_connection: 64,
+            tls_listen: None,
         }
     }
 }
@@ -448,7 +452,13 @@ impl ServerConfig {
 
     /// Checks `[tls]`, loading the certificate and key once.
     fn validate_tls(&self) -> Result<()> {
-        let Some(tls) = &self.tls else { return Ok(()) };
+        let grpc_tls = self.grpc_tls_addr()?;
+        let Some(tls) = &self.tls else {
+            if grpc_tls.is_some() {
+                bail!("grpc.tls_listen needs a certificate: set [tls]");
+            }
+            return Ok(());
+        };
         if tls.cert_file.trim().is_empty() || tls.key_file.trim().is_empty() {
             bail!("tls.cert_file and tls.key_file must both be set");
         }
@@ -484,6 +494,17 @@ impl ServerConfig {
                 self.server.listen
             ))
         })
+    }
+
+    /// The address of gRPC over TLS, if gRPC is on and `grpc.tls_listen` set.
+    pub fn grpc_tls_addr(&self) -> Result<Option<SocketAddr>> {
+        let Some(listen) = self.grpc.tls_listen.as_ref().filter(|_| self.grpc.enabled) else {
+            return Ok(None);
+        };
+        let addr = listen
+            .parse()
+            .map_err(|_| ServerError::Config(format!("grpc.tls_listen {listen:?} is not an address:port")))?;
+        Ok(Some(addr))
     }
 
     /// The gRPC listener's address, or `None` when gRPC is off.

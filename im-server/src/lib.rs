@@ -95,6 +95,8 @@ pub struct Server {
     grpc_listener: Option<TcpListener>,
     /// The HTTPS and WSS listener of `[tls]`, if configured.
     tls_listener: Option<TcpListener>,
+    /// The gRPC-over-TLS listener, if `grpc.tls_listen` is set.
+    grpc_tls_listener: Option<TcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -133,6 +135,10 @@ impl Server {
         };
         let mut tls = None;
         let mut tls_listener = None;
+        let grpc_tls_listener = match config.grpc_tls_addr()? {
+            Some(addr) => Some(listen(addr).map_err(|source| ServerError::Bind { addr, source })?),
+            None => None,
+        };
         if let (Some(section), Some(addr)) = (&config.tls, config.tls_addr()?) {
             tls = Some(tls::TlsCertificate::load(&section.cert_file, &section.key_file)?);
             tls_listener = Some(listen(addr).map_err(|source| ServerError::Bind { addr, source })?);
@@ -159,6 +165,7 @@ impl Server {
             listener,
             grpc_listener,
             tls_listener,
+            grpc_tls_listener,
             shared: Arc::new(Shared {
                 engine,
                 connections: Arc::new(Semaphore::new(config.server.max_connections)),
@@ -190,6 +197,13 @@ impl Server {
             .map(|l| l.local_addr().expect("bound listener has an address"))
     }
 
+    /// The address of gRPC over TLS, if `grpc.tls_listen` is set.
+    pub fn grpc_tls_addr(&self) -> Option<SocketAddr> {
+        self.grpc_tls_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("bound listener has an address"))
+    }
+
     /// The TLS certificate of `[tls]`, if configured (see [`ServerHandle::tls`]).
     pub fn tls(&self) -> Option<&tls::TlsCertificate> {
         self.shared.tls.as_ref()
@@ -216,12 +230,14 @@ impl Server {
             listener,
             grpc_listener,
             tls_listener,
+            grpc_tls_listener,
             shared,
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "im-server listening");
+        let routes = grpc::routes(&shared);
         if let Some(grpc_listener) = grpc_listener {
             tracing::info!(addr = %grpc_listener.local_addr()?, "gRPC listening");
-            let routes = grpc::routes(&shared);
+            let routes = routes.clone();
             let serve = move |shared, stream, peer, permit| {
                 grpc::serve_connection(shared, routes.clone(), stream, peer, permit)
             };
@@ -229,15 +245,25 @@ impl Server {
                 .tasks
                 .spawn(accept_loop(shared.clone(), grpc_listener, Refusal::Close, serve));
         }
+        let every = shared.config.tls.as_ref().map_or(0, |t| t.reload_interval_ms);
+        if let Some(certificate) = shared.tls.as_ref().filter(|_| every > 0) {
+            let watch = certificate
+                .clone()
+                .watch(Duration::from_millis(every), shared.shutdown.clone());
+            shared.tasks.spawn(watch);
+        }
+        if let (Some(listener), Some(certificate)) = (grpc_tls_listener, &shared.tls) {
+            tracing::info!(addr = %listener.local_addr()?, "gRPC over TLS listening");
+            let acceptor = certificate.acceptor(&[tls::ALPN_H2]);
+            let serve = move |shared, stream, peer, permit| {
+                grpc::serve_tls(shared, routes.clone(), acceptor.clone(), stream, peer, permit)
+            };
+            shared
+                .tasks
+                .spawn(accept_loop(shared.clone(), listener, Refusal::Close, serve));
+        }
         if let (Some(tls_listener), Some(certificate)) = (tls_listener, &shared.tls) {
             tracing::info!(addr = %tls_listener.local_addr()?, "HTTPS and WSS listening");
-            let every = shared.config.tls.as_ref().map_or(0, |t| t.reload_interval_ms);
-            if every > 0 {
-                let watch = certificate
-                    .clone()
-                    .watch(Duration::from_millis(every), shared.shutdown.clone());
-                shared.tasks.spawn(watch);
-            }
             // The handshake runs in the connection's task, never here.
             let acceptor = certificate.acceptor(&[tls::ALPN_HTTP1]);
             let handshake = acceptor.clone();

@@ -54,6 +54,8 @@ fn check_config_accepts_the_example_and_rejects_bad_values() {
         ("IM__PRESENCE__BACKEND", "everywhere"),
         ("IM__GRPC__LISTEN", "nowhere"),
         ("IM__GRPC__MAX_STREAMS_PER_CONNECTION", "0"),
+        // gRPC over TLS without a certificate.
+        ("IM__GRPC__TLS_LISTEN", "127.0.0.1:0"),
     ] {
         let bad = bin().arg("check-config").env(key, value).output().unwrap();
         assert!(!bad.status.success(), "{key}={value} should be refused");

@@ -1,7 +1,7 @@
 //! End-to-end tests: a real server on 127.0.0.1:0 driven by the Rust SDK and
 //! by raw WebSocket and HTTP clients, on every store backend: a real SQLite
 //! file, and a fresh schema in a real PostgreSQL database; and the transport
-//! cases over an in-memory duplex and over WebSocket with TLS.
+//! cases over an in-memory duplex, gRPC, and WebSocket and gRPC with TLS.
 
 mod support;
 
@@ -46,6 +46,13 @@ mod memory_transport {
 mod websocket_tls {
     const BACKEND: crate::support::Backend = crate::support::Backend::Sqlite;
     const TRANSPORT: crate::support::Transport = crate::support::Transport::WebSocketTls;
+    include!("support/transport_cases.rs");
+}
+
+/// The transport cases over gRPC with TLS (`grpcs://` to `grpc.tls_listen`).
+mod grpc_tls {
+    const BACKEND: crate::support::Backend = crate::support::Backend::Sqlite;
+    const TRANSPORT: crate::support::Transport = crate::support::Transport::GrpcTls;
     include!("support/transport_cases.rs");
 }
 

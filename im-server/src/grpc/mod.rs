@@ -95,6 +95,35 @@ pub(crate) async fn serve_connection<IO>(
     drop(permit);
 }
 
+/// Serves one accepted gRPC-over-TLS connection: the handshake (bounded by
+/// `tls.handshake_timeout_ms`, in this connection's task), then as plain.
+pub(crate) async fn serve_tls(
+    shared: Arc<Shared>,
+    routes: Routes,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let timeout = shared
+        .config
+        .tls
+        .as_ref()
+        .map_or(10_000, |t| t.handshake_timeout_ms);
+    let handshake = crate::tls::handshake(&acceptor, stream, Duration::from_millis(timeout));
+    let stream = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        done = handshake => match done {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+        },
+    };
+    serve_connection(shared, routes, stream, peer, permit).await;
+}
+
 /// A connection's request rate limit for unary calls (sessions have their
 /// own, in the session driver).
 #[derive(Clone)]

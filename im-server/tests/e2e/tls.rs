@@ -262,3 +262,43 @@ async fn silent_and_garbage_handshakes_stall_nobody_and_are_dropped_after_the_ti
         .unwrap();
     drop(data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcs_verifies_the_certificate_and_serves_a_replaced_one_without_a_restart() {
+    let server = TestServer::start_on(Backend::Sqlite, Transport::GrpcTls).await;
+    let url = server.url();
+    assert!(url.starts_with("grpcs://127.0.0.1:"), "{url}");
+    let files = server.tls.clone().unwrap();
+    match try_connect(&url, only(&TestCa::new("some other CA")), register("careful")).await {
+        Err(Error::Tls(message)) => assert!(message.contains("UnknownIssuer"), "{message}"),
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+    // A plain gRPC client on the TLS port gets nowhere either.
+    let plain = format!("grpc://{}", server.grpc_tls_addr.unwrap());
+    assert!(
+        try_connect(&plain, TlsConfig::new(), register("careful"))
+            .await
+            .is_err()
+    );
+    try_connect(&url, only(&files.ca), register("careful"))
+        .await
+        .unwrap();
+
+    // The pair on disk is replaced: the gRPC listener serves the new one too.
+    let second_ca = TestCa::new("the next CA");
+    second_ca.write_server_pair(files.cert_file.parent().unwrap());
+    let started = Instant::now();
+    while let Err(e) = try_connect(&url, only(&second_ca), login("careful")).await {
+        assert!(matches!(&e, Error::Tls(m) if m.contains("UnknownIssuer")), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the new certificate was not served in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(matches!(
+        try_connect(&url, only(&files.ca), login("careful")).await,
+        Err(Error::Tls(_))
+    ));
+    server.stop().await;
+}

@@ -2,6 +2,7 @@
 //! whatever bytes a test gives it.
 
 use bytes::Bytes;
+use im_client_sdk::TlsConfig;
 use im_client_sdk::im_protocol::{self, Format, codec, grpc::CLOSE_CODE_METADATA, v1};
 use im_protocol::grpc::chat_client::ChatClient;
 use std::net::SocketAddr;
@@ -16,12 +17,22 @@ pub struct RawGrpc {
 }
 
 impl RawGrpc {
-    pub async fn connect(addr: SocketAddr, token: Option<&str>) -> Self {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+    /// With `tls`, over TLS trusting its roots.
+    pub async fn connect(addr: SocketAddr, token: Option<&str>, tls: Option<&TlsConfig>) -> Self {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
+        let channel = match tls {
+            None => endpoint.connect().await.unwrap(),
+            Some(tls) => {
+                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let stream = tls.connect(&addr.ip().to_string(), tcp, &[b"h2"]).await.unwrap();
+                let once = std::sync::Mutex::new(Some(hyper_util::rt::TokioIo::new(stream)));
+                let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+                    let stream = once.lock().unwrap().take();
+                    async move { stream.ok_or_else(|| std::io::Error::other("used once")) }
+                });
+                endpoint.connect_with_connector(connector).await.unwrap()
+            }
+        };
         let (up, rx) = mpsc::unbounded_channel();
         let mut request = tonic::Request::new(UnboundedReceiverStream::new(rx));
         if let Some(token) = token {

@@ -48,6 +48,8 @@ pub enum Transport {
     /// WebSocket over TLS (`wss://`) on the server's TLS listener, with a
     /// certificate of a test CA that the clients trust.
     WebSocketTls,
+    /// gRPC over TLS (`grpcs://`), trusting the test CA.
+    GrpcTls,
 }
 
 /// Keeps a test server's data alive across restarts; removes it at the end.
@@ -65,6 +67,8 @@ pub struct TestServer {
     pub tls: Option<Arc<TestTls>>,
     /// The gRPC listener.
     pub grpc_addr: SocketAddr,
+    /// The gRPC-over-TLS listener, on the gRPC TLS transport.
+    pub grpc_tls_addr: Option<SocketAddr>,
     pub max_frame: usize,
     pub transport: Transport,
     pub server: im_server::ServerHandle,
@@ -139,10 +143,13 @@ impl TestServer {
     ) -> Self {
         let (mut config, data) = test_config(backend);
         let mut tls = None;
-        if transport == Transport::WebSocketTls {
+        if matches!(transport, Transport::WebSocketTls | Transport::GrpcTls) {
             let files = TestTls::new();
             config.tls = Some(files.section());
             tls = Some(Arc::new(files));
+        }
+        if transport == Transport::GrpcTls {
+            config.grpc.tls_listen = Some("127.0.0.1:0".into());
         }
         adjust(&mut config);
         Self::launch(config, Arc::new(data), transport, tls).await
@@ -167,6 +174,7 @@ impl TestServer {
         let tls_addr = server.tls_addr();
         assert_eq!(tls_addr.is_some(), config.tls.is_some());
         let grpc_addr = server.grpc_addr().expect("gRPC is on in tests");
+        let grpc_tls_addr = server.grpc_tls_addr();
         let server_handle = server.handle();
         let memory = memory::MemoryConnector::new(server_handle.clone(), config.limits.max_frame_bytes);
         assert!(addr.ip().is_loopback());
@@ -179,6 +187,7 @@ impl TestServer {
             tls_addr,
             tls,
             grpc_addr,
+            grpc_tls_addr,
             max_frame: config.limits.max_frame_bytes,
             transport,
             server: server_handle,
@@ -201,6 +210,9 @@ impl TestServer {
         let mut config = self.config;
         config.server.listen = self.addr.to_string();
         config.grpc.listen = self.grpc_addr.to_string();
+        if let Some(addr) = self.grpc_tls_addr {
+            config.grpc.tls_listen = Some(addr.to_string());
+        }
         if let (Some(section), Some(addr)) = (&mut config.tls, self.tls_addr) {
             section.listen = addr.to_string();
         }
@@ -222,6 +234,9 @@ impl TestServer {
         let mut config = stopped.config;
         config.server.listen = "127.0.0.1:0".into();
         config.grpc.listen = "127.0.0.1:0".into();
+        if config.grpc.tls_listen.is_some() {
+            config.grpc.tls_listen = Some("127.0.0.1:0".into());
+        }
         if let Some(section) = &mut config.tls {
             section.listen = "127.0.0.1:0".into();
         }
@@ -233,6 +248,9 @@ impl TestServer {
     pub fn url(&self) -> String {
         match (self.transport, self.tls_addr) {
             (Transport::Grpc, _) => format!("grpc://{}", self.grpc_addr),
+            (Transport::GrpcTls, _) => {
+                format!("grpcs://{}", self.grpc_tls_addr.expect("a gRPC TLS listener"))
+            }
             (Transport::WebSocketTls, Some(tls)) => format!("wss://{tls}/v1/ws"),
             _ => format!("ws://{}/v1/ws", self.addr),
         }
@@ -268,6 +286,10 @@ impl TestServer {
         match self.transport {
             Transport::WebSocket => Cuttable::Proxy(Proxy::start(self.addr).await),
             Transport::Grpc => Cuttable::Proxy(Proxy::start_grpc(self.grpc_addr).await),
+            Transport::GrpcTls => {
+                let upstream = self.grpc_tls_addr.expect("a gRPC TLS listener");
+                Cuttable::Proxy(Proxy::start_for(upstream, "grpcs", Some(self.client_tls())).await)
+            }
             Transport::WebSocketTls => {
                 let upstream = self.tls_addr.expect("a TLS listener");
                 Cuttable::Proxy(Proxy::start_for(upstream, "wss", Some(self.client_tls())).await)
@@ -287,7 +309,14 @@ impl TestServer {
                 let tls = self.client_tls();
                 RawClient::Ws(Box::new(RawWs::connect_with(addr, token, Some(&tls)).await))
             }
-            Transport::Grpc => RawClient::Grpc(Box::new(grpc::RawGrpc::connect(self.grpc_addr, token).await)),
+            Transport::Grpc => RawClient::Grpc(Box::new(
+                grpc::RawGrpc::connect(self.grpc_addr, token, None).await,
+            )),
+            Transport::GrpcTls => {
+                let addr = self.grpc_tls_addr.expect("a gRPC TLS listener");
+                let tls = self.client_tls();
+                RawClient::Grpc(Box::new(grpc::RawGrpc::connect(addr, token, Some(&tls)).await))
+            }
             Transport::Memory => {
                 RawClient::Memory(memory::RawDuplex::connect(&self.server, self.max_frame, token))
             }

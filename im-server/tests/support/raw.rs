@@ -81,6 +81,7 @@ impl Proxy {
     pub fn url(&self) -> String {
         match self.scheme {
             "grpc" => format!("grpc://{}", self.addr),
+            "grpcs" => format!("grpcs://{}", self.addr),
             "wss" => format!("wss://{}/v1/ws", self.addr),
             _ => format!("ws://{}/v1/ws", self.addr),
         }
