@@ -191,6 +191,30 @@ async fn https_get(addr: std::net::SocketAddr, tls: &TlsConfig, path: &str) -> S
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_with_the_same_tls_config_resumes_its_session() {
+    let server = TestServer::start_on(Backend::Sqlite, Transport::WebSocketTls).await;
+    let tls_addr = server.tls_addr.unwrap();
+    let tls = server.client_tls();
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+        let mut stream = tls.connect("127.0.0.1", tcp, &[b"http/1.1"]).await.unwrap();
+        kinds.push(stream.get_ref().1.handshake_kind());
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        // Reading to the end also takes the server's session tickets.
+        let mut reply = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply)).await;
+        assert!(reply.starts_with(b"HTTP/1.1 200"));
+    }
+    use rustls::HandshakeKind::{Full, Resumed};
+    assert_eq!(kinds, [Some(Full), Some(Resumed)]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_and_tls_connections_count_against_one_limit() {
     let server = TestServer::start_on_with(Backend::Sqlite, Transport::WebSocketTls, |c| {
         c.server.max_connections = 1;
