@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# TLS against plain: one im-server process (SQLite in a temporary
-# directory) with its plain and its TLS listener side by side, and the same
-# im-load scenario run against each in turn, interleaved, ROUNDS times.
+# Transports side by side: one im-server process (SQLite in a temporary
+# directory) with its plain WebSocket listener and the listeners of the
+# other transports, and the same im-load scenario run over each transport in
+# turn, interleaved, ROUNDS times. Transports: plain (ws://), tls (wss://),
+# grpc (grpc://); --via picks them (default: plain,tls).
 #
-#   benches/tls.sh [--rounds N] -- SCENARIO [IM-LOAD SCENARIO OPTIONS]
+#   benches/transports.sh [--rounds N] [--via T1,T2,...] -- SCENARIO [IM-LOAD SCENARIO OPTIONS]
 #
-#   benches/tls.sh --rounds 3 -- dm --pairs 50 --duration 8 --window 8            # flat out
-#   benches/tls.sh --rounds 3 -- dm --pairs 50 --duration 8 --rate 5 --window 1   # 500 msg/s
-#   benches/tls.sh --rounds 1 -- connect -n 5000 --hold 2                         # idle memory
+#   benches/transports.sh --rounds 3 -- dm --pairs 50 --duration 8 --window 8            # flat out
+#   benches/transports.sh --rounds 3 -- dm --pairs 50 --duration 8 --rate 5 --window 1   # 500 msg/s
+#   benches/transports.sh --rounds 1 -- connect -n 5000 --hold 2                         # idle memory
+#   benches/transports.sh --rounds 3 --via plain,grpc -- group --members 100 --senders 4 --duration 8
 #
 # Builds the release binaries once (into $CARGO_TARGET_DIR or target/), makes
 # a private CA and a server certificate for 127.0.0.1 with openssl (ECDSA
@@ -21,22 +24,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=3
+VIA=plain,tls
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
+    --via) VIA=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ $# -gt 0 ]] || { echo "name an im-load scenario after -- (see --help)" >&2; exit 2; }
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "--rounds must be a positive number" >&2; exit 2; }
+IFS=, read -r -a VIAS <<<"$VIA"
+for via in "${VIAS[@]}"; do
+  [[ $via =~ ^(plain|tls|grpc)$ ]] || { echo "--via: unknown transport $via (plain, tls, grpc)" >&2; exit 2; }
+done
 for tool in openssl curl jq; do
   command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 2; }
 done
 
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-DIR=$(mktemp -d /tmp/im_tls_bench.XXXX)
+DIR=$(mktemp -d /tmp/im_transports_bench.XXXX)
 server_pid=
 cleanup() {
   local status=$?
@@ -80,8 +89,10 @@ free_port() {
 plain=$(free_port)
 secure=$(free_port)
 [[ $plain != "$secure" ]] || secure=$((plain + 1))
+grpc=$(free_port)
+while [[ $grpc == "$plain" || $grpc == "$secure" ]]; do grpc=$(free_port); done
 
-env IM__SERVER__LISTEN="127.0.0.1:$plain" IM__GRPC__ENABLED=false \
+env IM__SERVER__LISTEN="127.0.0.1:$plain" IM__GRPC__LISTEN="127.0.0.1:$grpc" \
   IM__TLS__LISTEN="127.0.0.1:$secure" IM__TLS__CERT_FILE="$DIR/cert.pem" IM__TLS__KEY_FILE="$DIR/key.pem" \
   IM__STORE__URL="sqlite://$DIR/im.sqlite3" \
   IM__AUTH__ARGON2_M_COST=256 IM__AUTH__ARGON2_T_COST=1 \
@@ -96,16 +107,18 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 curl -fs --cacert "$DIR/ca.pem" "https://127.0.0.1:$secure/readyz" >/dev/null
-echo "im-server $server_pid: plain 127.0.0.1:$plain, TLS 127.0.0.1:$secure; $ROUNDS round(s) of: $*" >&2
+echo "im-server $server_pid: plain 127.0.0.1:$plain, TLS 127.0.0.1:$secure, gRPC 127.0.0.1:$grpc; $ROUNDS round(s) of: $*" >&2
 
 load=("$TARGET_DIR/release/im-load" --addr "127.0.0.1:$plain" --server-pid "$server_pid")
 tls=(--tls-addr "127.0.0.1:$secure" --root-cert "$DIR/ca.pem")
+grpc_args=(--grpc "127.0.0.1:$grpc")
 failed=0
 printf "%-6s %-6s %10s %12s %9s %9s %9s %8s %9s %11s\n" round via acked/s deliveries/s p50_ms p99_ms cpu_s wall_s conns/s bytes/conn
 for round in $(seq 1 "$ROUNDS"); do
-  for via in plain tls; do
+  for via in "${VIAS[@]}"; do
     extra=()
     [[ $via == tls ]] && extra=("${tls[@]}")
+    [[ $via == grpc ]] && extra=("${grpc_args[@]}")
     report="$DIR/$via-$round.json"
     "${load[@]}" "${extra[@]}" "$@" >"$report" || failed=1
     jq -r --arg round "$round" --arg via "$via" '[
