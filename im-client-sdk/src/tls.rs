@@ -12,7 +12,7 @@
 //! The server's certificate chain must lead to a trusted root, be valid now
 //! and name the host of the URL (a DNS name, or an IP address in the
 //! certificate's subjectAltName); otherwise the connection is refused with
-//! [`Error::Tls`](crate::Error::Tls) naming the cause.
+//! [`Error::Tls`] naming the cause.
 //!
 //! ```no_run
 //! # fn demo() -> Result<(), im_client_sdk::Error> {
