@@ -15,6 +15,7 @@
 //! | [`presence`] | the [`PresenceRegistry`] trait, [`MemoryPresence`], and cluster presence in Redis or in the store's database |
 //! | [`auth`] | the [`Authenticator`] trait, [`Identity`] and password accounts |
 //! | [`clock`] | the [`Clock`] the engine takes its time from |
+//! | [`blob`] | the [`BlobStore`] trait (file bytes), [`MemoryBlobStore`], [`FsBlobStore`] |
 //! | [`model`] | ids and the records the store keeps |
 //!
 //! | feature | default | what |
@@ -23,7 +24,7 @@
 //! | `postgres` | no | `PostgresStore` (diesel, libpq) and `PostgresPresence`: a cluster's presence in its database |
 //! | `redis` | no | `RedisFanOut` and `RedisPresence`: several server processes joined by Redis |
 //! | `kafka` | no | `KafkaFanOut`: several server processes joined by Kafka (builds librdkafka) |
-//! | `testing` | no | the conformance suites (`store_conformance_tests!`, `fanout_conformance_tests!`, `presence_conformance_tests!`) for backends written elsewhere, and test helpers |
+//! | `testing` | no | the conformance suites (`store_conformance_tests!`, `fanout_conformance_tests!`, `presence_conformance_tests!`, `blob_conformance_tests!`) for backends written elsewhere, and test helpers |
 //!
 //! Backends are injected as `Arc<dyn Trait>` through [`EngineBuilder`]; each
 //! trait has a conformance suite that every backend runs.
@@ -40,6 +41,7 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 pub mod auth;
+pub mod blob;
 pub mod clock;
 pub mod connection;
 mod engine;
@@ -52,6 +54,7 @@ pub mod sessions;
 pub mod store;
 
 pub use auth::{Authenticator, Identity, LOCAL_ISSUER, PasswordAuthConfig, PasswordAuthenticator};
+pub use blob::{BlobId, BlobStore, FsBlobStore, FsBlobStoreConfig, MemoryBlobStore};
 pub use clock::{Clock, SystemClock};
 pub use connection::{Connection, ConnectionConfig};
 pub use engine::{Authenticated, Caller, Engine, EngineBuilder, EngineConfig};

@@ -254,3 +254,115 @@ pub enum Page {
     /// The oldest `limit` messages with seq above this.
     After(u64),
 }
+
+/// A file's id: the [`BlobId`](crate::blob::BlobId) of its bytes, as text
+/// (32 lowercase hex digits).
+pub type FileId = String;
+
+/// Where an upload stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileStatus {
+    /// Bytes are still arriving (or the upload was interrupted and may resume).
+    Uploading,
+    /// Every declared byte is stored, hashed and typed.
+    Complete,
+}
+
+/// Optional media facts a client supplies with an upload (display hints:
+/// the server does not decode media to check them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaFacts {
+    /// Pixels, for images and videos.
+    pub width: Option<u32>,
+    /// Pixels, for images and videos.
+    pub height: Option<u32>,
+    /// Length of audio or video, ms.
+    pub duration_ms: Option<u32>,
+    /// A thumbnail the same user uploaded as a file of its own.
+    pub thumbnail_id: Option<FileId>,
+}
+
+/// A file's metadata, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    /// Server-generated id.
+    pub id: FileId,
+    /// Who uploaded it.
+    pub uploader_id: UserId,
+    /// The client's name for it, sanitized: for display only, never a path.
+    pub name: String,
+    /// Size the uploader declared, bytes.
+    pub size: u64,
+    /// Bytes stored when last recorded (the blob's length is the live
+    /// figure while uploading; equals `size` once complete).
+    pub stored_bytes: u64,
+    /// Sniffed from the bytes at completion (empty while uploading).
+    pub mime_type: String,
+    /// Lowercase hex SHA-256 of the bytes (empty while uploading).
+    pub sha256: String,
+    /// Uploading or complete.
+    pub status: FileStatus,
+    /// When the upload began, Unix ms.
+    pub created_at: i64,
+    /// Last progress (begin, an interruption, completion), Unix ms.
+    pub updated_at: i64,
+    /// When the last byte was stored, Unix ms.
+    pub completed_at: Option<i64>,
+    /// Width, height, duration, thumbnail, as the uploader gave them.
+    pub facts: MediaFacts,
+}
+
+/// A file to record at the start of an upload.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    /// Server-generated id.
+    pub id: FileId,
+    /// Uploader.
+    pub uploader_id: UserId,
+    /// Sanitized name.
+    pub name: String,
+    /// Declared size, bytes.
+    pub size: u64,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Optional media facts.
+    pub facts: MediaFacts,
+}
+
+/// What completing an upload records.
+#[derive(Debug, Clone)]
+pub struct FileCompletion {
+    /// Sniffed MIME type.
+    pub mime_type: String,
+    /// Lowercase hex SHA-256.
+    pub sha256: String,
+    /// Unix ms.
+    pub completed_at: i64,
+}
+
+/// A file shared in a conversation, as listed for one of its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedFile {
+    /// The file.
+    pub file: FileRecord,
+    /// The conversation it was shared in.
+    pub conversation_id: ConversationId,
+    /// When it was (first) shared there, Unix ms.
+    pub shared_at: i64,
+}
+
+/// The files a message's content refers to (its media file and thumbnail):
+/// an append records each as shared in the message's conversation.
+pub fn content_file_ids(content: &v1::Content) -> Vec<FileId> {
+    use v1::content::Kind;
+    match &content.kind {
+        Some(Kind::Image(m) | Kind::Audio(m) | Kind::Video(m) | Kind::File(m) | Kind::Voice(m)) => {
+            [&m.file_id, &m.thumbnail_file_id]
+                .into_iter()
+                .filter(|id| !id.is_empty())
+                .cloned()
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}

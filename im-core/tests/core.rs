@@ -9,6 +9,26 @@ mod memory_store {
     im_core::store_conformance_tests!(async { (Arc::new(MemoryStore::new()) as Arc<dyn Store>, ()) });
 }
 
+mod memory_blobs {
+    use im_core::blob::{BlobStore, MemoryBlobStore};
+    use std::sync::Arc;
+    im_core::blob_conformance_tests!(async { (Arc::new(MemoryBlobStore::new()) as Arc<dyn BlobStore>, ()) });
+}
+
+mod fs_blobs {
+    use im_core::blob::{BlobStore, FsBlobStore, FsBlobStoreConfig};
+    use std::sync::Arc;
+
+    async fn make() -> (Arc<dyn BlobStore>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(FsBlobStoreConfig::new(dir.path().join("files")))
+            .await
+            .unwrap();
+        (Arc::new(store) as Arc<dyn BlobStore>, dir)
+    }
+    im_core::blob_conformance_tests!(make());
+}
+
 mod sqlite_store {
     use super::*;
     use im_core::store::{SqliteStore, SqliteStoreConfig};

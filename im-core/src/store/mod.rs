@@ -21,6 +21,12 @@
 //! * **Batch reads**: the engine reads what it needs for many conversations
 //!   ([`Store::members_of`], [`Store::last_messages`], [`Store::unread_counts`])
 //!   in a bounded number of round trips, never one per conversation.
+//! * **Files are shared with the message**: an append whose content refers
+//!   to files ([`content_file_ids`]) records each as shared in the
+//!   conversation in the same transaction, and fails with
+//!   [`StoreError::NotFound`] (nothing stored, no seq used) if one is not a
+//!   complete file; [`Store::delete_expired_file`] never deletes a file
+//!   that a committed message shares, even racing that append.
 //!
 //! Every method reports failures as a typed [`StoreError`]; the engine turns it
 //! into its own [`Error`](crate::Error) in one place.
@@ -208,6 +214,46 @@ pub trait Store: Send + Sync + 'static {
         read: Option<u64>,
         delivered: Option<u64>,
     ) -> StoreResult<MemberRecord>;
+
+    /// Records a new upload (status uploading, nothing stored yet).
+    /// `Conflict` if the id is taken.
+    async fn create_file(&self, file: NewFile) -> StoreResult<FileRecord>;
+    /// A file's metadata, `None` for an unknown id.
+    async fn file(&self, id: &str) -> StoreResult<Option<FileRecord>>;
+    /// Records an upload's progress (stored bytes, `updated_at = at`).
+    /// `NotFound` for an unknown file.
+    async fn file_progress(&self, id: &str, stored_bytes: u64, at: i64) -> StoreResult<()>;
+    /// Marks an upload complete (stored bytes = size). `NotFound` for an
+    /// unknown file, `Conflict` if it already was complete.
+    async fn complete_file(&self, id: &str, done: FileCompletion) -> StoreResult<FileRecord>;
+    /// Deletes a file's metadata and shares; true if it existed.
+    async fn delete_file(&self, id: &str) -> StoreResult<bool>;
+    /// True if `user` is a member of a conversation the file was shared in.
+    async fn file_shared_with(&self, id: &str, user: UserId) -> StoreResult<bool>;
+    /// Files uploaded by others and shared in conversations `user` belongs
+    /// to, most recently shared first, at most `limit` (a file shared in two
+    /// of them is listed twice).
+    async fn files_shared_with(&self, user: UserId, limit: u32) -> StoreResult<Vec<SharedFile>>;
+    /// The declared sizes of the uploads `user` began at or after `since`, summed.
+    async fn uploaded_bytes_since(&self, user: UserId, since: i64) -> StoreResult<u64>;
+    /// Files to clean up, at most `limit`, in no particular order: uploads
+    /// still in progress last updated before `stale_before`, and complete
+    /// files completed before `unshared_before` that no message shares.
+    async fn expired_files(
+        &self,
+        stale_before: i64,
+        unshared_before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<FileRecord>>;
+    /// Deletes a file's metadata if it is still expired by the rule of
+    /// [`Store::expired_files`], atomically with respect to an append
+    /// sharing it; true if it was deleted.
+    async fn delete_expired_file(
+        &self,
+        id: &str,
+        stale_before: i64,
+        unshared_before: i64,
+    ) -> StoreResult<bool>;
 
     /// `Ok` if the store can serve reads and writes now (for readiness
     /// probes): cheap, and never writes. The default suits stores with

@@ -13,8 +13,10 @@ use im_protocol::v1;
 use std::sync::Arc;
 
 mod batch;
+mod files;
 mod identities;
 pub use batch::*;
+pub use files::*;
 pub use identities::*;
 
 /// Generates one `#[tokio::test]` per conformance check.
@@ -36,7 +38,8 @@ macro_rules! store_conformance_tests {
             delete_and_rename_conversation, unknown_conversation_is_not_found,
             members_of_many_conversations, last_messages_of_many_conversations,
             unread_counts_of_many_conversations, batch_reads_of_many_conversations, health_is_ok,
-            external_identities_map_to_one_user, commit_hooks_run_in_sequence_order);
+            external_identities_map_to_one_user, commit_hooks_run_in_sequence_order,
+            file_metadata_lifecycle, files_are_shared_by_the_append, expired_files_and_guarded_delete);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(

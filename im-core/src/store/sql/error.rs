@@ -1,6 +1,6 @@
 //! Diesel errors classified into [`StoreError`].
 //!
-//! The kind diesel reports decides: a unique violation is a `Conflict`; a
+//! The kind diesel reports decides: a unique or foreign-key violation is a `Conflict`; a
 //! closed connection (PostgreSQL SQLSTATE class 08, or a broken connection)
 //! and a serialization failure (SQLSTATE 40001) are `Unavailable`; a missing
 //! row is `NotFound`. For the errors diesel reports as `Unknown`, each backend
@@ -16,6 +16,11 @@ impl From<D> for StoreError {
         match &e {
             D::NotFound => StoreError::NotFound("row not found".into()),
             D::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                StoreError::Conflict(info.message().to_owned())
+            }
+            // A row refers to one being deleted at the same time (a file
+            // shared while the clean-up removes it): one side loses.
+            D::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
                 StoreError::Conflict(info.message().to_owned())
             }
             D::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {

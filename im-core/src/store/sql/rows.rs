@@ -204,3 +204,91 @@ impl From<MessageRow> for v1::Message {
 pub(crate) fn messages_of(rows: Vec<MessageRow>) -> Vec<v1::Message> {
     rows.into_iter().map(Into::into).collect()
 }
+
+/// The columns of a [`FileRow`], in field order.
+pub(crate) const FILE: (
+    files::id,
+    files::uploader_id,
+    files::name,
+    files::size,
+    files::stored_bytes,
+    files::mime_type,
+    files::sha256,
+    files::status,
+    files::created_at,
+    files::updated_at,
+    files::completed_at,
+    files::width,
+    files::height,
+    files::duration_ms,
+    files::thumbnail_id,
+) = (
+    files::id,
+    files::uploader_id,
+    files::name,
+    files::size,
+    files::stored_bytes,
+    files::mime_type,
+    files::sha256,
+    files::status,
+    files::created_at,
+    files::updated_at,
+    files::completed_at,
+    files::width,
+    files::height,
+    files::duration_ms,
+    files::thumbnail_id,
+);
+
+/// `files.status` of an upload in progress.
+pub(crate) const FILE_UPLOADING: i32 = 0;
+/// `files.status` of a complete file.
+pub(crate) const FILE_COMPLETE: i32 = 1;
+
+/// A file's metadata as stored.
+#[derive(Queryable)]
+pub(crate) struct FileRow {
+    pub(crate) id: String,
+    pub(crate) uploader_id: i64,
+    pub(crate) name: String,
+    pub(crate) size: i64,
+    pub(crate) stored_bytes: i64,
+    pub(crate) mime_type: String,
+    pub(crate) sha256: String,
+    pub(crate) status: i32,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) completed_at: Option<i64>,
+    pub(crate) width: Option<i64>,
+    pub(crate) height: Option<i64>,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) thumbnail_id: Option<String>,
+}
+
+impl From<FileRow> for FileRecord {
+    fn from(r: FileRow) -> Self {
+        FileRecord {
+            id: r.id,
+            uploader_id: r.uploader_id as u64,
+            name: r.name,
+            size: r.size as u64,
+            stored_bytes: r.stored_bytes as u64,
+            mime_type: r.mime_type,
+            sha256: r.sha256,
+            status: if r.status == FILE_COMPLETE {
+                FileStatus::Complete
+            } else {
+                FileStatus::Uploading
+            },
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            completed_at: r.completed_at,
+            facts: MediaFacts {
+                width: r.width.map(|v| v as u32),
+                height: r.height.map(|v| v as u32),
+                duration_ms: r.duration_ms.map(|v| v as u32),
+                thumbnail_id: r.thumbnail_id,
+            },
+        }
+    }
+}

@@ -71,4 +71,33 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(conversations, members, messages);
+diesel::table! {
+    files (id) {
+        id -> Text,
+        uploader_id -> BigInt,
+        name -> Text,
+        size -> BigInt,
+        stored_bytes -> BigInt,
+        mime_type -> Text,
+        sha256 -> Text,
+        status -> Integer,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        completed_at -> Nullable<BigInt>,
+        width -> Nullable<BigInt>,
+        height -> Nullable<BigInt>,
+        duration_ms -> Nullable<BigInt>,
+        thumbnail_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    file_shares (file_id, conversation_id) {
+        file_id -> Text,
+        conversation_id -> BigInt,
+        shared_at -> BigInt,
+    }
+}
+
+diesel::joinable!(file_shares -> files (file_id));
+diesel::allow_tables_to_appear_in_same_query!(conversations, members, messages, files, file_shares);

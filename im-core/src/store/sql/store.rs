@@ -341,6 +341,82 @@ impl<C: SqlConnection> Store for DieselStore<C> {
             .await
     }
 
+    async fn create_file(&self, file: NewFile) -> StoreResult<FileRecord> {
+        self.core.write(move |c| queries::create_file(c, &file)).await
+    }
+
+    async fn file(&self, id: &str) -> StoreResult<Option<FileRecord>> {
+        let id = id.to_owned();
+        self.core.read(move |c| queries::file(c, &id)).await
+    }
+
+    async fn file_progress(&self, id: &str, stored_bytes: u64, at: i64) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.core
+            .write(move |c| queries::file_progress(c, &id, stored_bytes, at))
+            .await
+    }
+
+    async fn complete_file(&self, id: &str, done: FileCompletion) -> StoreResult<FileRecord> {
+        let id = id.to_owned();
+        self.core
+            .write(move |c| queries::complete_file(c, &id, &done))
+            .await
+    }
+
+    async fn delete_file(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.core.write(move |c| queries::delete_file(c, &id)).await
+    }
+
+    async fn file_shared_with(&self, id: &str, user: UserId) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.core
+            .read(move |c| queries::file_shared_with(c, &id, user))
+            .await
+    }
+
+    async fn files_shared_with(&self, user: UserId, limit: u32) -> StoreResult<Vec<SharedFile>> {
+        self.core
+            .read(move |c| queries::files_shared_with(c, user, limit))
+            .await
+    }
+
+    async fn uploaded_bytes_since(&self, user: UserId, since: i64) -> StoreResult<u64> {
+        self.core
+            .read(move |c| queries::uploaded_bytes_since(c, user, since))
+            .await
+    }
+
+    async fn expired_files(
+        &self,
+        stale_before: i64,
+        unshared_before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<FileRecord>> {
+        self.core
+            .read(move |c| queries::expired_files(c, stale_before, unshared_before, limit))
+            .await
+    }
+
+    async fn delete_expired_file(
+        &self,
+        id: &str,
+        stale_before: i64,
+        unshared_before: i64,
+    ) -> StoreResult<bool> {
+        let id = id.to_owned();
+        let deleted = self
+            .core
+            .write(move |c| queries::delete_expired_file(c, &id, stale_before, unshared_before))
+            .await;
+        match deleted {
+            // An append shared it meanwhile (PostgreSQL's foreign key): keep it.
+            Err(StoreError::Conflict(_)) => Ok(false),
+            other => other,
+        }
+    }
+
     async fn health(&self) -> StoreResult<()> {
         self.core.health().await
     }

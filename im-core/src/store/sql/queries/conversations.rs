@@ -114,6 +114,7 @@ pub(crate) fn conversation<C: SqlConnection>(
 pub(crate) fn delete_conversation<C: SqlConnection>(c: &mut C, id: ConversationId) -> StoreResult<()> {
     let id = id as i64;
     diesel::delete(messages::table.filter(messages::conversation_id.eq(id))).run(c)?;
+    diesel::delete(file_shares::table.filter(file_shares::conversation_id.eq(id))).run(c)?;
     diesel::delete(members::table.filter(members::conversation_id.eq(id))).run(c)?;
     diesel::delete(conversations::table.find(id)).run(c)?;
     Ok(())

@@ -104,6 +104,11 @@ pub(crate) fn append_message<C: SqlConnection>(
         // Rolls back to the savepoint: no sequence number is used.
         return Err(StoreError::NotMember(new.conversation_id));
     }
+    let file_ids = content_file_ids(&new.content);
+    if !file_ids.is_empty() {
+        // Rolls back with the savepoint if a file is missing: nothing stored.
+        super::share_files(c, &file_ids, conv_id, new.created_at)?;
+    }
     let content = prost::Message::encode_to_vec(&new.content);
     let id: i64 = diesel::insert_into(messages::table)
         .values((

@@ -8,14 +8,17 @@
 //! |---|---|
 //! | `accounts` | users and tokens |
 //! | `conversations` | conversations, members, the member-list cache of the sending path |
+//! | `files` | file metadata, shares, the clean-up |
 //! | `messages` | the append (sending path), history, changes, last messages, unread counts, cursors |
 
 mod accounts;
 mod conversations;
+mod files;
 mod messages;
 
 pub(crate) use accounts::*;
 pub(crate) use conversations::*;
+pub(crate) use files::*;
 pub(crate) use messages::*;
 
 /// Most ids bound in one `IN (...)` list (SQLite allows 32,766 parameters,

@@ -9,6 +9,8 @@ use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+mod files;
+
 /// An in-memory [`Store`]. Data is lost when it is dropped.
 ///
 /// ```
@@ -33,6 +35,8 @@ struct Inner {
     next_user: u64,
     next_conversation: u64,
     next_message: u64,
+    /// Uploaded files and their shares.
+    files: files::Files,
 }
 
 struct Conv {
@@ -294,6 +298,7 @@ impl Store for MemoryStore {
                 inner.direct.remove(&key);
             }
             inner.dedup.retain(|_, (c, _)| *c != id);
+            inner.files.unshare_conversation(id);
         }
         Ok(())
     }
@@ -398,6 +403,8 @@ impl Store for MemoryStore {
                 member_version: 0,
             });
         }
+        let file_ids = content_file_ids(&new.content);
+        inner.files.check_shareable(&file_ids)?;
         let conv = inner.conv(new.conversation_id)?;
         if new.sender_id != 0 {
             let member_after = match &new.membership {
@@ -451,6 +458,7 @@ impl Store for MemoryStore {
         let members: Arc<[UserId]> = conv.members.keys().copied().collect::<Vec<_>>().into();
         let member_version = conv.member_version;
         let seq = message.seq;
+        inner.files.share(&file_ids, new.conversation_id, new.created_at);
         if let Some(cid) = new.client_msg_id {
             inner
                 .dedup
@@ -606,6 +614,62 @@ impl Store for MemoryStore {
         // Reading implies delivery.
         m.delivered_seq = m.delivered_seq.max(m.read_seq);
         Ok(m.clone())
+    }
+
+    async fn create_file(&self, file: NewFile) -> StoreResult<FileRecord> {
+        self.inner.lock().create_file(file)
+    }
+
+    async fn file(&self, id: &str) -> StoreResult<Option<FileRecord>> {
+        Ok(self.inner.lock().file(id))
+    }
+
+    async fn file_progress(&self, id: &str, stored_bytes: u64, at: i64) -> StoreResult<()> {
+        self.inner.lock().file_progress(id, stored_bytes, at)
+    }
+
+    async fn complete_file(&self, id: &str, done: FileCompletion) -> StoreResult<FileRecord> {
+        self.inner.lock().complete_file(id, done)
+    }
+
+    async fn delete_file(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.inner.lock().delete_file(id))
+    }
+
+    async fn file_shared_with(&self, id: &str, user: UserId) -> StoreResult<bool> {
+        Ok(self.inner.lock().file_shared_with(id, user))
+    }
+
+    async fn files_shared_with(&self, user: UserId, limit: u32) -> StoreResult<Vec<SharedFile>> {
+        Ok(self.inner.lock().files_shared_with(user, limit))
+    }
+
+    async fn uploaded_bytes_since(&self, user: UserId, since: i64) -> StoreResult<u64> {
+        Ok(self.inner.lock().uploaded_bytes_since(user, since))
+    }
+
+    async fn expired_files(
+        &self,
+        stale_before: i64,
+        unshared_before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<FileRecord>> {
+        Ok(self
+            .inner
+            .lock()
+            .expired_files(stale_before, unshared_before, limit))
+    }
+
+    async fn delete_expired_file(
+        &self,
+        id: &str,
+        stale_before: i64,
+        unshared_before: i64,
+    ) -> StoreResult<bool> {
+        Ok(self
+            .inner
+            .lock()
+            .delete_expired_file(id, stale_before, unshared_before))
     }
 }
 
