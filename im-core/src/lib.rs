@@ -57,7 +57,10 @@ pub use auth::{Authenticator, Identity, LOCAL_ISSUER, PasswordAuthConfig, Passwo
 pub use blob::{BlobId, BlobStore, FsBlobStore, FsBlobStoreConfig, MemoryBlobStore};
 pub use clock::{Clock, SystemClock};
 pub use connection::{Connection, ConnectionConfig};
-pub use engine::{Authenticated, Caller, Engine, EngineBuilder, EngineConfig};
+pub use engine::{
+    Authenticated, Caller, Engine, EngineBuilder, EngineConfig, FileDownload, FileSweep, FilesConfig,
+    MAX_FILE_NAME_BYTES, UploadRequest, UploadState, sanitize_file_name,
+};
 pub use error::{Error, Result};
 pub use event::SharedEvent;
 pub use fanout::{Audience, Envelope, FanOut, FanOutHandler, LocalBus, LocalFanOut, Target};

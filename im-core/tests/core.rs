@@ -9,6 +9,9 @@ mod memory_store {
     im_core::store_conformance_tests!(async { (Arc::new(MemoryStore::new()) as Arc<dyn Store>, ()) });
 }
 
+#[path = "core/files.rs"]
+mod files;
+
 mod memory_blobs {
     use im_core::blob::{BlobStore, MemoryBlobStore};
     use std::sync::Arc;

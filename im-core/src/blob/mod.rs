@@ -155,3 +155,23 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Every stored blob, in no particular order.
     async fn list(&self) -> BlobResult<Vec<BlobInfo>>;
 }
+
+/// How a blob store's error reaches a client, in one place.
+///
+/// | `BlobError` | engine `Error` | wire code |
+/// |---|---|---|
+/// | `NotFound` | `NotFound` | `NOT_FOUND` |
+/// | `OffsetMismatch` | `Conflict` | `CONFLICT` |
+/// | `BadRange` | `InvalidArgument` | `INVALID_ARGUMENT` |
+/// | `Io` | `Unavailable` | `UNAVAILABLE` |
+impl From<BlobError> for crate::Error {
+    fn from(e: BlobError) -> Self {
+        use crate::Error;
+        match e {
+            BlobError::NotFound(id) => Error::NotFound(format!("file {id}")),
+            e @ BlobError::OffsetMismatch { .. } => Error::Conflict(e.to_string()),
+            e @ BlobError::BadRange { .. } => Error::InvalidArgument(e.to_string()),
+            BlobError::Io(e) => Error::Unavailable(format!("file storage: {e}")),
+        }
+    }
+}

@@ -12,7 +12,10 @@ impl Engine {
     /// a retry with the same `client_msg_id` returns the first ack.
     ///
     /// The sending path, one stage after the other:
-    /// 1. `validate_send`: content and ids, no I/O;
+    /// 1. `validate_send`: content and ids, no I/O; then, for media only,
+    ///    `attach_files`: the sender may read the file, which is complete;
+    ///    the media fields are filled from its metadata (the append then
+    ///    shares it in the conversation, in its transaction);
     /// 2. `resolve_target`: the conversation (a direct one is created on the
     ///    first message);
     /// 3. (a before-send hook will sit here: allow, deny or rewrite);
@@ -20,8 +23,12 @@ impl Engine {
     ///    sequence and store in one transaction; right after the commit the
     ///    members get it, in sequence order (the after-store stage);
     /// 5. the ack.
-    pub async fn send_message(&self, caller: Caller, req: v1::SendMessage) -> Result<v1::SendAck> {
+    pub async fn send_message(&self, caller: Caller, mut req: v1::SendMessage) -> Result<v1::SendAck> {
         self.validate_send(&req)?;
+        if let Some(content) = req.content.as_mut() {
+            self.attach_files(&caller, content).await?;
+            self.validate_content(Some(content))?;
+        }
         let conversation_id = self.resolve_target(&caller, req.target).await?;
         let new = NewMessage {
             conversation_id,

@@ -1,6 +1,7 @@
 //! The engine: every operation as an async method, with authorization in one place.
 
 use crate::auth::{Authenticator, PasswordAuthConfig, PasswordAuthenticator};
+use crate::blob::{BlobStore, MemoryBlobStore};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
 use crate::fanout::{FanOut, LocalFanOut};
@@ -33,6 +34,8 @@ pub struct EngineConfig {
     /// How long this node's sessions count as online after its last lease
     /// renewal, ms; the engine renews every third of it (default 30 s).
     pub presence_lease_ms: i64,
+    /// File size limit, daily quota and clean-up times.
+    pub files: FilesConfig,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +49,7 @@ impl Default for EngineConfig {
             max_title_chars: 200,
             max_client_msg_id: 64,
             presence_lease_ms: 30_000,
+            files: FilesConfig::default(),
         }
     }
 }
@@ -80,6 +84,7 @@ pub struct EngineBuilder {
     fanout: Option<Arc<dyn FanOut>>,
     presence: Option<Arc<dyn PresenceRegistry>>,
     clock: Option<Arc<dyn Clock>>,
+    blobs: Option<Arc<dyn BlobStore>>,
     node_id: Option<String>,
     auth: Option<Arc<dyn Authenticator>>,
     auth_config: PasswordAuthConfig,
@@ -105,6 +110,11 @@ impl EngineBuilder {
     /// Where time comes from (default: [`SystemClock`]).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
+        self
+    }
+    /// Where file bytes are kept (default: [`MemoryBlobStore`]).
+    pub fn blobs(mut self, blobs: Arc<dyn BlobStore>) -> Self {
+        self.blobs = Some(blobs);
         self
     }
     /// This node's name in the cluster, unique among live nodes (default:
@@ -152,6 +162,8 @@ impl EngineBuilder {
                 sessions,
                 presence,
                 clock,
+                blobs: self.blobs.unwrap_or_else(|| Arc::new(MemoryBlobStore::new())),
+                uploads: parking_lot::Mutex::default(),
                 node_id: node_id.into(),
                 presence_upkeep: std::sync::OnceLock::new(),
                 config: self.config,
@@ -172,6 +184,10 @@ struct Inner {
     /// Who is online on every node.
     presence: Arc<dyn PresenceRegistry>,
     clock: Arc<dyn Clock>,
+    /// File bytes.
+    blobs: Arc<dyn BlobStore>,
+    /// Uploads receiving bytes on this node now (one stream per upload).
+    uploads: parking_lot::Mutex<std::collections::HashSet<FileId>>,
     /// This node's name in presence leases (and, later, fan-out envelopes).
     node_id: Arc<str>,
     /// Started with the first session: renews this node's presence lease.
@@ -228,6 +244,10 @@ mod authz;
 mod conversations;
 mod delivery;
 mod dispatch;
+mod files;
+pub use files::{
+    FileDownload, FileSweep, FilesConfig, MAX_FILE_NAME_BYTES, UploadRequest, UploadState, sanitize_file_name,
+};
 mod identity;
 pub use identity::Authenticated;
 mod members;
@@ -252,6 +272,11 @@ impl Engine {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// Where file bytes are kept.
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.inner.blobs
     }
 
     /// This node's sessions.

@@ -228,6 +228,9 @@ pub trait Store: Send + Sync + 'static {
     async fn complete_file(&self, id: &str, done: FileCompletion) -> StoreResult<FileRecord>;
     /// Deletes a file's metadata and shares; true if it existed.
     async fn delete_file(&self, id: &str) -> StoreResult<bool>;
+    /// Which of these ids name a file (in no particular order): the
+    /// clean-up of blobs whose metadata is gone asks this in batches.
+    async fn files_exist(&self, ids: &[FileId]) -> StoreResult<Vec<FileId>>;
     /// True if `user` is a member of a conversation the file was shared in.
     async fn file_shared_with(&self, id: &str, user: UserId) -> StoreResult<bool>;
     /// Files uploaded by others and shared in conversations `user` belongs

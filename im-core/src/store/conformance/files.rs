@@ -95,6 +95,12 @@ pub async fn file_metadata_lifecycle(store: Arc<dyn Store>) {
     assert_eq!(store.uploaded_bytes_since(a.id, 0).await.unwrap(), 1024);
     assert_eq!(store.uploaded_bytes_since(a.id, 101).await.unwrap(), 24);
     assert_eq!(store.uploaded_bytes_since(a.id + 1000, 0).await.unwrap(), 0);
+    let mut exist = store
+        .files_exist(&["f2".into(), "nope".into(), "f1".into()])
+        .await
+        .unwrap();
+    exist.sort();
+    assert_eq!(exist, ["f1", "f2"]);
     assert!(store.delete_file("f1").await.unwrap());
     assert!(!store.delete_file("f1").await.unwrap());
     assert_eq!(store.file("f1").await.unwrap(), None);

@@ -636,6 +636,15 @@ impl Store for MemoryStore {
         Ok(self.inner.lock().delete_file(id))
     }
 
+    async fn files_exist(&self, ids: &[FileId]) -> StoreResult<Vec<FileId>> {
+        let inner = self.inner.lock();
+        Ok(ids
+            .iter()
+            .filter(|id| inner.file(id).is_some())
+            .cloned()
+            .collect())
+    }
+
     async fn file_shared_with(&self, id: &str, user: UserId) -> StoreResult<bool> {
         Ok(self.inner.lock().file_shared_with(id, user))
     }

@@ -206,6 +206,7 @@ pub(crate) fn messages_of(rows: Vec<MessageRow>) -> Vec<v1::Message> {
 }
 
 /// The columns of a [`FileRow`], in field order.
+#[allow(clippy::type_complexity)]
 pub(crate) const FILE: (
     files::id,
     files::uploader_id,

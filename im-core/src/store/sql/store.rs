@@ -369,6 +369,11 @@ impl<C: SqlConnection> Store for DieselStore<C> {
         self.core.write(move |c| queries::delete_file(c, &id)).await
     }
 
+    async fn files_exist(&self, ids: &[FileId]) -> StoreResult<Vec<FileId>> {
+        let ids = ids.to_vec();
+        self.core.read(move |c| queries::files_exist(c, &ids)).await
+    }
+
     async fn file_shared_with(&self, id: &str, user: UserId) -> StoreResult<bool> {
         let id = id.to_owned();
         self.core

@@ -4,6 +4,7 @@
 use super::super::rows::*;
 use super::super::schema::*;
 use super::super::{Run, SqlConnection};
+use super::CHUNK;
 use crate::model::*;
 use crate::store::{StoreError, StoreResult};
 use diesel::dsl::{exists, not};
@@ -36,6 +37,19 @@ pub(crate) fn file<C: SqlConnection>(c: &mut C, id: &str) -> StoreResult<Option<
         .first_row::<FileRow, _>(c)
         .optional()?
         .map(Into::into))
+}
+
+pub(crate) fn files_exist<C: SqlConnection>(c: &mut C, ids: &[FileId]) -> StoreResult<Vec<FileId>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        out.extend(
+            files::table
+                .filter(files::id.eq_any(chunk))
+                .select(files::id)
+                .rows::<String, _>(c)?,
+        );
+    }
+    Ok(out)
 }
 
 pub(crate) fn file_progress<C: SqlConnection>(c: &mut C, id: &str, stored: u64, at: i64) -> StoreResult<()> {
