@@ -1,9 +1,12 @@
-//! The backends the configuration names: the store, the fan-out and the
-//! presence registry, and this node's name in the cluster.
+//! The backends the configuration names: the store, the blob store of
+//! files, the fan-out and the presence registry, and this node's name in the cluster.
 
 use crate::config::{self, PresenceBackend, ServerConfig};
 use crate::error::{Result, ServerError};
-use im_core::{PostgresStore, PostgresStoreConfig, SqliteStore, SqliteStoreConfig, Store};
+use im_core::{
+    BlobStore, FsBlobStore, FsBlobStoreConfig, MemoryBlobStore, PostgresStore, PostgresStoreConfig,
+    SqliteStore, SqliteStoreConfig, Store,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +54,17 @@ pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
         }
         config::StoreUrl::Memory => Arc::new(im_core::MemoryStore::new()),
     })
+}
+
+/// Opens the blob store of uploaded files (`files.dir`).
+pub async fn open_blobs(config: &ServerConfig) -> Result<Arc<dyn BlobStore>> {
+    if config.files.dir == "memory://" {
+        return Ok(Arc::new(MemoryBlobStore::new()));
+    }
+    let store = FsBlobStore::open(FsBlobStoreConfig::new(&config.files.dir))
+        .await
+        .map_err(|e| ServerError::Config(format!("files.dir {}: {e}", config.files.dir)))?;
+    Ok(Arc::new(store))
 }
 
 /// Opens the fan-out named by the configuration. `routing`: this node and

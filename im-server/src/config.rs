@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub grpc: GrpcSection,
     /// HTTPS and WSS on a second listener; absent: no TLS.
     pub tls: Option<TlsSection>,
+    /// Uploaded files: where, how large, how long.
+    pub files: FilesSection,
 }
 
 /// `[grpc]`
@@ -92,6 +94,44 @@ impl Default for TlsSection {
             listen: "127.0.0.1:8443".into(),
             reload_interval_ms: 2_000,
             handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[files]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilesSection {
+    /// Directory of the uploaded files, one per upload named by its server
+    /// id (default `data/files`, created on the first upload), or
+    /// `memory://` (nothing kept).
+    pub dir: String,
+    /// Largest file, bytes (default 1 GiB).
+    pub max_file_bytes: u64,
+    /// Bytes a user may begin uploading per 24 hours; 0: no limit (default).
+    pub daily_quota_bytes: u64,
+    /// How long an interrupted upload may be resumed before it is deleted (default 24 h).
+    pub resume_window_secs: u64,
+    /// How long a complete file no message refers to is kept (default 24 h).
+    pub unreferenced_ttl_secs: u64,
+    /// How often the clean-up runs (default 10 min).
+    pub cleanup_interval_secs: u64,
+    /// An upload whose client sends nothing for this long is interrupted,
+    /// and can be resumed (default 60 s).
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for FilesSection {
+    fn default() -> Self {
+        let d = im_core::FilesConfig::default();
+        Self {
+            dir: "data/files".into(),
+            max_file_bytes: d.max_file_bytes,
+            daily_quota_bytes: d.daily_quota_bytes.unwrap_or(0),
+            resume_window_secs: (d.resume_window_ms / 1000) as u64,
+            unreferenced_ttl_secs: (d.unreferenced_ttl_ms / 1000) as u64,
+            cleanup_interval_secs: 600,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -409,6 +449,17 @@ impl ServerConfig {
         if !(1..=10_000).contains(&self.fanout.partitions) || !(1..=16).contains(&self.fanout.replication) {
             bail!("fanout.partitions must be 1 to 10000 and fanout.replication 1 to 16");
         }
+        if self.files.dir.trim().is_empty() {
+            bail!("files.dir must name a directory (or memory://)");
+        }
+        if self.files.cleanup_interval_secs == 0 || self.files.idle_timeout_secs == 0 {
+            bail!("files.cleanup_interval_secs and files.idle_timeout_secs must be at least 1");
+        }
+        if self.files.resume_window_secs > i64::MAX as u64 / 1000
+            || self.files.unreferenced_ttl_secs > i64::MAX as u64 / 1000
+        {
+            bail!("files.resume_window_secs and files.unreferenced_ttl_secs are too large");
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be \"text\" or \"json\"");
         }
@@ -559,6 +610,12 @@ impl ServerConfig {
             large_group_threshold: self.limits.large_group_threshold,
             session_queue: self.limits.session_queue,
             presence_lease_ms: (self.server.presence_lease_secs * 1000) as i64,
+            files: im_core::FilesConfig {
+                max_file_bytes: self.files.max_file_bytes,
+                daily_quota_bytes: (self.files.daily_quota_bytes > 0).then_some(self.files.daily_quota_bytes),
+                resume_window_ms: (self.files.resume_window_secs * 1000) as i64,
+                unreferenced_ttl_ms: (self.files.unreferenced_ttl_secs * 1000) as i64,
+            },
             ..Default::default()
         }
     }

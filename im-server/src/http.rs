@@ -2,7 +2,8 @@
 
 use crate::shared::Shared;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -13,7 +14,35 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 
-type Body = Full<Bytes>;
+/// Every response body: a buffer, or a stream (file downloads).
+pub(crate) type Body = UnsyncBoxBody<Bytes, BoxError>;
+/// The error of a response body.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A body from a buffer.
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A response without a body.
+pub(crate) fn empty(status: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// A response streaming a file's bytes, never whole in memory.
+pub(crate) fn stream_body(status: StatusCode, stream: im_core::blob::BlobStream) -> Response<Body> {
+    use futures_util::TryStreamExt;
+    let frames = stream
+        .map_ok(hyper::body::Frame::data)
+        .map_err(|e| Box::new(e) as BoxError);
+    let mut resp = Response::new(StreamBody::new(frames).boxed_unsync());
+    *resp.status_mut() = status;
+    resp
+}
 
 /// Largest HTTP request body accepted by the JSON endpoints.
 const MAX_JSON_BODY: usize = 16 * 1024;
@@ -103,8 +132,8 @@ pub(crate) async fn serve_connection<S>(
     }
 }
 
-fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
+pub(crate) fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(full(value.to_string()));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -112,7 +141,7 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut resp = Response::new(full(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
     resp
 }
@@ -132,7 +161,7 @@ fn status_of(e: &Error) -> StatusCode {
     }
 }
 
-fn error(e: &Error) -> Response<Body> {
+pub(crate) fn error(e: &Error) -> Response<Body> {
     json(
         status_of(e),
         serde_json::json!({"error": {"code": e.code().name(), "message": e.message()}}),
@@ -144,6 +173,9 @@ async fn route(
     req: Request<Incoming>,
     permit: PermitSlot,
 ) -> Result<Response<Body>, std::convert::Infallible> {
+    if req.uri().path().starts_with("/v1/files") {
+        return Ok(crate::files::route(&shared, req).await);
+    }
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => ready(&shared).await,
@@ -175,7 +207,7 @@ fn websocket(shared: &Shared, mut req: Request<Incoming>, permit: &PermitSlot) -
         Ok((response, serve)) => {
             let permit = permit.lock().ok().and_then(|mut slot| slot.take());
             shared.spawn_connection(serve, permit);
-            response
+            response.map(|b| b.map_err(|never| match never {}).boxed_unsync())
         }
         Err(e) => error(&e),
     }

@@ -20,6 +20,7 @@
 //! | `GET /healthz` | the process is up |
 //! | `GET /readyz` | the store answers and the server is not shutting down |
 //! | `GET /v1/ws` | WebSocket; see `docs/PROTOCOL.md` |
+//! | `POST /v1/files`, `HEAD`/`PATCH`/`GET /v1/files/{id}`, `GET /v1/files` | files: resumable upload, ranged download, files received (`docs/PROTOCOL.md`, "Files") |
 //!
 //! With a `[tls]` section the same routes are also served over TLS (HTTPS
 //! and WSS) on a second listener, with a certificate reloaded when its files
@@ -29,13 +30,14 @@
 mod backends;
 pub mod config;
 mod error;
+mod files;
 mod grpc;
 mod http;
 mod shared;
 pub mod tls;
 pub mod websocket;
 
-pub use backends::{open_fanout, open_presence, open_store};
+pub use backends::{open_blobs, open_fanout, open_presence, open_store};
 pub use config::ServerConfig;
 pub use error::{Result, ServerError};
 
@@ -157,6 +159,7 @@ impl Server {
         }
         let engine = builder
             .store(store)
+            .blobs(open_blobs(&config).await?)
             .fanout(open_fanout(&config, routing).await?)
             .config(config.engine_config())
             .password_auth(config.auth_config())
@@ -288,6 +291,21 @@ impl Server {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(tokens = n, "expired tokens purged"),
                         Err(e) => tracing::warn!(error = %e, "purging expired tokens failed"),
+                    },
+                }
+            }
+        });
+        // Files: abandoned uploads and files no message refers to.
+        let files = shared.clone();
+        shared.tasks.spawn(async move {
+            let period = Duration::from_secs(files.config.files.cleanup_interval_secs);
+            let mut every = tokio::time::interval(period);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = files.shutdown.cancelled() => break,
+                    _ = every.tick() => if let Err(e) = files.engine.file_housekeeping().await {
+                        tracing::warn!(error = %e, "file clean-up failed");
                     },
                 }
             }

@@ -2,7 +2,7 @@
 //!
 //! Layout: `<dir>/<first two hex digits of the id>/<id>`, one file per
 //! blob, nothing else (256 sub-directories at most, so no directory grows
-//! too large to list). Only [`BlobId`]s become paths. All file-system work
+//! too large to list), created as needed. Only [`BlobId`]s become paths. All file-system work
 //! runs through `tokio::fs` or `spawn_blocking`, off the async workers;
 //! writes go through a 256 KiB buffer; completion fsyncs the file and its
 //! directory.
@@ -23,7 +23,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Where an [`FsBlobStore`] keeps its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsBlobStoreConfig {
-    /// The directory (created if missing); default `./data/files`.
+    /// The directory (created with the first blob); default `./data/files`.
     pub dir: PathBuf,
 }
 
@@ -49,10 +49,20 @@ pub struct FsBlobStore {
 }
 
 impl FsBlobStore {
-    /// Opens (creating if needed) the directory.
+    /// A store in the configured directory. Nothing is created until the
+    /// first blob is written (a server that never receives a file leaves
+    /// no directory behind); an existing path that is not a directory is
+    /// an error.
     pub async fn open(config: FsBlobStoreConfig) -> BlobResult<Self> {
-        tokio::fs::create_dir_all(&config.dir).await?;
-        Ok(Self { dir: config.dir })
+        match tokio::fs::metadata(&config.dir).await {
+            Ok(m) if !m.is_dir() => Err(BlobError::Io(std::io::Error::other(format!(
+                "{} is not a directory",
+                config.dir.display()
+            )))),
+            Ok(_) => Ok(Self { dir: config.dir }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self { dir: config.dir }),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The directory the blobs are in.
@@ -196,7 +206,12 @@ impl BlobStore for FsBlobStore {
 /// Every blob under `dir`; entries that are not blob ids are skipped.
 fn list_dir(dir: &Path) -> BlobResult<Vec<BlobInfo>> {
     let mut out = Vec::new();
-    for shard in std::fs::read_dir(dir)? {
+    let shards = match std::fs::read_dir(dir) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e.into()),
+    };
+    for shard in shards {
         let shard = shard?;
         if !shard.file_type()?.is_dir() {
             continue;

@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod grpc;
+pub mod http_files;
 pub mod memory;
 pub mod process;
 mod raw;
@@ -110,6 +111,7 @@ pub fn test_config(backend: Backend) -> (ServerConfig, Data) {
     c.auth.argon2_t_cost = 1;
     c.limits.requests_per_second = 100_000.0;
     c.limits.request_burst = 100_000.0;
+    c.files.dir = dir.path().join("files").display().to_string();
     (
         c,
         Data {
@@ -241,6 +243,16 @@ impl TestServer {
             section.listen = "127.0.0.1:0".into();
         }
         Self::launch(config, stopped.dir, stopped.transport, stopped.tls).await
+    }
+
+    /// Where this server keeps uploaded files.
+    pub fn files_dir(&self) -> std::path::PathBuf {
+        self.config.files.dir.clone().into()
+    }
+
+    /// The SQLite database file of a server on [`Backend::Sqlite`].
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        self.config.store.url.strip_prefix("sqlite://").map(Into::into)
     }
 
     /// The URL SDK clients use: `wss://` to the TLS listener on the TLS
