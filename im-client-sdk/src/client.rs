@@ -204,6 +204,11 @@ impl Client {
         self.inner.auth.lock().user.clone()
     }
 
+    /// The first server URL (files go to its host over HTTP).
+    pub(crate) fn config_url(&self) -> String {
+        self.inner.config.urls[0].clone()
+    }
+
     /// The current bearer token (to reconnect later with [`Credentials::Token`]).
     pub fn token(&self) -> String {
         self.inner.auth.lock().token.clone()

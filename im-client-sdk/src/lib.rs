@@ -11,6 +11,9 @@
 //! * **TLS**: `wss://` URLs over rustls; the server's certificate is
 //!   verified against the system roots or the application's own CA
 //!   ([`TlsConfig`]), and a refused one is an [`Error::Tls`] saying why.
+//! * **Files** ([`Client::files`], [`FileClient`]): upload from a path or a
+//!   stream with progress, resumed after a dropped connection; download to
+//!   a path or a stream with `Range` resume; [`Client::send_file`].
 //! * **An outbox**: [`Client::send`] queues the message with a client message
 //!   id; it is (re)sent until the server acks it, across reconnects, and the
 //!   server's deduplication makes sure it is stored once.
@@ -37,6 +40,7 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 mod client;
+pub mod files;
 mod grpc;
 mod link;
 pub mod tls;
@@ -44,6 +48,7 @@ mod tracker;
 pub mod transport;
 
 pub use client::{Client, ClientConfig, Credentials, Events};
+pub use files::{FileClient, FileInfo, MediaKind, Progress, Upload};
 pub use im_protocol::{self, Format, v1};
 pub use tls::TlsConfig;
 
@@ -119,6 +124,12 @@ pub enum Error {
     /// The client was closed.
     #[error("client closed")]
     Closed,
+    /// An HTTP exchange (files) failed in transit.
+    #[error("http: {0}")]
+    Http(String),
+    /// A local file or stream could not be read or written.
+    #[error("i/o: {0}")]
+    Io(String),
 }
 
 impl Error {
@@ -137,8 +148,8 @@ impl Error {
                 code,
                 v1::ErrorCode::Unavailable | v1::ErrorCode::RateLimited | v1::ErrorCode::Internal
             ),
-            Error::Disconnected | Error::Timeout | Error::Connect(_) => true,
-            Error::Protocol(_) | Error::Tls(_) | Error::Closed => false,
+            Error::Disconnected | Error::Timeout | Error::Connect(_) | Error::Http(_) => true,
+            Error::Protocol(_) | Error::Tls(_) | Error::Closed | Error::Io(_) => false,
         }
     }
 }
