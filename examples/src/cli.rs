@@ -1,13 +1,13 @@
 //! The terminal chat client behind `examples/cli-chat.rs`: reads commands and
 //! text lines, prints messages, joins, leaves and typing as they arrive.
 
-use im_client_sdk::{Client, ClientConfig, Credentials, Event, Events, v1};
+use im_client_sdk::{Client, ClientConfig, Credentials, Event, Events, MediaKind, Upload, v1};
 use std::collections::HashMap;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
 const HELP: &str = "commands: /register USER PASS | /login USER PASS | /rooms | /join ROOM_ID | /create TITLE \
-| /group TITLE USER... | /dm USER | /users PREFIX | /conversations | /history | /leave | /quit; \
-anything else is sent to the current conversation";
+| /group TITLE USER... | /dm USER | /users PREFIX | /conversations | /history | /leave \
+| /file PATH | /files | /download FILE_ID PATH | /quit; anything else is sent to the current conversation";
 
 enum Target {
     None,
@@ -241,20 +241,77 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
                 self.target = Target::None;
                 self.say(&format!("left #{id}")).await?;
             }
-            "" => {
-                let target = match self.target {
-                    Target::Conversation(id) => v1::send_message::Target::ConversationId(id),
-                    Target::User(id) => v1::send_message::Target::ToUserId(id),
-                    Target::None => {
-                        anyhow::bail!("no current conversation: /join, /create, /group or /dm first")
-                    }
+            "/file" => {
+                anyhow::ensure!(!rest.is_empty(), "usage: /file PATH");
+                let target = self.send_target()?;
+                let path = rest.join(" ");
+                let info = self
+                    .client()?
+                    .files()?
+                    .upload_path(&path, Upload::default())
+                    .await?;
+                let kind = match info.mime_type.split('/').next() {
+                    Some("image") => MediaKind::Image,
+                    Some("audio") => MediaKind::Audio,
+                    Some("video") => MediaKind::Video,
+                    _ => MediaKind::File,
                 };
+                let ack = self.client()?.send_file(target, kind, &info.id, "").await?;
+                self.target = Target::Conversation(ack.conversation_id);
+                self.say(&format!(
+                    "sent {} ({} bytes, {}) as file {}",
+                    info.name, info.size, info.mime_type, info.id
+                ))
+                .await?;
+            }
+            "/files" => {
+                let files = self.client()?.files()?.received(50).await?;
+                if files.is_empty() {
+                    self.say("no files received yet").await?;
+                }
+                for f in files {
+                    let from = self.name(f.uploader_id).await;
+                    self.say(&format!(
+                        "  {} {} ({} bytes, {}) from {from} in #{}",
+                        f.id,
+                        f.name,
+                        f.size,
+                        f.mime_type,
+                        f.conversation_id.unwrap_or_default()
+                    ))
+                    .await?;
+                }
+            }
+            "/download" => {
+                let [id, path @ ..] = &rest[..] else {
+                    anyhow::bail!("usage: /download FILE_ID PATH");
+                };
+                anyhow::ensure!(!path.is_empty(), "usage: /download FILE_ID PATH");
+                let path = path.join(" ");
+                let info = self.client()?.files()?.download_to_path(id, &path, None).await?;
+                self.say(&format!(
+                    "downloaded {} bytes to {path} (sha256 {})",
+                    info.size, info.sha256
+                ))
+                .await?;
+            }
+            "" => {
+                let target = self.send_target()?;
                 let ack = self.client()?.send(target, v1::Content::text(line)).await?;
                 self.target = Target::Conversation(ack.conversation_id);
             }
             other => anyhow::bail!("unknown command {other}; {HELP}"),
         }
         Ok(true)
+    }
+
+    /// Where a message typed now goes.
+    fn send_target(&self) -> anyhow::Result<v1::send_message::Target> {
+        Ok(match self.target {
+            Target::Conversation(id) => v1::send_message::Target::ConversationId(id),
+            Target::User(id) => v1::send_message::Target::ToUserId(id),
+            Target::None => anyhow::bail!("no current conversation: /join, /create, /group or /dm first"),
+        })
     }
 
     async fn render(&mut self, m: &v1::Message) -> String {
@@ -279,6 +336,24 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
                     v1::SystemKind::Unspecified => "?".into(),
                 };
                 format!("[#{}] * {what}", m.conversation_id)
+            }
+            Some(
+                v1::content::Kind::Image(f)
+                | v1::content::Kind::Audio(f)
+                | v1::content::Kind::Video(f)
+                | v1::content::Kind::Voice(f)
+                | v1::content::Kind::File(f),
+            ) => {
+                let who = self.name(m.sender_id).await;
+                let caption = if f.caption.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", f.caption)
+                };
+                format!(
+                    "[#{}] {who} sent {} ({} bytes, {}), /download {} PATH{caption}",
+                    m.conversation_id, f.name, f.size, f.mime_type, f.file_id
+                )
             }
             _ => format!(
                 "[#{}] {} sent a non-text message",

@@ -111,3 +111,68 @@ async fn two_terminal_users_chat_in_a_room_and_directly() {
     stop.send(()).unwrap();
     server_task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_users_send_list_and_download_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = im_server::ServerConfig::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.store.url = format!("sqlite://{}", dir.path().join("im.sqlite3").display());
+    config.files.dir = dir.path().join("files").display().to_string();
+    config.auth.argon2_m_cost = 256;
+    config.auth.argon2_t_cost = 1;
+    let server = im_server::Server::bind(config).await.unwrap();
+    let url = format!("ws://{}/v1/ws", server.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let photo = dir.path().join("my photo.png");
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend((0..100_000u32).map(|i| (i * 7 % 251) as u8));
+    std::fs::write(&photo, &png).unwrap();
+
+    let mut alice = Session::start(&url);
+    let mut bob = Session::start(&url);
+    alice.type_line("/register alice password123").await;
+    alice.expect("signed in as alice").await;
+    bob.type_line("/register bob password123").await;
+    bob.expect("signed in as bob").await;
+    bob.type_line("/files").await;
+    bob.expect("no files received yet").await;
+
+    alice.type_line("/dm bob").await;
+    alice.expect("talking to bob").await;
+    alice.type_line(&format!("/file {}", photo.display())).await;
+    let sent = alice.expect("sent my photo.png").await;
+    assert!(sent.contains("(100016 bytes, image/png)"), "{sent}");
+    let shown = bob.expect("alice sent my photo.png").await;
+    let id = shown
+        .split("/download ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    bob.type_line("/files").await;
+    bob.expect(&format!("{id} my photo.png (100016 bytes, image/png) from alice"))
+        .await;
+    let target = dir.path().join("copy.png");
+    bob.type_line(&format!("/download {id} {}", target.display()))
+        .await;
+    bob.expect("downloaded 100016 bytes").await;
+    assert_eq!(std::fs::read(&target).unwrap(), png);
+    bob.type_line("/download 0123456789abcdef0123456789abcdef x")
+        .await;
+    bob.expect("! NotFound").await;
+    alice.type_line("/file /no/such/file").await;
+    alice.expect("! i/o").await;
+
+    alice.type_line("/quit").await;
+    bob.type_line("/quit").await;
+    alice.task.await.unwrap().unwrap();
+    bob.task.await.unwrap().unwrap();
+    stop.send(()).unwrap();
+    server_task.await.unwrap().unwrap();
+}
