@@ -163,9 +163,14 @@ async fn terminal_users_send_list_and_download_files() {
         .await;
     bob.expect("downloaded 100016 bytes").await;
     assert_eq!(std::fs::read(&target).unwrap(), png);
-    bob.type_line("/download 0123456789abcdef0123456789abcdef x")
-        .await;
+    let nowhere = dir.path().join("nothing");
+    bob.type_line(&format!(
+        "/download 0123456789abcdef0123456789abcdef {}",
+        nowhere.display()
+    ))
+    .await;
     bob.expect("! NotFound").await;
+    assert!(!nowhere.exists(), "a failed download leaves no file");
     alice.type_line("/file /no/such/file").await;
     alice.expect("! i/o").await;
 

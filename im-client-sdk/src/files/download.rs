@@ -16,7 +16,8 @@ use tokio::sync::watch;
 
 impl FileClient {
     /// Downloads a file into `path` (created or truncated); resumes with
-    /// `Range` after a dropped connection and checks the SHA-256.
+    /// `Range` after a dropped connection and checks the SHA-256. On failure
+    /// the file is removed.
     pub async fn download_to_path(
         &self,
         id: &str,
@@ -27,8 +28,23 @@ impl FileClient {
         let mut file = tokio::fs::File::create(path)
             .await
             .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-        let info = self.download(id, &mut file, progress).await?;
-        file.sync_all().await.map_err(|e| Error::Io(e.to_string()))?;
+        let result = match self.download(id, &mut file, progress).await {
+            Ok(info) => file
+                .sync_all()
+                .await
+                .map(|()| info)
+                .map_err(|e| Error::Io(e.to_string())),
+            Err(e) => Err(e),
+        };
+        let info = match result {
+            Ok(info) => info,
+            Err(e) => {
+                // Nothing half-written is left behind.
+                drop(file);
+                let _ = tokio::fs::remove_file(path).await;
+                return Err(e);
+            }
+        };
         Ok(info)
     }
 
