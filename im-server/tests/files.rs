@@ -56,9 +56,30 @@ fn image(file_id: &str) -> v1::Content {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_upload_resumes_and_completes_with_the_right_hash() {
-    let server = TestServer::start(Backend::Sqlite).await;
+/// Runs a case on a SQLite and on a PostgreSQL store.
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$case(Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$case(Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    an_interrupted_upload_resumes_and_completes_with_the_right_hash,
+    members_download_after_a_message_others_are_refused_and_ranges_are_exact,
+);
+
+async fn an_interrupted_upload_resumes_and_completes_with_the_right_hash(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (alice, _events) = server.register("alice").await;
     let token = alice.token();
     let len = 8 * MIB + 12_345;
@@ -241,9 +262,8 @@ async fn an_aborted_upload_leaves_nothing_after_the_cleanup_time() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn members_download_after_a_message_others_are_refused_and_ranges_are_exact() {
-    let server = TestServer::start(Backend::Sqlite).await;
+async fn members_download_after_a_message_others_are_refused_and_ranges_are_exact(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (alice, _ae) = server.register("alice").await;
     let (bob, _be) = server.register("bobby").await;
     let (carol, _ce) = server.register("carol").await;
