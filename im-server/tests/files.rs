@@ -279,6 +279,16 @@ async fn members_download_after_a_message_others_are_refused_and_ranges_are_exac
     let unknown = get(&server, &bob.token(), "0123456789abcdef0123456789abcdef", &[]).await;
     assert_eq!(unknown.status(), 404);
     assert_eq!(body_json(unknown).await["error"]["code"], "NOT_FOUND");
+    for path in [
+        format!("/v1/filesx{}", &id[1..]),
+        format!("/v1/files/{id}/x"),
+        "/v1/files//".into(),
+    ] {
+        let resp = send(server.addr, request("GET", &path, &alice.token(), &[], no_body()))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+    }
 
     let group = alice.create_group("trip", &[bob.user().id]).await.unwrap();
     let ack = alice

@@ -31,20 +31,21 @@ const UPLOAD_OFFSET: &str = "upload-offset";
 /// Routes `/v1/files` and `/v1/files/{id}`.
 pub(crate) async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
-    let id = path.strip_prefix("/v1/files").unwrap_or_default();
-    let result = match (req.method().clone(), id) {
-        (Method::POST, "" | "/") => create(shared, req).await,
-        (Method::GET, "" | "/") => list(shared, &req).await,
-        (method, id) if id.len() > 1 && !id[1..].contains('/') => {
-            let id = &id[1..];
-            match method {
-                Method::GET => download(shared, &req, id, false).await,
-                Method::HEAD => head(shared, &req, id).await,
-                Method::PATCH => append(shared, req, id).await,
-                _ => Err(Box::new(method_not_allowed())),
-            }
-        }
-        (_, "" | "/") => Err(Box::new(method_not_allowed())),
+    let rest = path.strip_prefix("/v1/files").unwrap_or_default();
+    // `/v1/files/{id}`: one non-empty segment after the slash.
+    let item = rest
+        .strip_prefix('/')
+        .filter(|id| !id.is_empty() && !id.contains('/'));
+    let result = match (req.method().clone(), rest, item) {
+        (Method::POST, "" | "/", _) => create(shared, req).await,
+        (Method::GET, "" | "/", _) => list(shared, &req).await,
+        (method, _, Some(id)) => match method {
+            Method::GET => download(shared, &req, id, false).await,
+            Method::HEAD => head(shared, &req, id).await,
+            Method::PATCH => append(shared, req, id).await,
+            _ => Err(Box::new(method_not_allowed())),
+        },
+        (_, "" | "/", _) => Err(Box::new(method_not_allowed())),
         _ => Err(fail(Error::NotFound("no such route".into()))),
     };
     result.unwrap_or_else(|resp| *resp)
