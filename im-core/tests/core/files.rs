@@ -457,3 +457,51 @@ async fn housekeeping_removes_abandoned_and_unreferenced_files() {
     assert_eq!(e.file_housekeeping().await.unwrap().orphans, 1);
     assert!(blobs.list().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn one_stream_per_upload_at_a_time() {
+    let (e, _, _) = engine(config(1 << 20, None));
+    let a = user(&e, "alice").await;
+    let data = bytes(20_000, 6);
+    let file = e.begin_upload(a.clone(), upload("x", data.len())).await.unwrap();
+    // A client that sends a chunk and then nothing, until its connection drops.
+    let first = Bytes::copy_from_slice(&data[..5_000]);
+    let (drop_tx, drop_rx) = tokio::sync::oneshot::channel::<()>();
+    let dropped = futures_util::stream::once(async move {
+        let _ = drop_rx.await;
+        Err(std::io::Error::other("connection closed"))
+    });
+    let stalled = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(first)]).chain(dropped);
+    let (e2, a2, id) = (e.clone(), a.clone(), file.id.clone());
+    let running = tokio::spawn(async move { e2.upload_chunks(a2, &id, 0, stalled).await });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(matches!(
+        e.upload_chunks(a.clone(), &file.id, 0, chunks(&data, 1_000)).await,
+        Err(Error::Conflict(m)) if m.contains("in progress")
+    ));
+    // Dropping the call does not stop the upload's task half way...
+    running.abort();
+    let _ = running.await;
+    assert!(matches!(
+        e.upload_chunks(a.clone(), &file.id, 0, chunks(&data, 1_000))
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    // ...its stream ending does: then the upload is free again.
+    drop_tx.send(()).unwrap();
+    let started = std::time::Instant::now();
+    let done = loop {
+        let state = e.upload_offset(a.clone(), &file.id).await.unwrap();
+        let rest = chunks(&data[state.offset as usize..], 1_000);
+        match e.upload_chunks(a.clone(), &file.id, state.offset, rest).await {
+            Ok(done) => break done,
+            // The first task is still finishing.
+            Err(Error::Conflict(_)) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(done.offset, data.len() as u64);
+    assert_eq!(done.file.sha256, sha(&data));
+}

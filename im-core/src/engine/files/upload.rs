@@ -45,12 +45,12 @@ impl Digesting {
 }
 
 /// Marks an upload as running on this node until dropped.
-struct Running<'a> {
-    engine: &'a Engine,
+struct Running {
+    engine: Engine,
     id: String,
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
         self.engine.inner.uploads.lock().remove(&self.id);
     }
@@ -69,6 +69,12 @@ impl Engine {
     ///   the resume window and the error is `Unavailable`; continue from
     ///   [`Engine::upload_offset`].
     /// * The same upload running on this node already: `Conflict`.
+    ///
+    /// The loop runs as a task of its own: a transport that drops this call
+    /// (its connection torn down) never cancels a write to the blob store
+    /// half way; the task ends when the stream does (a closed connection
+    /// ends its body stream), after flushing, and only then may the upload
+    /// be resumed.
     pub async fn upload_chunks<S, E>(
         &self,
         caller: Caller,
@@ -76,6 +82,18 @@ impl Engine {
         offset: u64,
         chunks: S,
     ) -> Result<UploadState>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let engine = self.clone();
+        let id = id.to_owned();
+        let task = tokio::spawn(async move { engine.run_upload(caller, &id, offset, chunks).await });
+        task.await
+            .unwrap_or_else(|e| Err(Error::Internal(format!("upload task failed: {e}"))))
+    }
+
+    async fn run_upload<S, E>(&self, caller: Caller, id: &str, offset: u64, chunks: S) -> Result<UploadState>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
         E: std::fmt::Display,
@@ -151,12 +169,12 @@ impl Engine {
         })
     }
 
-    fn start_running(&self, id: &str) -> Result<Running<'_>> {
+    fn start_running(&self, id: &str) -> Result<Running> {
         if !self.inner.uploads.lock().insert(id.to_owned()) {
             return Err(Error::Conflict(format!("upload {id} is already in progress")));
         }
         Ok(Running {
-            engine: self,
+            engine: self.clone(),
             id: id.to_owned(),
         })
     }

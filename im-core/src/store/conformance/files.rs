@@ -191,3 +191,25 @@ pub async fn expired_files_and_guarded_delete(store: Arc<dyn Store>) {
     store.delete_conversation(g.id).await.unwrap();
     assert!(store.delete_expired_file("kept", 500, 500).await.unwrap());
 }
+
+pub async fn sharing_races_the_cleanup(store: Arc<dyn Store>) {
+    let a = user(&store, "a").await;
+    let g = group(&store, a.id, vec![]).await;
+    for i in 0..20 {
+        let id = format!("race{i}");
+        complete(&store, &id, a.id, 100).await;
+        let (s1, s2) = (store.clone(), store.clone());
+        let (id1, id2) = (id.clone(), id.clone());
+        let append = tokio::spawn(async move { s1.append_message(image(g.id, a.id, &id1)).await });
+        let delete = tokio::spawn(async move { s2.delete_expired_file(&id2, 500, 500).await });
+        let (appended, deleted) = (append.await.unwrap(), delete.await.unwrap().unwrap());
+        let exists = store.file(&id).await.unwrap().is_some();
+        match (appended.is_ok(), deleted) {
+            // The message won: the file stays, shared.
+            (true, false) => assert!(exists && store.file_shared_with(&id, a.id).await.unwrap(), "{id}"),
+            // The clean-up won: the message was refused.
+            (false, true) => assert!(!exists, "{id}"),
+            (sent, deleted) => panic!("{id}: message stored {sent}, file deleted {deleted}"),
+        }
+    }
+}

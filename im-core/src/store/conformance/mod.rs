@@ -39,7 +39,8 @@ macro_rules! store_conformance_tests {
             members_of_many_conversations, last_messages_of_many_conversations,
             unread_counts_of_many_conversations, batch_reads_of_many_conversations, health_is_ok,
             external_identities_map_to_one_user, commit_hooks_run_in_sequence_order,
-            file_metadata_lifecycle, files_are_shared_by_the_append, expired_files_and_guarded_delete);
+            file_metadata_lifecycle, files_are_shared_by_the_append, expired_files_and_guarded_delete,
+            sharing_races_the_cleanup);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(
