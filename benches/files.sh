@@ -2,7 +2,7 @@
 # Upload and download throughput of files over HTTP, with the server's CPU
 # time per GiB. Starts a release im-server (SQLite, files in a temporary
 # directory), uploads a file of SIZE_MIB (default 1024) random bytes with curl
-# (`--data-binary`, one POST) and downloads it (to /dev/null, and to a file
+# (`-X POST --upload-file`: streamed, one POST) and downloads it (to /dev/null, and to a file
 # whose SHA-256 is checked). Runs each RUNS times (default 3) and prints one
 # line per transfer: MiB/s (curl's average speed) and the server's user+system
 # CPU seconds per GiB (from /proc/PID/stat around the transfer).
@@ -29,16 +29,18 @@ token=$(curl -sf -X POST "http://127.0.0.1:$PORT/v1/auth/register" \
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$work/in.bin"
 want=$(sha256sum "$work/in.bin" | cut -d' ' -f1)
 ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+cpu() { awk '{print $14 ":" $15}' "/proc/$server/stat"; }   # user:system ticks
 report() { # what, bytes/s from curl, cpu ticks before, after
-  awk -v what="$1" -v speed="$2" -v t0="$3" -v t1="$4" -v hz="$ticks" -v mib="$SIZE_MIB" \
-    'BEGIN { printf "%-9s %8.1f MiB/s   server CPU %.2f s/GiB\n", what, speed / 1048576, (t1 - t0) / hz / (mib / 1024) }'
+  awk -v what="$1" -v speed="$2" -v t0="$3" -v t1="$4" -v hz="$ticks" -v mib="$SIZE_MIB" 'BEGIN {
+    split(t0, a, ":"); split(t1, b, ":"); gib = mib / 1024
+    u = (b[1] - a[1]) / hz / gib; s = (b[2] - a[2]) / hz / gib
+    printf "%-9s %8.1f MiB/s   server CPU %.2f s/GiB (user %.2f, system %.2f)\n", what, speed / 1048576, u + s, u, s }'
 }
 
 for run in $(seq "$RUNS"); do
   c0=$(cpu)
   out=$(curl -sf -H "Authorization: Bearer $token" -H "X-File-Name: bench.bin" \
-    --data-binary @"$work/in.bin" -w '\n%{speed_upload}' "http://127.0.0.1:$PORT/v1/files")
+    -X POST --upload-file "$work/in.bin" -w '\n%{speed_upload}' "http://127.0.0.1:$PORT/v1/files")
   c1=$(cpu)
   id=$(echo "$out" | head -1 | sed 's/.*"id":"\([0-9a-f]*\)".*/\1/')
   echo "$out" | head -1 | grep -q "\"sha256\":\"$want\"" || { echo "upload hash mismatch"; exit 1; }
@@ -47,10 +49,13 @@ for run in $(seq "$RUNS"); do
   speed=$(curl -sf -H "Authorization: Bearer $token" -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$PORT/v1/files/$id")
   c1=$(cpu)
   report download "$speed" "$c0" "$c1"
+  # Each run's file is deleted from disk so that runs do not pile up dirty pages.
   if [ "$run" = 1 ]; then
     curl -sf -H "Authorization: Bearer $token" -o "$work/out.bin" "http://127.0.0.1:$PORT/v1/files/$id"
     [ "$(sha256sum "$work/out.bin" | cut -d' ' -f1)" = "$want" ] || { echo "download hash mismatch"; exit 1; }
     rm "$work/out.bin"
   fi
+  rm -f "$work/files/${id:0:2}/$id"
+  sync
 done
 echo "server peak resident memory: $(awk '/VmHWM/ {print $2, $3}' "/proc/$server/status")"

@@ -4,21 +4,22 @@
 //! blob, nothing else (256 sub-directories at most, so no directory grows
 //! too large to list), created as needed. Only [`BlobId`]s become paths. All file-system work
 //! runs through `tokio::fs` or `spawn_blocking`, off the async workers;
-//! writes go through a 256 KiB buffer; completion fsyncs the file and its
-//! directory.
+//! writes go through a 256 KiB buffer; reads are one blocking read per
+//! 256 KiB chunk; completion fsyncs the file and its directory.
 
 use super::{BlobError, BlobId, BlobInfo, BlobResult, BlobStore, BlobStream, BlobWriter};
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use std::io::Seek;
 use std::io::SeekFrom;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWriteExt, BufWriter};
 
 /// Bytes buffered by a writer before they go to the file.
 const WRITE_BUFFER: usize = 256 * 1024;
 /// Largest chunk a read yields.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 
 /// Where an [`FsBlobStore`] keeps its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,41 +149,43 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read(&self, id: BlobId, range: Range<u64>) -> BlobResult<BlobStream> {
-        let mut file = match tokio::fs::File::open(self.path(id)).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound(id)),
-            Err(e) => return Err(e.into()),
-        };
-        let len = file.metadata().await?.len();
-        if range.start > range.end || range.end > len {
-            return Err(BlobError::BadRange {
-                start: range.start,
-                end: range.end,
-                len,
-            });
-        }
-        file.seek(SeekFrom::Start(range.start)).await?;
+        let path = self.path(id);
+        let file = blocking(move || {
+            let mut file = match std::fs::File::open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound(id)),
+                Err(e) => return Err(e.into()),
+            };
+            let len = file.metadata()?.len();
+            if range.start > range.end || range.end > len {
+                return Err(BlobError::BadRange {
+                    start: range.start,
+                    end: range.end,
+                    len,
+                });
+            }
+            file.seek(SeekFrom::Start(range.start))?;
+            Ok(file)
+        })
+        .await?;
+        // One blocking read per chunk, straight into the chunk's buffer (no
+        // second copy, one hand-off to the blocking pool per 256 KiB).
         let left = range.end - range.start;
         Ok(Box::pin(futures_util::stream::try_unfold(
             (file, left),
-            |(mut file, left)| async move {
+            |(file, left)| async move {
                 if left == 0 {
                     return Ok(None);
                 }
                 let want = left.min(READ_CHUNK as u64) as usize;
-                let mut buf = BytesMut::zeroed(want);
-                let mut got = 0;
-                while got < want {
-                    let n = file.read(&mut buf[got..]).await?;
-                    if n == 0 {
-                        return Err(BlobError::Io(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "blob shorter than its range",
-                        )));
-                    }
-                    got += n;
-                }
-                Ok(Some((buf.freeze(), (file, left - want as u64))))
+                let (file, chunk) = blocking(move || {
+                    let mut file = file;
+                    let mut buf = vec![0u8; want];
+                    std::io::Read::read_exact(&mut file, &mut buf)?;
+                    Ok((file, Bytes::from(buf)))
+                })
+                .await?;
+                Ok(Some((chunk, (file, left - want as u64))))
             },
         )))
     }
@@ -201,6 +204,13 @@ impl BlobStore for FsBlobStore {
             .await
             .map_err(std::io::Error::other)?
     }
+}
+
+/// Runs file-system work on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> BlobResult<T> + Send + 'static) -> BlobResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
 }
 
 /// Every blob under `dir`; entries that are not blob ids are skipped.
