@@ -124,6 +124,25 @@ impl Engine {
     /// [`FilesConfig::max_file_bytes`] (`TooLarge`, nothing stored) and the
     /// daily quota, and records the file (status uploading). Send its bytes
     /// with [`Engine::upload_chunks`] from offset 0.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> im_core::Result<()> {
+    /// use bytes::Bytes;
+    /// use futures_util::StreamExt;
+    /// use im_core::{Caller, Engine, UploadRequest};
+    /// let engine = Engine::builder().build(); // memory store and blob store
+    /// let alice = Caller::user(engine.register("alice", "correct horse", "").await?.user.id);
+    /// let request = UploadRequest { name: "hello.txt".into(), size: 11, ..Default::default() };
+    /// let file = engine.begin_upload(alice.clone(), request).await?;
+    /// // What a transport hands over: the request body as a stream of chunks.
+    /// let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from("hello world"))]);
+    /// let done = engine.upload_chunks(alice.clone(), &file.id, 0, body).await?;
+    /// assert_eq!(done.file.mime_type, "text/plain");
+    /// let download = engine.open_file(alice, &file.id).await?;
+    /// let mut bytes = download.read(Some(6..11)).await?;
+    /// assert_eq!(bytes.next().await.unwrap().unwrap(), "world");
+    /// # Ok(()) }
+    /// ```
     pub async fn begin_upload(&self, caller: Caller, req: UploadRequest) -> Result<FileRecord> {
         let limits = &self.inner.config.files;
         if req.size > limits.max_file_bytes {
