@@ -209,6 +209,11 @@ impl Client {
         self.inner.config.urls[0].clone()
     }
 
+    /// How the client verifies TLS servers (files use it too).
+    pub(crate) fn tls_config(&self) -> TlsConfig {
+        self.inner.config.tls.clone()
+    }
+
     /// The current bearer token (to reconnect later with [`Credentials::Token`]).
     pub fn token(&self) -> String {
         self.inner.auth.lock().token.clone()

@@ -1,7 +1,8 @@
 //! The HTTP side of files: where the server is, how a connection to it is
-//! opened (pluggable, so TLS can be added), one request per connection,
+//! opened (pluggable; TLS by default for `https`), one request per connection,
 //! and the server's JSON errors.
 
+use crate::tls::{ALPN_HTTP1, TlsConfig};
 use crate::{Error, Result, v1};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -23,32 +24,46 @@ pub trait HttpIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> HttpIo for T {}
 
 /// A boxed future of a connection.
-pub type Connecting = Pin<Box<dyn Future<Output = std::io::Result<Box<dyn HttpIo>>> + Send>>;
+pub type Connecting = Pin<Box<dyn Future<Output = Result<Box<dyn HttpIo>>> + Send>>;
 
-/// Opens connections for the file client. The default,
-/// [`TcpHttpConnector`], speaks plain `http`; a TLS connector wraps the
-/// stream for `https` (the scheme of a `wss://` server URL).
+/// Opens connections for the file client: plain TCP for `http`, TLS over it
+/// for `https` (the scheme of a `wss://` server URL). The default is
+/// [`TlsHttpConnector`]; an application may route through a proxy or its
+/// own TLS stack instead.
 pub trait HttpConnector: Send + Sync + std::fmt::Debug + 'static {
     /// A connection to `host:port` for `scheme` (`http` or `https`).
     fn connect(&self, scheme: &str, host: &str, port: u16) -> Connecting;
 }
 
-/// Plain TCP: `http` only.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TcpHttpConnector;
+/// TCP, with TLS (rustls, verified with a [`TlsConfig`]) for `https`.
+/// [`Client::files`](crate::Client::files) uses the client's own
+/// [`TlsConfig`](crate::ClientConfig::tls), so files are verified exactly as
+/// the chat connection is; a refused certificate is an [`Error::Tls`].
+#[derive(Debug, Clone, Default)]
+pub struct TlsHttpConnector {
+    tls: TlsConfig,
+}
 
-impl HttpConnector for TcpHttpConnector {
+impl TlsHttpConnector {
+    /// Verifies `https` servers with `tls`.
+    pub fn new(tls: TlsConfig) -> Self {
+        Self { tls }
+    }
+}
+
+impl HttpConnector for TlsHttpConnector {
     fn connect(&self, scheme: &str, host: &str, port: u16) -> Connecting {
-        let (scheme, host) = (scheme.to_owned(), host.to_owned());
+        let (scheme, host, tls) = (scheme.to_owned(), host.to_owned(), self.tls.clone());
         Box::pin(async move {
-            if scheme != "http" {
-                return Err(std::io::Error::other(format!(
-                    "{scheme} needs a TLS connector (FileClient::connector)"
-                )));
-            }
-            let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
+            let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
+                .await
+                .map_err(|e| Error::Connect(format!("{host}:{port}: {e}")))?;
             let _ = tcp.set_nodelay(true);
-            Ok(Box::new(tcp) as Box<dyn HttpIo>)
+            match scheme.as_str() {
+                "http" => Ok(Box::new(tcp) as Box<dyn HttpIo>),
+                "https" => Ok(Box::new(tls.connect(&host, tcp, &[ALPN_HTTP1]).await?) as Box<dyn HttpIo>),
+                other => Err(Error::Connect(format!("no HTTP over {other}"))),
+            }
         })
     }
 }
@@ -99,10 +114,7 @@ pub(crate) async fn send(
     req: hyper::http::request::Builder,
     body: Body,
 ) -> Result<Response<Incoming>> {
-    let io = connector
-        .connect(origin.scheme, &origin.host, origin.port)
-        .await
-        .map_err(|e| Error::Connect(format!("{}: {e}", origin.authority())))?;
+    let io = connector.connect(origin.scheme, &origin.host, origin.port).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| Error::Connect(e.to_string()))?;

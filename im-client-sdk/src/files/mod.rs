@@ -14,7 +14,7 @@ mod download;
 mod http;
 mod upload;
 
-pub use http::{Connecting, HttpConnector, HttpIo, TcpHttpConnector};
+pub use http::{Connecting, HttpConnector, HttpIo, TlsHttpConnector};
 
 use crate::{Client, Error, Result, v1};
 use http::{Origin, empty, json, send, server_error};
@@ -135,10 +135,13 @@ impl std::fmt::Debug for FileClient {
 }
 
 impl Client {
-    /// Files on this client's server, with its token.
+    /// Files on this client's server (`ws://` → `http://`, `wss://` →
+    /// `https://` verified with the client's [`TlsConfig`](crate::TlsConfig)),
+    /// with its token.
     pub fn files(&self) -> Result<FileClient> {
         let client = self.clone();
-        FileClient::new(&self.config_url(), move || client.token())
+        let connector = TlsHttpConnector::new(self.tls_config());
+        Ok(FileClient::new(&self.config_url(), move || client.token())?.connector(Arc::new(connector)))
     }
 
     /// Sends a message carrying an uploaded file (the server fills in its
@@ -174,13 +177,14 @@ impl FileClient {
         Ok(Self {
             origin: Origin::parse(url)?,
             token: Arc::new(token),
-            connector: Arc::new(TcpHttpConnector),
+            connector: Arc::new(TlsHttpConnector::default()),
             part_size: 8 << 20,
             retries: 8,
         })
     }
 
-    /// How connections are opened (TLS for `https`).
+    /// How connections are opened (default: [`TlsHttpConnector`] with the
+    /// system's roots).
     pub fn connector(mut self, connector: Arc<dyn HttpConnector>) -> Self {
         self.connector = connector;
         self

@@ -131,3 +131,32 @@ async fn the_sdk_uploads_with_progress_resumes_after_a_cut_and_downloads() {
     assert_eq!(refused.unwrap_err().code(), Some(v1::ErrorCode::PermissionDenied));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_go_over_https_verified_like_the_chat_connection() {
+    use im_client_sdk::{FileClient, Upload};
+    use support::Transport;
+    let server = TestServer::start_on(Backend::Sqlite, Transport::WebSocketTls).await;
+    assert!(server.url().starts_with("wss://"));
+    let (alice, _events) = server.register("alice").await;
+    let data = content(31, 0..MIB + 7);
+    let files = alice.files().unwrap();
+    let info = files
+        .upload_reader(
+            std::io::Cursor::new(data.to_vec()),
+            data.len() as u64,
+            Upload::named("secret.bin"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.sha256, content_sha(31, 0..MIB + 7));
+    let mut back = Vec::new();
+    files.download(&info.id, &mut back, None).await.unwrap();
+    assert_eq!(back, data);
+    // Without the test CA (system roots only) the server is refused.
+    let token = alice.clone();
+    let untrusting = FileClient::new(&server.url(), move || token.token()).unwrap();
+    let refused = untrusting.received(10).await.unwrap_err();
+    assert!(matches!(refused, im_client_sdk::Error::Tls(_)), "{refused:?}");
+    server.stop().await;
+}
