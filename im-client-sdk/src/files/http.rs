@@ -114,7 +114,9 @@ pub(crate) async fn send(
     req: hyper::http::request::Builder,
     body: Body,
 ) -> Result<Response<Incoming>> {
-    let io = connector.connect(origin.scheme, &origin.host, origin.port).await?;
+    let io = connector
+        .connect(origin.scheme, &origin.host, origin.port)
+        .await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| Error::Connect(e.to_string()))?;
