@@ -117,7 +117,8 @@ pub struct FilesSection {
     /// How often the clean-up runs (default 10 min).
     pub cleanup_interval_secs: u64,
     /// An upload whose client sends nothing for this long is interrupted,
-    /// and can be resumed (default 60 s).
+    /// and can be resumed; an HTTP connection whose client reads nothing
+    /// for this long (a download nobody reads) is closed (default 60 s).
     pub idle_timeout_secs: u64,
 }
 

@@ -109,7 +109,9 @@ pub(crate) async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(stream);
+    // A peer that stops reading (a download nobody reads) is dropped.
+    let stall = std::time::Duration::from_secs(shared.config.files.idle_timeout_secs);
+    let io = TokioIo::new(crate::write_timeout::WriteTimeout::new(stream, stall));
     let svc_shared = shared.clone();
     let slot: PermitSlot = Arc::new(std::sync::Mutex::new(Some(permit)));
     let service = hyper::service::service_fn(move |req| route(svc_shared.clone(), req, slot.clone()));

@@ -36,6 +36,7 @@ mod http;
 mod shared;
 pub mod tls;
 pub mod websocket;
+mod write_timeout;
 
 pub use backends::{open_blobs, open_fanout, open_presence, open_store};
 pub use config::ServerConfig;

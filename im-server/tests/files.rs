@@ -448,6 +448,35 @@ async fn hostile_names_are_stored_and_shown_safely() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_nobody_reads_is_dropped_after_the_idle_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start_with(Backend::Sqlite, |c| c.files.idle_timeout_secs = 1).await;
+    let (alice, _events) = server.register("alice").await;
+    let len = 64 * MIB;
+    let id = upload(&server, &alice.token(), "big.bin", 41, len).await;
+    // Ask for it, then read nothing for a while.
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let ask = format!(
+        "GET /v1/files/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        alice.token()
+    );
+    tcp.write_all(ask.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // What the socket buffers held arrives, then the end: the server gave up.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+            Err(_) => panic!("the connection is still open after {got} bytes"),
+        }
+    }
+    assert!(got < len as usize, "the whole file arrived ({got} bytes)");
+    server.stop().await;
+}
+
 /// Resident and peak memory of a process, KiB.
 fn memory_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
