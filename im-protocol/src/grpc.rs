@@ -7,6 +7,8 @@
 //!   event is encoded once for all its recipients, whatever their transport.
 //! * [`api_server`] / [`api_client`]: `im.v1.Api`, unary calls with the
 //!   ordinary prost types of [`crate::v1`].
+//! * [`files_server`] / [`files_client`]: `im.v1.Files`, uploads and
+//!   downloads as streams of chunks.
 //!
 //! An empty message on `Connect` is a heartbeat (see `grpc.proto`).
 
@@ -19,8 +21,7 @@ mod chat {
     include!(concat!(env!("OUT_DIR"), "/im.v1.Chat.rs"));
 }
 
-pub use crate::v1::api_client;
-pub use crate::v1::api_server;
+pub use crate::v1::{api_client, api_server, files_client, files_server};
 pub use chat::{chat_client, chat_server};
 
 /// The metadata key of the close code when the server ends a `Connect`

@@ -563,3 +563,6 @@ async fn a_200_mib_file_streams_through_a_server_process_in_bounded_memory() {
 
 #[path = "files/sdk.rs"]
 mod sdk;
+
+#[path = "files/grpc.rs"]
+mod grpc;

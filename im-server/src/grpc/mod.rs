@@ -1,6 +1,7 @@
 //! gRPC (HTTP/2, tonic) on its own listener: `im.v1.Chat/Connect` carries
 //! protocol sessions exactly like a WebSocket, `im.v1.Api` a few unary
-//! calls, and server reflection describes both. See `grpc.proto`.
+//! calls, `im.v1.Files` uploads and downloads, and server reflection
+//! describes them. See `grpc.proto`.
 //!
 //! Each accepted connection holds a permit of the server's connection limit
 //! (each `Connect` stream holds one more, like a WebSocket), has its own
@@ -8,13 +9,16 @@
 //! GOAWAY) at shutdown after its sessions were told why.
 
 mod api;
+mod files;
 mod session;
 
 use crate::shared::Shared;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use im_core::Error;
 use im_core::connection::TokenBucket;
-use im_protocol::grpc::{api_server::ApiServer, chat_server::ChatServer, error_status};
+use im_protocol::grpc::{
+    api_server::ApiServer, chat_server::ChatServer, error_status, files_server::FilesServer,
+};
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +29,7 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 use tonic::service::Routes;
 
-/// The routes of every gRPC connection: both services and reflection.
+/// The routes of every gRPC connection: the services and reflection.
 /// Built once; each connection clones it.
 pub(crate) fn routes(shared: &Arc<Shared>) -> Routes {
     // Frames a little over the protocol's limit still reach the session
@@ -40,6 +44,10 @@ pub(crate) fn routes(shared: &Arc<Shared>) -> Routes {
         shared: shared.clone(),
     })
     .max_decoding_message_size(max_message);
+    let files = FilesServer::new(files::FilesService {
+        shared: shared.clone(),
+    })
+    .max_decoding_message_size(files::MAX_UPLOAD_MESSAGE);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(im_protocol::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -50,6 +58,7 @@ pub(crate) fn routes(shared: &Arc<Shared>) -> Routes {
         .expect("the schema's descriptor set is valid");
     Routes::new(chat)
         .add_service(api)
+        .add_service(files)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .prepare()
