@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+mod append;
 mod files;
 
 /// An in-memory [`Store`]. Data is lost when it is dropped.
@@ -384,96 +385,8 @@ impl Store for MemoryStore {
     }
 
     async fn append_message_then(&self, new: NewMessage, on_commit: CommitHook) -> StoreResult<Appended> {
-        let mut inner = self.inner.lock();
-        if !inner.conversations.contains_key(&new.conversation_id) {
-            return Err(StoreError::NotFound(format!(
-                "conversation {}",
-                new.conversation_id
-            )));
-        }
-        if let Some(cid) = &new.client_msg_id
-            && let Some(&(conv_id, seq)) = inner.dedup.get(&(new.sender_id, cid.clone()))
-        {
-            let conv = inner.conv(conv_id)?;
-            return Ok(Appended {
-                message: conv.messages[(seq - 1) as usize].clone(),
-                duplicate: true,
-                member_count: conv.record.member_count,
-                members: Arc::from(Vec::new()),
-                member_version: 0,
-            });
-        }
-        let file_ids = content_file_ids(&new.content);
-        inner.files.check_shareable(&file_ids)?;
-        let conv = inner.conv(new.conversation_id)?;
-        if new.sender_id != 0 {
-            let member_after = match &new.membership {
-                Some(Membership::Add(users)) if users.iter().any(|(u, _)| *u == new.sender_id) => true,
-                Some(Membership::Remove(u)) if *u == new.sender_id => false,
-                _ => conv.members.contains_key(&new.sender_id),
-            };
-            if !member_after {
-                return Err(StoreError::NotMember(new.conversation_id));
-            }
-        }
-        inner.next_message += 1;
-        let id = inner.next_message;
-        let conv = inner.conv(new.conversation_id)?;
-        match &new.membership {
-            Some(Membership::Add(users)) => {
-                for &(user_id, role) in users {
-                    conv.members.entry(user_id).or_insert(MemberRecord {
-                        conversation_id: new.conversation_id,
-                        user_id,
-                        role,
-                        joined_at: new.created_at,
-                        read_seq: 0,
-                        delivered_seq: 0,
-                    });
-                }
-            }
-            Some(Membership::Remove(user)) => {
-                conv.members.remove(user);
-            }
-            None => {}
-        }
-        if new.membership.is_some() {
-            conv.member_version += 1;
-        }
-        conv.record.member_count = conv.members.len() as u32;
-        conv.record.last_seq += 1;
-        conv.record.last_version += 1;
-        let message = v1::Message {
-            id,
-            conversation_id: new.conversation_id,
-            seq: conv.record.last_seq,
-            version: conv.record.last_version,
-            sender_id: new.sender_id,
-            client_msg_id: new.client_msg_id.clone().unwrap_or_default(),
-            created_at: new.created_at,
-            content: Some(new.content),
-        };
-        conv.messages.push(message.clone());
-        let member_count = conv.record.member_count;
-        let members: Arc<[UserId]> = conv.members.keys().copied().collect::<Vec<_>>().into();
-        let member_version = conv.member_version;
-        let seq = message.seq;
-        inner.files.share(&file_ids, new.conversation_id, new.created_at);
-        if let Some(cid) = new.client_msg_id {
-            inner
-                .dedup
-                .insert((new.sender_id, cid), (new.conversation_id, seq));
-        }
-        let appended = Appended {
-            message,
-            duplicate: false,
-            member_count,
-            members,
-            member_version,
-        };
         // Under the lock: hooks run in commit order.
-        on_commit(&appended);
-        Ok(appended)
+        self.inner.lock().append(new, on_commit)
     }
 
     async fn member_list(&self, conversation: ConversationId) -> StoreResult<Option<(u64, Arc<[UserId]>)>> {

@@ -1,0 +1,104 @@
+//! The append of the [`MemoryStore`](super::MemoryStore): dedup,
+//! authorization, membership change, the next seq and version, the shares
+//! of the files the message refers to, all under the store's one lock.
+
+use super::Inner;
+use crate::model::*;
+use crate::store::{StoreError, StoreResult};
+use im_protocol::v1;
+use std::sync::Arc;
+
+impl Inner {
+    /// See `Store::append_message_then`; runs `on_commit` before returning,
+    /// under the caller's lock, so hooks run in commit order.
+    pub(super) fn append(&mut self, new: NewMessage, on_commit: CommitHook) -> StoreResult<Appended> {
+        if !self.conversations.contains_key(&new.conversation_id) {
+            return Err(StoreError::NotFound(format!(
+                "conversation {}",
+                new.conversation_id
+            )));
+        }
+        if let Some(cid) = &new.client_msg_id
+            && let Some(&(conv_id, seq)) = self.dedup.get(&(new.sender_id, cid.clone()))
+        {
+            let conv = self.conv(conv_id)?;
+            return Ok(Appended {
+                message: conv.messages[(seq - 1) as usize].clone(),
+                duplicate: true,
+                member_count: conv.record.member_count,
+                members: Arc::from(Vec::new()),
+                member_version: 0,
+            });
+        }
+        let file_ids = content_file_ids(&new.content);
+        self.files.check_shareable(&file_ids)?;
+        let conv = self.conv(new.conversation_id)?;
+        if new.sender_id != 0 {
+            let member_after = match &new.membership {
+                Some(Membership::Add(users)) if users.iter().any(|(u, _)| *u == new.sender_id) => true,
+                Some(Membership::Remove(u)) if *u == new.sender_id => false,
+                _ => conv.members.contains_key(&new.sender_id),
+            };
+            if !member_after {
+                return Err(StoreError::NotMember(new.conversation_id));
+            }
+        }
+        self.next_message += 1;
+        let id = self.next_message;
+        let conv = self.conv(new.conversation_id)?;
+        match &new.membership {
+            Some(Membership::Add(users)) => {
+                for &(user_id, role) in users {
+                    conv.members.entry(user_id).or_insert(MemberRecord {
+                        conversation_id: new.conversation_id,
+                        user_id,
+                        role,
+                        joined_at: new.created_at,
+                        read_seq: 0,
+                        delivered_seq: 0,
+                    });
+                }
+            }
+            Some(Membership::Remove(user)) => {
+                conv.members.remove(user);
+            }
+            None => {}
+        }
+        if new.membership.is_some() {
+            conv.member_version += 1;
+        }
+        conv.record.member_count = conv.members.len() as u32;
+        conv.record.last_seq += 1;
+        conv.record.last_version += 1;
+        let message = v1::Message {
+            id,
+            conversation_id: new.conversation_id,
+            seq: conv.record.last_seq,
+            version: conv.record.last_version,
+            sender_id: new.sender_id,
+            client_msg_id: new.client_msg_id.clone().unwrap_or_default(),
+            created_at: new.created_at,
+            content: Some(new.content),
+        };
+        conv.messages.push(message.clone());
+        let member_count = conv.record.member_count;
+        let members: Arc<[UserId]> = conv.members.keys().copied().collect::<Vec<_>>().into();
+        let member_version = conv.member_version;
+        let seq = message.seq;
+        self.files.share(&file_ids, new.conversation_id, new.created_at);
+        if let Some(cid) = new.client_msg_id {
+            self.dedup
+                .insert((new.sender_id, cid), (new.conversation_id, seq));
+        }
+        let appended = Appended {
+            message,
+            duplicate: false,
+            member_count,
+            members,
+            member_version,
+        };
+        // Under the lock: hooks run in commit order.
+        on_commit(&appended);
+        Ok(appended)
+    }
+}
