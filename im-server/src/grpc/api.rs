@@ -2,9 +2,9 @@
 //! authenticates its bearer token and runs the same engine call as the
 //! frame of the same name on a session.
 
-use super::{ConnectionLimit, bearer_token, status_of};
+use super::{admit, caller, status_of};
 use crate::shared::Shared;
-use im_core::{Caller, Error};
+use im_core::Error;
 use im_protocol::grpc::api_server;
 use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
 use std::sync::Arc;
@@ -16,36 +16,6 @@ pub(super) struct ApiService {
 }
 
 impl ApiService {
-    /// Spends one request of the connection's rate limit.
-    fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        if self.shared.shutdown.is_cancelled() {
-            return Err(status_of(&Error::Unavailable("server is shutting down".into())));
-        }
-        match request.extensions().get::<ConnectionLimit>() {
-            Some(limit) if !limit.admit() => Err(status_of(&Error::RateLimited(
-                "too many requests on this connection".into(),
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    /// The caller named by the request's bearer token.
-    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        self.admit(request)?;
-        let token = bearer_token(request.metadata()).ok_or_else(|| {
-            status_of(&Error::Unauthenticated(
-                "send `authorization: Bearer <token>` metadata".into(),
-            ))
-        })?;
-        let user = self
-            .shared
-            .engine
-            .authenticate(&token)
-            .await
-            .map_err(|e| status_of(&e))?;
-        Ok(Caller::user(user.id))
-    }
-
     /// Runs `body` as the caller and picks the expected reply.
     async fn call<T, R>(
         &self,
@@ -53,7 +23,7 @@ impl ApiService {
         body: impl FnOnce(T) -> Body,
         pick: impl FnOnce(Reply) -> Option<R>,
     ) -> Result<Response<R>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = caller(&self.shared, &request).await?;
         let reply = self
             .shared
             .engine
@@ -69,7 +39,7 @@ impl ApiService {
 #[tonic::async_trait]
 impl api_server::Api for ApiService {
     async fn register(&self, request: Request<v1::Register>) -> Result<Response<v1::AuthOk>, Status> {
-        self.admit(&request)?;
+        admit(&self.shared, &request)?;
         let r = request.into_inner();
         let issued = self
             .shared
@@ -81,7 +51,7 @@ impl api_server::Api for ApiService {
     }
 
     async fn login(&self, request: Request<v1::Login>) -> Result<Response<v1::AuthOk>, Status> {
-        self.admit(&request)?;
+        admit(&self.shared, &request)?;
         let r = request.into_inner();
         let issued = self
             .shared

@@ -2,11 +2,11 @@
 //! resume, hashing, who may read) is the engine's, exactly as for
 //! `/v1/files` over HTTP; this module turns messages into engine calls.
 
-use super::{ConnectionLimit, bearer_token, status_of};
+use super::{caller, status_of};
 use crate::shared::Shared;
 use futures_util::StreamExt;
 use im_core::model::{FileRecord, FileStatus, MediaFacts};
-use im_core::{Caller, Error, UploadRequest};
+use im_core::{Error, UploadRequest};
 use im_protocol::grpc::files_server;
 use im_protocol::v1::{self, file_chunk, upload_chunk};
 use std::pin::Pin;
@@ -41,31 +41,6 @@ fn invalid(message: &str) -> Status {
     status_of(&Error::InvalidArgument(message.into()))
 }
 
-impl FilesService {
-    /// The caller named by the bearer token, within the connection's rate.
-    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        if let Some(limit) = request.extensions().get::<ConnectionLimit>()
-            && !limit.admit()
-        {
-            return Err(status_of(&Error::RateLimited(
-                "too many requests on this connection".into(),
-            )));
-        }
-        let token = bearer_token(request.metadata()).ok_or_else(|| {
-            status_of(&Error::Unauthenticated(
-                "send `authorization: Bearer <token>` metadata".into(),
-            ))
-        })?;
-        let user = self
-            .shared
-            .engine
-            .authenticate(&token)
-            .await
-            .map_err(|e| status_of(&e))?;
-        Ok(Caller::user(user.id))
-    }
-}
-
 type ChunkStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::FileChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -74,7 +49,7 @@ impl files_server::Files for FilesService {
         &self,
         request: Request<v1::UploadStart>,
     ) -> Result<Response<v1::FileInfo>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = caller(&self.shared, &request).await?;
         let start = request.into_inner();
         let upload = UploadRequest {
             name: start.name,
@@ -99,7 +74,7 @@ impl files_server::Files for FilesService {
         &self,
         request: Request<Streaming<v1::UploadChunk>>,
     ) -> Result<Response<v1::FileInfo>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = caller(&self.shared, &request).await?;
         let mut chunks = request.into_inner();
         let at = match chunks.message().await? {
             Some(v1::UploadChunk {
@@ -130,7 +105,7 @@ impl files_server::Files for FilesService {
     }
 
     async fn upload_status(&self, request: Request<v1::FileRef>) -> Result<Response<v1::FileInfo>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = caller(&self.shared, &request).await?;
         let state = self
             .shared
             .engine
@@ -143,7 +118,7 @@ impl files_server::Files for FilesService {
     type DownloadStream = ChunkStream;
 
     async fn download(&self, request: Request<v1::DownloadFile>) -> Result<Response<ChunkStream>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = caller(&self.shared, &request).await?;
         let ask = request.into_inner();
         let download = self
             .shared

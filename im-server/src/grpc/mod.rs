@@ -14,8 +14,8 @@ mod session;
 
 use crate::shared::Shared;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use im_core::Error;
 use im_core::connection::TokenBucket;
+use im_core::{Caller, Error};
 use im_protocol::grpc::{
     api_server::ApiServer, chat_server::ChatServer, error_status, files_server::FilesServer,
 };
@@ -148,6 +148,37 @@ impl ConnectionLimit {
     fn admit(&self) -> bool {
         self.0.lock().try_take(Instant::now())
     }
+}
+
+/// Spends one request of the connection's rate limit (unary calls and the
+/// start of file streams; sessions have the driver's); `UNAVAILABLE` once
+/// shutdown began.
+fn admit<T>(shared: &Shared, request: &tonic::Request<T>) -> Result<(), Status> {
+    if shared.shutdown.is_cancelled() {
+        return Err(status_of(&Error::Unavailable("server is shutting down".into())));
+    }
+    match request.extensions().get::<ConnectionLimit>() {
+        Some(limit) if !limit.admit() => Err(status_of(&Error::RateLimited(
+            "too many requests on this connection".into(),
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The caller named by the request's bearer token, once admitted.
+async fn caller<T>(shared: &Shared, request: &tonic::Request<T>) -> Result<Caller, Status> {
+    admit(shared, request)?;
+    let token = bearer_token(request.metadata()).ok_or_else(|| {
+        status_of(&Error::Unauthenticated(
+            "send `authorization: Bearer <token>` metadata".into(),
+        ))
+    })?;
+    let user = shared
+        .engine
+        .authenticate(&token)
+        .await
+        .map_err(|e| status_of(&e))?;
+    Ok(Caller::user(user.id))
 }
 
 /// The token of `authorization: Bearer <token>` metadata.
