@@ -42,6 +42,7 @@
 
 pub mod auth;
 pub mod blob;
+pub mod call;
 pub mod clock;
 pub mod connection;
 mod engine;
