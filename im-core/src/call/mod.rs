@@ -37,15 +37,19 @@
 //!   included) go only to the devices in the call: before the addressee
 //!   answered, to all of their ringing devices; after, to the device that
 //!   answered.
+//! * **ICE servers**: [`IceConfig::servers_for`] gives a user STUN and TURN
+//!   servers, TURN with a credential that expires (the TURN REST scheme).
 //! * **History**: a call is recorded once when it connects (`started`) and
 //!   once when it ends (`ended`, with its duration and participants), or
 //!   once as `missed`, `rejected` or `busy` if it never connected.
 
 mod book;
+mod ice;
 #[cfg(test)]
 mod tests;
 
 pub use book::CallBook;
+pub use ice::{IceConfig, IceServer, turn_credential};
 
 use crate::model::{ConversationId, DeviceId, UserId};
 
