@@ -137,11 +137,19 @@ impl std::fmt::Debug for FileClient {
 impl Client {
     /// Files on this client's server (`ws://` → `http://`, `wss://` →
     /// `https://` verified with the client's [`TlsConfig`](crate::TlsConfig)),
-    /// with its token.
+    /// with its token. A client on `grpc://` URLs does not know the server's
+    /// HTTP port: make a [`FileClient::new`] with it (or use the gRPC
+    /// `Files` service).
     pub fn files(&self) -> Result<FileClient> {
+        let url = self.config_url();
+        if crate::grpc::is_grpc_url(&url) {
+            return Err(Error::Connect(format!(
+                "{url}: files travel over HTTP; make a FileClient with the server's http:// or https:// URL"
+            )));
+        }
         let client = self.clone();
         let connector = TlsHttpConnector::new(self.tls_config());
-        Ok(FileClient::new(&self.config_url(), move || client.token())?.connector(Arc::new(connector)))
+        Ok(FileClient::new(&url, move || client.token())?.connector(Arc::new(connector)))
     }
 
     /// Sends a message carrying an uploaded file (the server fills in its
