@@ -221,17 +221,23 @@ async fn plain_and_tls_connections_count_against_one_limit() {
     })
     .await;
     let tls_addr = server.tls_addr.unwrap();
-    assert!(
-        https_get(tls_addr, &server.client_tls(), "/healthz")
-            .await
-            .starts_with("HTTP/1.1 200")
-    );
-    // A plain WebSocket holds the only permit: a TLS client is answered 503.
+    // A plain WebSocket holds the only permit (taken first: a connection
+    // that just closed gives its permit back a moment later, in its task).
     let held = RawWs::connect(server.addr, None).await;
     let reply = https_get(tls_addr, &server.client_tls(), "/healthz").await;
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
     assert!(reply.contains("connection limit reached"), "{reply}");
     drop(held);
+    // Once the WebSocket's task ended, the permit serves a TLS client.
+    let started = Instant::now();
+    loop {
+        let reply = https_get(tls_addr, &server.client_tls(), "/healthz").await;
+        if reply.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{reply}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.stop().await;
 }
 
