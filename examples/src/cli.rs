@@ -16,21 +16,22 @@ enum Target {
 }
 
 struct Cli<W> {
-    url: String,
+    config: ClientConfig,
     out: W,
     session: Option<(Client, Events)>,
     target: Target,
     names: HashMap<u64, String>,
 }
 
-/// Runs the client until `/quit` or end of input.
-pub async fn run<R, W>(input: R, out: W, url: String) -> anyhow::Result<()>
+/// Runs the client until `/quit` or end of input, connecting with
+/// `config` (its URLs, and the roots it trusts for `wss://` and `grpcs://`).
+pub async fn run<R, W>(input: R, out: W, config: ClientConfig) -> anyhow::Result<()>
 where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut cli = Cli {
-        url,
+        config,
         out,
         session: None,
         target: Target::None,
@@ -145,8 +146,7 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
                 if let Some((old, _)) = self.session.take() {
                     old.close();
                 }
-                let (client, events) =
-                    Client::connect(ClientConfig::new(self.url.clone()), credentials).await?;
+                let (client, events) = Client::connect(self.config.clone(), credentials).await?;
                 let me = client.user();
                 self.names.insert(me.id, me.username.clone());
                 self.session = Some((client, events));

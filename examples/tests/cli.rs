@@ -16,7 +16,7 @@ impl Session {
         let task = tokio::spawn(im_examples::cli::run(
             BufReader::new(cli_in),
             cli_out,
-            url.to_owned(),
+            im_client_sdk::ClientConfig::new(url),
         ));
         Self {
             input,
