@@ -41,7 +41,6 @@
 
 mod client;
 pub mod files;
-mod grpc;
 mod link;
 pub mod tls;
 mod tracker;

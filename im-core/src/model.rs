@@ -255,7 +255,7 @@ pub enum Page {
     After(u64),
 }
 
-/// A file's id: the [`BlobId`](crate::blob::BlobId) of its bytes, as text
+/// A file's id: the id of its bytes in the blob store, as text
 /// (32 lowercase hex digits).
 pub type FileId = String;
 

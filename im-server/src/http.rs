@@ -1,11 +1,9 @@
 //! HTTP/1.1 connections (hyper 1) and the route table.
 
+use crate::responses::{Body, error, json, text};
 use crate::shared::Shared;
-use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use im_core::Error;
@@ -13,36 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
-
-/// Every response body: a buffer, or a stream (file downloads).
-pub(crate) type Body = UnsyncBoxBody<Bytes, BoxError>;
-/// The error of a response body.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A body from a buffer.
-fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-/// A response without a body.
-pub(crate) fn empty(status: StatusCode) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::new()));
-    *resp.status_mut() = status;
-    resp
-}
-
-/// A response streaming a file's bytes, never whole in memory.
-pub(crate) fn stream_body(status: StatusCode, stream: im_core::blob::BlobStream) -> Response<Body> {
-    use futures_util::TryStreamExt;
-    let frames = stream
-        .map_ok(hyper::body::Frame::data)
-        .map_err(|e| Box::new(e) as BoxError);
-    let mut resp = Response::new(StreamBody::new(frames).boxed_unsync());
-    *resp.status_mut() = status;
-    resp
-}
 
 /// Largest HTTP request body accepted by the JSON endpoints.
 const MAX_JSON_BODY: usize = 16 * 1024;
@@ -74,21 +42,8 @@ pub(crate) async fn serve_tls<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let timeout = shared
-        .config
-        .tls
-        .as_ref()
-        .map_or(10_000, |t| t.handshake_timeout_ms);
-    let handshake = crate::tls::handshake(&acceptor, stream, std::time::Duration::from_millis(timeout));
-    let stream = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
-        done = handshake => match done {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                return;
-            }
-        },
+    let Some(stream) = shared.tls_handshake(&acceptor, stream, peer).await else {
+        return;
     };
     match permit {
         Some(permit) => serve_connection(shared, stream, peer, permit).await,
@@ -132,42 +87,6 @@ pub(crate) async fn serve_connection<S>(
             let _ = conn.await;
         }
     }
-}
-
-pub(crate) fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(full(value.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from_static(body.as_bytes())));
-    *resp.status_mut() = status;
-    resp
-}
-
-/// The HTTP status of an engine error.
-fn status_of(e: &Error) -> StatusCode {
-    match e {
-        Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
-        Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::InvalidArgument(_) | Error::UnsupportedVersion(_) => StatusCode::BAD_REQUEST,
-        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-        Error::Conflict(_) => StatusCode::CONFLICT,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-pub(crate) fn error(e: &Error) -> Response<Body> {
-    json(
-        status_of(e),
-        serde_json::json!({"error": {"code": e.code().name(), "message": e.message()}}),
-    )
 }
 
 async fn route(

@@ -33,6 +33,7 @@ mod error;
 mod files;
 mod grpc;
 mod http;
+mod responses;
 mod shared;
 pub mod tls;
 pub mod websocket;

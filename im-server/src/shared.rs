@@ -28,6 +28,36 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The server side of a TLS handshake on an accepted connection, in the
+    /// connection's own task: bounded by `tls.handshake_timeout_ms` and
+    /// abandoned at shutdown. `None` (logged) when it did not complete.
+    pub(crate) async fn tls_handshake<S>(
+        &self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        stream: S,
+        peer: std::net::SocketAddr,
+    ) -> Option<tokio_rustls::server::TlsStream<S>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let timeout = self
+            .config
+            .tls
+            .as_ref()
+            .map_or(10_000, |t| t.handshake_timeout_ms);
+        let handshake = crate::tls::handshake(acceptor, stream, std::time::Duration::from_millis(timeout));
+        tokio::select! {
+            _ = self.shutdown.cancelled() => None,
+            done = handshake => match done {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    None
+                }
+            },
+        }
+    }
+
     /// Serves one protocol session over `transport` (a WebSocket, a gRPC
     /// stream, an embedder's own): it holds a connection permit, and
     /// graceful shutdown tells its client and waits for it. `UNAVAILABLE`

@@ -142,7 +142,7 @@ impl Client {
     /// `Files` service).
     pub fn files(&self) -> Result<FileClient> {
         let url = self.config_url();
-        if crate::grpc::is_grpc_url(&url) {
+        if crate::transport::is_grpc_url(&url) {
             return Err(Error::Connect(format!(
                 "{url}: files travel over HTTP; make a FileClient with the server's http:// or https:// URL"
             )));

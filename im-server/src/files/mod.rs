@@ -12,7 +12,7 @@
 
 mod headers;
 
-use crate::http::{Body, empty, error, json, stream_body};
+use crate::responses::{Body, empty, error, json, stream_body};
 use crate::shared::Shared;
 use bytes::Bytes;
 use headers::{RangeAsk, content_disposition, disposition_name, none_match, parse_range, percent_decode};

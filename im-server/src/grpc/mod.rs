@@ -114,21 +114,8 @@ pub(crate) async fn serve_tls(
     peer: SocketAddr,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let timeout = shared
-        .config
-        .tls
-        .as_ref()
-        .map_or(10_000, |t| t.handshake_timeout_ms);
-    let handshake = crate::tls::handshake(&acceptor, stream, Duration::from_millis(timeout));
-    let stream = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
-        done = handshake => match done {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                return;
-            }
-        },
+    let Some(stream) = shared.tls_handshake(&acceptor, stream, peer).await else {
+        return;
     };
     serve_connection(shared, routes, stream, peer, permit).await;
 }

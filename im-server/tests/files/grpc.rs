@@ -2,6 +2,7 @@
 //! upload and download streams.
 
 use super::{MIB, memory_kib};
+use crate::support::grpc::{authorized, channel};
 use crate::support::http_files::{content, content_sha, files_under};
 use crate::support::{self, Backend, TestServer};
 use bytes::Bytes;
@@ -16,22 +17,6 @@ use tonic::transport::Channel;
 
 /// Chunks sent per upload message.
 const CHUNK: u64 = 256 * 1024;
-
-async fn channel(addr: SocketAddr) -> Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
-fn authorized<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
 
 /// The protocol's code name of a failed call.
 fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> String {

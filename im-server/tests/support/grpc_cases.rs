@@ -4,6 +4,7 @@
 
 mod grpc_only {
     use super::BACKEND;
+    use crate::support::grpc::authorized;
     use crate::support::*;
     use im_client_sdk::im_protocol::grpc::{ERROR_CODE_METADATA, api_client::ApiClient};
     use im_client_sdk::{Event, v1};
@@ -11,20 +12,7 @@ mod grpc_only {
     use tonic::transport::Channel;
 
     async fn api(server: &TestServer) -> ApiClient<Channel> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        ApiClient::new(channel)
-    }
-
-    fn authorized<T>(token: &str, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        request
+        ApiClient::new(grpc::channel(server.grpc_addr).await)
     }
 
     /// The gRPC code and the protocol's code name of a failed call.
@@ -176,11 +164,7 @@ mod grpc_only {
             ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
             server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
         };
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = grpc::channel(server.grpc_addr).await;
         let request = ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::ListServices(String::new())),

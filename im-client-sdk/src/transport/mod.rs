@@ -86,7 +86,10 @@ pub trait Connector: Send + Sync + std::fmt::Debug + 'static {
     fn connect<'a>(&'a self, url: &'a str, options: &'a ConnectOptions) -> ConnectFuture<'a>;
 }
 
-pub use crate::grpc::GrpcConnector;
+mod grpc;
+
+pub use grpc::GrpcConnector;
+pub(crate) use grpc::is_grpc_url;
 
 /// The default connector: by the URL's scheme, `ws://` and `wss://` over
 /// [`WebSocketConnector`], `grpc://` and `grpcs://` over [`GrpcConnector`].
@@ -95,7 +98,7 @@ pub struct UrlConnector;
 
 impl Connector for UrlConnector {
     fn connect<'a>(&'a self, url: &'a str, options: &'a ConnectOptions) -> ConnectFuture<'a> {
-        if crate::grpc::is_grpc_url(url) {
+        if is_grpc_url(url) {
             GrpcConnector.connect(url, options)
         } else {
             WebSocketConnector.connect(url, options)

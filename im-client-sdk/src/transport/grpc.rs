@@ -3,8 +3,8 @@
 //! message is one encoded frame, exactly as on a WebSocket; an empty message
 //! from the server is a heartbeat, answered with an empty one.
 
+use super::{ConnectFuture, ConnectOptions, Connector, FrameChannel, FromServer, ToServer};
 use crate::tls::{ALPN_H2, TlsConfig};
-use crate::transport::{ConnectFuture, ConnectOptions, Connector, FrameChannel, FromServer, ToServer};
 use crate::{Error, Result};
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
@@ -54,7 +54,7 @@ fn authority(url: &str) -> Result<(&str, bool)> {
 
 /// Opens an HTTP/2 channel to `url`'s host; over TLS for `grpcs://`,
 /// verified with `tls` (a refused certificate is an [`Error::Tls`]).
-pub(crate) async fn channel(url: &str, tls: &TlsConfig) -> Result<Channel> {
+async fn channel(url: &str, tls: &TlsConfig) -> Result<Channel> {
     let (authority, secure) = authority(url)?;
     let endpoint = Endpoint::from_shared(format!("http://{authority}"))
         .map_err(|e| Error::Connect(format!("{url}: {e}")))?
