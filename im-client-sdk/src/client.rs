@@ -582,6 +582,7 @@ impl Inner {
             }
             v1::event::Kind::Receipt(r) => self.emit(Event::Receipt(r)),
             v1::event::Kind::Typing(t) => self.emit(Event::Typing(t)),
+            v1::event::Kind::Call(c) => self.emit(Event::Call(c)),
             v1::event::Kind::Presence(p) => {
                 if newer_presence(&mut self.presence_generations.lock(), &p) {
                     self.emit(Event::Presence(p));

@@ -82,6 +82,8 @@ pub enum Event {
     Typing(v1::TypingEvent),
     /// A contact came online or went offline.
     Presence(v1::Presence),
+    /// Call signalling for this device (ringing, joins, SDP, candidates, end).
+    Call(v1::CallEvent),
     /// We are no longer a member of this conversation.
     ConversationRemoved(u64),
     /// The server asked to rebuild this conversation from scratch; messages

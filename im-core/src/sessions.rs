@@ -59,6 +59,15 @@ impl Queue {
     }
 }
 
+/// What [`Sessions::unregister`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unregistered {
+    /// The session's device.
+    pub device: DeviceId,
+    /// Whether another session of the same device is still on this node.
+    pub device_still_connected: bool,
+}
+
 struct Entry {
     id: SessionId,
     device: DeviceId,
@@ -176,12 +185,16 @@ impl Sessions {
         }
     }
 
-    /// Removes a session; false if it was not registered.
-    pub fn unregister(&self, user_id: UserId, id: SessionId) -> bool {
-        let removed = self.by_user.get_mut(&user_id).is_some_and(|mut user| {
-            let before = user.entries.len();
-            user.entries.retain(|e| e.id != id);
-            user.entries.len() < before
+    /// Removes a session; `None` if it was not registered, else what is left.
+    pub fn unregister(&self, user_id: UserId, id: SessionId) -> Option<Unregistered> {
+        let removed = self.by_user.get_mut(&user_id).and_then(|mut user| {
+            let at = user.entries.iter().position(|e| e.id == id)?;
+            let device = user.entries.remove(at).device;
+            let device_still_connected = user.entries.iter().any(|e| e.device == device);
+            Some(Unregistered {
+                device,
+                device_still_connected,
+            })
         });
         // Users who went offline leave no entry behind: the registry holds
         // only connected users.

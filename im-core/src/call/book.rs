@@ -56,8 +56,16 @@ pub struct CallBook {
 /// Actions gathered while handling one event.
 type Actions = Vec<CallAction>;
 
-fn deliver(out: &mut Actions, call: CallId, to: To, event: CallEvent) {
-    out.push(CallAction::Deliver { call, to, event });
+/// A call and its conversation: where a delivery belongs.
+type Here = (CallId, ConversationId);
+
+fn deliver(out: &mut Actions, (call, conversation): Here, to: To, event: CallEvent) {
+    out.push(CallAction::Deliver {
+        call,
+        conversation,
+        to,
+        event,
+    });
 }
 
 impl CallBook {
@@ -80,6 +88,20 @@ impl CallBook {
             .get(&call)
             .map(|c| c.participants.iter().map(|p| p.at.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// The conversation `call` belongs to, while it is live.
+    pub fn conversation_of(&self, call: CallId) -> Option<ConversationId> {
+        self.calls.get(&call).map(|c| c.conversation)
+    }
+
+    /// The call as its participants see it: conversation, devices (caller
+    /// first) and starting media.
+    pub fn describe(&self, call: CallId) -> Option<(ConversationId, Vec<Endpoint>, Media)> {
+        self.calls.get(&call).map(|c| {
+            let devices = c.participants.iter().map(|p| p.at.clone()).collect();
+            (c.conversation, devices, c.media)
+        })
     }
 
     /// Whether `call` exists (ringing or connected).
@@ -129,6 +151,7 @@ impl CallBook {
             return Err(CallError::InvalidState(format!("call {call} exists")));
         }
         let mut out = Actions::new();
+        let here = (call, conversation);
         let mut state = Call {
             conversation,
             caller: from.clone(),
@@ -147,7 +170,7 @@ impl CallBook {
         for user in invitees {
             if self.in_call.contains_key(&user) {
                 state.busy += 1;
-                deliver(&mut out, call, To::Device(from.clone()), CallEvent::Busy { user });
+                deliver(&mut out, here, To::Device(from.clone()), CallEvent::Busy { user });
             } else {
                 state.ringing.insert(user, now + self.config.ring_timeout_ms);
                 let incoming = CallEvent::Incoming {
@@ -155,7 +178,7 @@ impl CallBook {
                     conversation,
                     media,
                 };
-                deliver(&mut out, call, To::User(user), incoming);
+                deliver(&mut out, here, To::User(user), incoming);
             }
         }
         self.in_call.insert(from.user, call);
@@ -183,10 +206,11 @@ impl CallBook {
             return Err(CallError::NotInCall(call));
         }
         let mut out = Actions::new();
+        let here = (call, state.conversation);
         for p in &state.participants {
             deliver(
                 &mut out,
-                call,
+                here,
                 To::Device(p.at.clone()),
                 CallEvent::Ringing { by: from.clone() },
             );
@@ -214,10 +238,11 @@ impl CallBook {
         }
         state.ringing.remove(&from.user);
         let mut out = Actions::new();
+        let here = (call, state.conversation);
         if invited {
             deliver(
                 &mut out,
-                call,
+                here,
                 To::OtherDevices(from.clone()),
                 CallEvent::AnsweredElsewhere,
             );
@@ -225,13 +250,13 @@ impl CallBook {
         for p in &state.participants {
             deliver(
                 &mut out,
-                call,
+                here,
                 To::Device(p.at.clone()),
                 CallEvent::Joined { by: from.clone() },
             );
             deliver(
                 &mut out,
-                call,
+                here,
                 To::Device(from.clone()),
                 CallEvent::Joined { by: p.at.clone() },
             );
@@ -261,23 +286,38 @@ impl CallBook {
 
     /// `from` declines the call it is ringing for.
     pub fn reject(&mut self, now: i64, call: CallId, from: Endpoint) -> Result<Actions, CallError> {
+        self.decline(now, call, from, false)
+    }
+
+    /// `from` declines the call it is ringing for because it is in another
+    /// call (a client on another node answers so: this book cannot see that
+    /// call).
+    pub fn busy(&mut self, now: i64, call: CallId, from: Endpoint) -> Result<Actions, CallError> {
+        self.decline(now, call, from, true)
+    }
+
+    fn decline(&mut self, now: i64, call: CallId, from: Endpoint, busy: bool) -> Result<Actions, CallError> {
         let state = self.calls.get_mut(&call).ok_or(CallError::UnknownCall(call))?;
         if state.ringing.remove(&from.user).is_none() {
             return Err(CallError::NotInCall(call));
         }
-        state.rejected += 1;
-        let mut out = Actions::new();
-        let stop = CallEvent::Ended {
-            reason: EndReason::Rejected,
+        let (reason, heard) = if busy {
+            state.busy += 1;
+            (EndReason::Busy, CallEvent::Busy { user: from.user })
+        } else {
+            state.rejected += 1;
+            (EndReason::Rejected, CallEvent::Rejected { user: from.user })
         };
-        deliver(&mut out, call, To::OtherDevices(from.clone()), stop);
+        let mut out = Actions::new();
+        let here = (call, state.conversation);
+        deliver(
+            &mut out,
+            here,
+            To::OtherDevices(from.clone()),
+            CallEvent::Ended { reason },
+        );
         for p in &state.participants {
-            deliver(
-                &mut out,
-                call,
-                To::Device(p.at.clone()),
-                CallEvent::Rejected { user: from.user },
-            );
+            deliver(&mut out, here, To::Device(p.at.clone()), heard.clone());
         }
         self.settle(now, call, &mut out);
         Ok(out)
@@ -323,6 +363,7 @@ impl CallBook {
         let event = CallEvent::Signal { from, kind, payload };
         Ok(vec![CallAction::Deliver {
             call,
+            conversation: state.conversation,
             to: target,
             event,
         }])
@@ -343,10 +384,11 @@ impl CallBook {
             return out;
         };
         state.participants[at].gone_until = Some(now + window);
+        let here = (call, state.conversation);
         for p in state.participants.iter().filter(|p| p.gone_until.is_none()) {
             deliver(
                 &mut out,
-                call,
+                here,
                 To::Device(p.at.clone()),
                 CallEvent::Reconnecting { by: device.clone() },
             );
@@ -366,11 +408,12 @@ impl CallBook {
         let Some(at) = state.participant(device) else {
             return out;
         };
+        let here = (call, state.conversation);
         if state.participants[at].gone_until.take().is_some() {
             for p in state.participants.iter().filter(|p| &p.at != device) {
                 deliver(
                     &mut out,
-                    call,
+                    here,
                     To::Device(p.at.clone()),
                     CallEvent::Reconnected { by: device.clone() },
                 );
@@ -387,6 +430,7 @@ impl CallBook {
             let Some(state) = self.calls.get_mut(&call) else {
                 continue;
             };
+            let here = (call, state.conversation);
             let missed: Vec<UserId> = state
                 .ringing
                 .iter()
@@ -399,11 +443,11 @@ impl CallBook {
                 let stop = CallEvent::Ended {
                     reason: EndReason::NoAnswer,
                 };
-                deliver(&mut out, call, To::User(user), stop);
+                deliver(&mut out, here, To::User(user), stop);
                 for p in &state.participants {
                     deliver(
                         &mut out,
-                        call,
+                        here,
                         To::Device(p.at.clone()),
                         CallEvent::NoAnswer { user },
                     );
@@ -436,12 +480,13 @@ impl CallBook {
         let Some(state) = self.calls.get_mut(&call) else {
             return;
         };
+        let here = (call, state.conversation);
         let gone = state.participants.remove(at);
         self.in_call.remove(&gone.at.user);
         for p in &state.participants {
             deliver(
                 out,
-                call,
+                here,
                 To::Device(p.at.clone()),
                 CallEvent::Left { by: gone.at.clone() },
             );
@@ -476,12 +521,13 @@ impl CallBook {
         let Some(state) = self.calls.remove(&call) else {
             return;
         };
+        let here = (call, state.conversation);
         for user in state.ringing.keys() {
-            deliver(out, call, To::User(*user), CallEvent::Ended { reason });
+            deliver(out, here, To::User(*user), CallEvent::Ended { reason });
         }
         for p in &state.participants {
             self.in_call.remove(&p.at.user);
-            deliver(out, call, To::Device(p.at.clone()), CallEvent::Ended { reason });
+            deliver(out, here, To::Device(p.at.clone()), CallEvent::Ended { reason });
         }
         let caller = state.caller.user;
         let record = match (state.answered_at, reason) {

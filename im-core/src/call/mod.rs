@@ -67,6 +67,8 @@ pub struct CallConfig {
     pub reconnect_window_ms: i64,
     /// Most participants of one call, caller included (default 4).
     pub max_participants: usize,
+    /// Largest SDP or candidate payload relayed, bytes (default 32 KiB).
+    pub max_signal_bytes: usize,
 }
 
 impl Default for CallConfig {
@@ -75,6 +77,7 @@ impl Default for CallConfig {
             ring_timeout_ms: 30_000,
             reconnect_window_ms: 20_000,
             max_participants: 4,
+            max_signal_bytes: 32 * 1024,
         }
     }
 }
@@ -261,6 +264,8 @@ pub enum CallAction {
     Deliver {
         /// The call.
         call: CallId,
+        /// Its conversation.
+        conversation: ConversationId,
         /// Whom.
         to: To,
         /// What.

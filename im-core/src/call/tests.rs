@@ -367,3 +367,26 @@ fn strangers_and_unknown_calls_are_refused() {
         Err(CallError::UnknownCall(7))
     );
 }
+
+#[test]
+fn a_device_in_a_call_elsewhere_answers_busy_and_its_other_devices_stop() {
+    let mut calls = book();
+    calls.invite(0, 1, CONV, at(ALICE, "a"), &[BOB], voice()).unwrap();
+    // Bob's phone is in a call this book cannot see (another node).
+    let out = calls.busy(10, 1, at(BOB, "phone")).unwrap();
+    assert_eq!(
+        heard(&out, &To::OtherDevices(at(BOB, "phone"))),
+        [ended(EndReason::Busy)]
+    );
+    assert_eq!(
+        heard(&out, &To::Device(at(ALICE, "a"))),
+        [CallEvent::Busy { user: BOB }, ended(EndReason::Busy)]
+    );
+    assert_eq!(records(&out), [CallRecord::Busy { caller: ALICE }]);
+    assert!(!calls.is_live(1));
+    // Only an invitee that rings can answer busy.
+    assert_eq!(
+        calls.busy(20, 1, at(BOB, "phone")),
+        Err(CallError::UnknownCall(1))
+    );
+}

@@ -182,6 +182,7 @@ impl Connection {
                 max_message_bytes: engine_config.max_message_bytes as u32,
                 max_group_members: engine_config.max_group_members,
                 max_page_size: engine_config.max_page_size,
+                max_signal_bytes: engine_config.calls.max_signal_bytes as u32,
             }),
         }))
     }

@@ -63,6 +63,16 @@ impl Engine {
             Body::GetPresence(r) => Reply::Presence(v1::PresenceList {
                 presence: self.presence(caller, &r.user_ids).await?,
             }),
+            Body::CallInvite(r) => Reply::Call(self.call_invite(caller, r).await?),
+            Body::CallUpdate(r) => match self.call_update(caller, r).await? {
+                Some(call) => Reply::Call(call),
+                None => Reply::Ok(v1::Empty {}),
+            },
+            Body::CallSignal(r) => {
+                self.call_signal(caller, r).await?;
+                Reply::Ok(v1::Empty {})
+            }
+            Body::GetIceServers(_) => Reply::IceServers(self.ice_servers(&caller)),
             Body::Ping(_) => Reply::Pong(v1::Pong {
                 server_time: self.now_ms(),
             }),

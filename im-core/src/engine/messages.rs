@@ -65,8 +65,8 @@ impl Engine {
         }
         match &content.kind {
             None => Err(Error::InvalidArgument("content has no kind".into())),
-            Some(v1::content::Kind::System(_)) => Err(Error::PermissionDenied(
-                "system messages are written by the server".into(),
+            Some(v1::content::Kind::System(_) | v1::content::Kind::Call(_)) => Err(Error::PermissionDenied(
+                "system messages and call records are written by the server".into(),
             )),
             Some(v1::content::Kind::Text(t)) if t.body.trim().is_empty() => {
                 Err(Error::InvalidArgument("text must not be empty".into()))

@@ -36,6 +36,10 @@ pub struct EngineConfig {
     pub presence_lease_ms: i64,
     /// File size limit, daily quota and clean-up times.
     pub files: FilesConfig,
+    /// Ring time-out, reconnect window, participants and signal size of calls.
+    pub calls: crate::call::CallConfig,
+    /// The STUN and TURN servers handed to callers.
+    pub ice: crate::call::IceConfig,
 }
 
 impl Default for EngineConfig {
@@ -50,6 +54,8 @@ impl Default for EngineConfig {
             max_client_msg_id: 64,
             presence_lease_ms: 30_000,
             files: FilesConfig::default(),
+            calls: crate::call::CallConfig::default(),
+            ice: crate::call::IceConfig::default(),
         }
     }
 }
@@ -153,6 +159,7 @@ impl EngineBuilder {
         let node_id = self
             .node_id
             .unwrap_or_else(|| format!("node-{:016x}", rand::random::<u64>()));
+        let calls = calls::Calls::new(self.config.calls.clone(), &node_id);
         let inner = Arc::new_cyclic(|weak| {
             fanout.subscribe(Arc::new(delivery::RemoteEvents::new(weak.clone())));
             Inner {
@@ -169,6 +176,7 @@ impl EngineBuilder {
                 config: self.config,
                 members: members::MemberDirectory::default(),
                 outbox: outbox::Outbox::default(),
+                calls,
                 runtime: tokio::runtime::Handle::try_current().ok(),
             }
         });
@@ -197,6 +205,8 @@ struct Inner {
     members: members::MemberDirectory,
     /// Committed messages waiting for delivery, in commit order.
     outbox: outbox::Outbox,
+    /// The calls this node keeps.
+    calls: calls::Calls,
     /// The runtime the engine was built in, for work started off it (a
     /// store writer thread's commit hook).
     runtime: Option<tokio::runtime::Handle>,
@@ -241,6 +251,7 @@ fn system(kind: v1::SystemKind, actor: UserId, users: Vec<UserId>, title: &str) 
 }
 
 mod authz;
+mod calls;
 mod conversations;
 mod delivery;
 mod dispatch;

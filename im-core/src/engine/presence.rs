@@ -17,7 +17,8 @@ impl Engine {
     /// events arrive on the returned receiver. Call [`Engine::disconnect`]
     /// when it ends.
     pub async fn connect(&self, user_id: UserId, device: DeviceId) -> SessionEvents {
-        let events = self.inner.sessions.register(user_id, device);
+        let events = self.inner.sessions.register(user_id, device.clone());
+        self.call_device_back(user_id, device);
         self.start_presence_upkeep();
         let now = self.now_ms();
         match self
@@ -41,8 +42,11 @@ impl Engine {
     /// Removes a session; announces the user offline if it was their last
     /// live one on any node.
     pub async fn disconnect(&self, user_id: UserId, session_id: SessionId) {
-        if !self.inner.sessions.unregister(user_id, session_id) {
+        let Some(gone) = self.inner.sessions.unregister(user_id, session_id) else {
             return;
+        };
+        if !gone.device_still_connected {
+            self.call_device_gone(user_id, gone.device);
         }
         let now = self.now_ms();
         match self

@@ -1,8 +1,10 @@
 //! Server settings: defaults, then a TOML file, then `IM__SECTION__KEY`
 //! environment variables (e.g. `IM__SERVER__LISTEN=0.0.0.0:8080`).
 
+mod calls;
 mod sections;
 
+pub use calls::CallsSection;
 pub use sections::*;
 
 use crate::error::{Result, ServerError};
@@ -42,6 +44,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsSection>,
     /// Uploaded files: where, how large, how long.
     pub files: FilesSection,
+    /// Calls: ring time-out, reconnect window, size, STUN and TURN servers.
+    pub calls: CallsSection,
 }
 
 /// The store chosen by `store.url`.
@@ -158,6 +162,7 @@ impl ServerConfig {
         if self.server.max_connections == 0 || self.limits.max_sessions_per_user == 0 {
             bail!("server.max_connections and limits.max_sessions_per_user must be positive");
         }
+        self.calls.validate(self.limits.max_frame_bytes)?;
         self.validate_tls()
     }
 
@@ -276,6 +281,8 @@ impl ServerConfig {
                 resume_window_ms: (self.files.resume_window_secs * 1000) as i64,
                 unreferenced_ttl_ms: (self.files.unreferenced_ttl_secs * 1000) as i64,
             },
+            calls: self.calls.call_config(),
+            ice: self.calls.ice_config(),
             ..Default::default()
         }
     }

@@ -1,0 +1,464 @@
+//! Calls: the requests of call signalling, checked and fed to the
+//! [`CallBook`], and the book's actions carried out: events addressed to
+//! devices through the fan-out, and call records in the conversation's
+//! history. The rules themselves live in [`crate::call`], without I/O.
+
+use super::{Caller, Engine, Inner};
+use crate::call::{CallAction, CallEvent, CallId, CallRecord, EndReason, Endpoint, Media, SignalKind, To};
+use crate::error::{Error, Result};
+use crate::fanout::Audience;
+use crate::model::{ConversationId, DeviceAddress, DeviceId, UserId};
+use im_protocol::v1;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The calls of this engine: the state machine, the ids it hands out and
+/// the task that runs its time-outs.
+#[derive(Debug)]
+pub(super) struct Calls {
+    book: parking_lot::Mutex<crate::call::CallBook>,
+    /// The next call id: this node's tag in the high bits, a counter below,
+    /// so ids increase on one node and differ between nodes.
+    next_id: AtomicU64,
+    /// Wakes the time-out task when a new deadline may be earlier.
+    rearm: Arc<tokio::sync::Notify>,
+    /// Started with the first call.
+    timer: std::sync::OnceLock<()>,
+    /// Call records on their way to the history, written in order by one
+    /// task (a call's `started` before its `ended`).
+    records: std::sync::OnceLock<mpsc::UnboundedSender<Record>>,
+}
+
+/// A call record for a conversation's history.
+type Record = (CallId, ConversationId, CallRecord);
+
+/// Bits of a call id below the node tag.
+const COUNTER_BITS: u32 = 44;
+
+impl Calls {
+    pub(super) fn new(config: crate::call::CallConfig, node_id: &str) -> Self {
+        Self {
+            book: parking_lot::Mutex::new(crate::call::CallBook::new(config)),
+            next_id: AtomicU64::new((node_tag(node_id) << COUNTER_BITS) | 1),
+            rearm: Arc::default(),
+            timer: std::sync::OnceLock::new(),
+            records: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+/// A node's tag in call ids: 19 bits of a hash of its name (the top bit
+/// stays clear, so ids fit a JSON client's signed 64-bit integers).
+fn node_tag(node_id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    node_id.hash(&mut hasher);
+    hasher.finish() & ((1 << 19) - 1)
+}
+
+impl Engine {
+    /// Calls `invitee_ids` (empty: every other member) in a conversation the
+    /// caller is a member of, from the caller's device. If an invitee is
+    /// ringing the caller in that conversation already (glare), that call is
+    /// joined instead; the answer says which call it is.
+    pub async fn call_invite(&self, caller: Caller, req: v1::CallInvite) -> Result<v1::Call> {
+        let from = endpoint(&caller)?;
+        let id = req.conversation_id;
+        self.require_member(&caller, id).await?;
+        let invitees = self.invitees(&caller, id, &req.invitee_ids).await?;
+        let media = media_from(req.media.unwrap_or_default());
+        if !(media.audio || media.video || media.screen) {
+            return Err(Error::InvalidArgument(
+                "a call needs audio, video or screen".into(),
+            ));
+        }
+        let call = self.inner.calls.next_id.fetch_add(1, Ordering::Relaxed);
+        let now = self.now_ms();
+        let (actions, info) = {
+            let mut book = self.inner.calls.book.lock();
+            let actions = book.invite(now, call, id, from.clone(), &invitees, media)?;
+            let joined = book.call_of(from.user).unwrap_or(call);
+            (actions, describe(&book, joined))
+        };
+        self.carry_out(actions);
+        self.start_call_timer();
+        // No call left: every invitee was busy (the events say so).
+        Ok(info.unwrap_or(v1::Call {
+            call_id: call,
+            conversation_id: id,
+            participants: Vec::new(),
+            media: Some(wire_media(media)),
+        }))
+    }
+
+    /// A device's answer to a call: ringing, accept (also joining a running
+    /// call of the conversation), reject, busy or hang up. Accept answers
+    /// with the call.
+    pub async fn call_update(&self, caller: Caller, req: v1::CallUpdate) -> Result<Option<v1::Call>> {
+        let from = endpoint(&caller)?;
+        let call = req.call_id;
+        let kind = v1::CallUpdateKind::try_from(req.kind).unwrap_or_default();
+        if kind == v1::CallUpdateKind::Accept {
+            // Invited or not, only the conversation's members join.
+            let conversation = self.inner.calls.book.lock().conversation_of(call);
+            let conversation = conversation.ok_or_else(|| Error::NotFound(format!("unknown call {call}")))?;
+            self.require_member(&caller, conversation).await?;
+        }
+        let now = self.now_ms();
+        let mut book = self.inner.calls.book.lock();
+        let actions = match kind {
+            v1::CallUpdateKind::Ringing => book.ringing(now, call, from)?,
+            v1::CallUpdateKind::Accept => book.accept(now, call, from)?,
+            v1::CallUpdateKind::Reject => book.reject(now, call, from)?,
+            v1::CallUpdateKind::Busy => book.busy(now, call, from)?,
+            v1::CallUpdateKind::HangUp => book.hang_up(now, call, from)?,
+            v1::CallUpdateKind::Unspecified => {
+                return Err(Error::InvalidArgument("a call update needs a kind".into()));
+            }
+        };
+        let info = (kind == v1::CallUpdateKind::Accept)
+            .then(|| describe(&book, call))
+            .flatten();
+        drop(book);
+        self.carry_out(actions);
+        self.start_call_timer();
+        Ok(info)
+    }
+
+    /// Relays an SDP offer or answer or an ICE candidate to one peer of the
+    /// caller's call; the payload is passed through unread.
+    pub async fn call_signal(&self, caller: Caller, req: v1::CallSignal) -> Result<()> {
+        let from = endpoint(&caller)?;
+        let limit = self.inner.config.calls.max_signal_bytes;
+        if req.payload.len() > limit {
+            return Err(Error::TooLarge(format!(
+                "a call signal of {} bytes exceeds the limit of {limit} bytes",
+                req.payload.len()
+            )));
+        }
+        let kind = match v1::SignalKind::try_from(req.kind).unwrap_or_default() {
+            v1::SignalKind::Offer => SignalKind::Offer,
+            v1::SignalKind::Answer => SignalKind::Answer,
+            v1::SignalKind::Candidate => SignalKind::Candidate,
+            v1::SignalKind::Unspecified => {
+                return Err(Error::InvalidArgument("a call signal needs a kind".into()));
+            }
+        };
+        let payload = bytes::Bytes::from(req.payload);
+        let now = self.now_ms();
+        let actions =
+            self.inner
+                .calls
+                .book
+                .lock()
+                .signal(now, req.call_id, from, req.to_user_id, kind, payload)?;
+        self.carry_out(actions);
+        Ok(())
+    }
+
+    /// The STUN and TURN servers for the caller, TURN with a credential that
+    /// expires (see [`IceConfig`](crate::call::IceConfig)).
+    pub fn ice_servers(&self, caller: &Caller) -> v1::IceServers {
+        let servers = self.inner.config.ice.servers_for(caller.user_id, self.now_ms());
+        v1::IceServers {
+            servers: servers
+                .into_iter()
+                .map(|s| v1::IceServer {
+                    urls: s.urls,
+                    username: s.username,
+                    credential: s.credential,
+                })
+                .collect(),
+        }
+    }
+
+    /// The call `user` is in on this node, if any.
+    pub fn call_of(&self, user: UserId) -> Option<CallId> {
+        self.inner.calls.book.lock().call_of(user)
+    }
+
+    /// A device's last session on this node ended: in a call, it keeps its
+    /// place for the reconnect window.
+    pub(super) fn call_device_gone(&self, user: UserId, device: DeviceId) {
+        let now = self.now_ms();
+        let actions = self
+            .inner
+            .calls
+            .book
+            .lock()
+            .device_gone(now, &Endpoint { user, device });
+        if !actions.is_empty() {
+            self.carry_out(actions);
+            self.inner.calls.rearm.notify_one();
+        }
+    }
+
+    /// A device connected: within its reconnect window it is back in its call.
+    pub(super) fn call_device_back(&self, user: UserId, device: DeviceId) {
+        let now = self.now_ms();
+        let actions = self
+            .inner
+            .calls
+            .book
+            .lock()
+            .device_back(now, &Endpoint { user, device });
+        self.carry_out(actions);
+    }
+
+    /// Runs the ring time-outs and reconnect windows that passed; the
+    /// engine's timer does this on time, tests with a manual clock call it.
+    pub(crate) fn run_call_timeouts(&self) -> Option<i64> {
+        let now = self.now_ms();
+        let (actions, next) = {
+            let mut book = self.inner.calls.book.lock();
+            (book.handle_timeout(now), book.poll_timeout())
+        };
+        self.carry_out(actions);
+        next
+    }
+
+    /// The members a call rings: those asked for (who must be members), or
+    /// every other member.
+    async fn invitees(&self, caller: &Caller, id: ConversationId, asked: &[UserId]) -> Result<Vec<UserId>> {
+        let max = self.inner.config.calls.max_participants;
+        if asked.len() >= max {
+            return Err(Error::TooLarge(format!("a call has at most {max} participants")));
+        }
+        if asked.is_empty() {
+            let members = self.inner.store.members(id).await?;
+            if members.len() > max {
+                return Err(Error::TooLarge(format!(
+                    "a call has at most {max} participants: name whom to call"
+                )));
+            }
+            return Ok(members
+                .into_iter()
+                .map(|m| m.user_id)
+                .filter(|u| *u != caller.user_id)
+                .collect());
+        }
+        for user in asked {
+            if self.inner.store.member(id, *user).await?.is_none() {
+                return Err(Error::PermissionDenied(format!(
+                    "user {user} is not a member of conversation {id}"
+                )));
+            }
+        }
+        Ok(asked.to_vec())
+    }
+
+    /// Delivers the book's events and writes its records.
+    fn carry_out(&self, actions: Vec<CallAction>) {
+        for action in actions {
+            match action {
+                CallAction::Deliver {
+                    call,
+                    conversation,
+                    to,
+                    event,
+                } => {
+                    let kind = v1::event::Kind::Call(wire_event(call, conversation, event));
+                    let envelope = self.envelope(conversation, audience(to), 0, kind);
+                    self.dispatch(&envelope, None);
+                }
+                CallAction::Record {
+                    call,
+                    conversation,
+                    record,
+                } => {
+                    let records = self.inner.calls.records.get_or_init(|| {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        tokio::spawn(call_recorder(Arc::downgrade(&self.inner), rx));
+                        tx
+                    });
+                    let _ = records.send((call, conversation, record));
+                }
+            }
+        }
+    }
+
+    /// Starts the task that runs the book's time-outs (once).
+    fn start_call_timer(&self) {
+        self.inner.calls.rearm.notify_one();
+        self.inner.calls.timer.get_or_init(|| {
+            let weak = Arc::downgrade(&self.inner);
+            tokio::spawn(call_timer(weak, self.inner.calls.rearm.clone()));
+        });
+    }
+}
+
+/// Sleeps until the book's next deadline (or until woken because a new one
+/// may be earlier), then runs the time-outs; ends with the engine.
+async fn call_timer(weak: Weak<Inner>, rearm: Arc<tokio::sync::Notify>) {
+    /// With no deadline, look again after this long anyway.
+    const IDLE: Duration = Duration::from_secs(60);
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let engine = Engine { inner };
+        let next = engine.run_call_timeouts();
+        let wait = next.map_or(IDLE, |at| {
+            Duration::from_millis(at.saturating_sub(engine.now_ms()).max(0) as u64)
+        });
+        drop(engine);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = rearm.notified() => {}
+        }
+    }
+}
+
+/// Writes call records into their conversations' history, in the order the
+/// book made them; each reaches the members as a message.
+async fn call_recorder(weak: Weak<Inner>, mut records: mpsc::UnboundedReceiver<Record>) {
+    while let Some((call, conversation, record)) = records.recv().await {
+        let Some(inner) = weak.upgrade() else { return };
+        let engine = Engine { inner };
+        let content = v1::Content {
+            kind: Some(v1::content::Kind::Call(summary(call, record))),
+        };
+        if let Err(e) = engine.append_system(conversation, content, None).await {
+            tracing::warn!(call, conversation, error = %e, "calls: could not record a call");
+        }
+    }
+}
+
+/// The caller's device as a call endpoint; calls need a connected device.
+fn endpoint(caller: &Caller) -> Result<Endpoint> {
+    if caller.device.as_str().is_empty() {
+        return Err(Error::InvalidArgument(
+            "calls are made from a connected device (say `device_id` in Hello)".into(),
+        ));
+    }
+    Ok(Endpoint {
+        user: caller.user_id,
+        device: caller.device.clone(),
+    })
+}
+
+fn describe(book: &crate::call::CallBook, call: CallId) -> Option<v1::Call> {
+    book.describe(call)
+        .map(|(conversation, devices, media)| v1::Call {
+            call_id: call,
+            conversation_id: conversation,
+            participants: devices.iter().map(peer).collect(),
+            media: Some(wire_media(media)),
+        })
+}
+
+fn audience(to: To) -> Audience {
+    let address = |e: Endpoint| DeviceAddress {
+        user_id: e.user,
+        device: e.device,
+    };
+    match to {
+        To::User(user) => Audience::users(vec![user]),
+        To::Device(e) => Audience::device(address(e)),
+        To::OtherDevices(e) => Audience::users(vec![e.user]).except_device(address(e)),
+    }
+}
+
+fn peer(e: &Endpoint) -> v1::CallPeer {
+    v1::CallPeer {
+        user_id: e.user,
+        device_id: e.device.as_str().to_owned(),
+    }
+}
+
+fn media_from(m: v1::CallMedia) -> Media {
+    Media {
+        audio: m.audio,
+        video: m.video,
+        screen: m.screen,
+    }
+}
+
+fn wire_media(m: Media) -> v1::CallMedia {
+    v1::CallMedia {
+        audio: m.audio,
+        video: m.video,
+        screen: m.screen,
+    }
+}
+
+fn wire_event(call: CallId, conversation: ConversationId, event: CallEvent) -> v1::CallEvent {
+    use v1::call_event::Kind;
+    let kind = match event {
+        CallEvent::Incoming { from, media, .. } => Kind::Incoming(v1::CallIncoming {
+            from: Some(peer(&from)),
+            media: Some(wire_media(media)),
+        }),
+        CallEvent::Ringing { by } => Kind::Ringing(peer(&by)),
+        CallEvent::Joined { by } => Kind::Joined(peer(&by)),
+        CallEvent::AnsweredElsewhere => Kind::AnsweredElsewhere(v1::Empty {}),
+        CallEvent::Rejected { user } => Kind::RejectedBy(user),
+        CallEvent::Busy { user } => Kind::BusyUser(user),
+        CallEvent::NoAnswer { user } => Kind::NoAnswerUser(user),
+        CallEvent::Signal { from, kind, payload } => Kind::Signal(v1::CallSignalEvent {
+            from: Some(peer(&from)),
+            kind: match kind {
+                SignalKind::Offer => v1::SignalKind::Offer,
+                SignalKind::Answer => v1::SignalKind::Answer,
+                SignalKind::Candidate => v1::SignalKind::Candidate,
+            } as i32,
+            // Validated as UTF-8 when it came in as a protobuf string.
+            payload: String::from_utf8_lossy(&payload).into_owned(),
+        }),
+        CallEvent::Reconnecting { by } => Kind::Reconnecting(peer(&by)),
+        CallEvent::Reconnected { by } => Kind::Reconnected(peer(&by)),
+        CallEvent::Left { by } => Kind::Left(peer(&by)),
+        CallEvent::Ended { reason } => Kind::Ended(wire_reason(reason) as i32),
+    };
+    v1::CallEvent {
+        call_id: call,
+        conversation_id: conversation,
+        kind: Some(kind),
+    }
+}
+
+fn wire_reason(reason: EndReason) -> v1::CallEndReason {
+    match reason {
+        EndReason::HungUp => v1::CallEndReason::HungUp,
+        EndReason::NoAnswer => v1::CallEndReason::NoAnswer,
+        EndReason::Cancelled => v1::CallEndReason::Cancelled,
+        EndReason::Rejected => v1::CallEndReason::Rejected,
+        EndReason::Busy => v1::CallEndReason::Busy,
+        EndReason::Vanished => v1::CallEndReason::Vanished,
+    }
+}
+
+fn summary(call: CallId, record: CallRecord) -> v1::CallSummary {
+    let mut s = v1::CallSummary {
+        call_id: call,
+        ..Default::default()
+    };
+    match record {
+        CallRecord::Started { caller, media } => {
+            s.outcome = v1::CallOutcome::Started as i32;
+            s.caller_id = caller;
+            s.media = Some(wire_media(media));
+        }
+        CallRecord::Missed { caller } => {
+            s.outcome = v1::CallOutcome::Missed as i32;
+            s.caller_id = caller;
+        }
+        CallRecord::Rejected { caller } => {
+            s.outcome = v1::CallOutcome::Rejected as i32;
+            s.caller_id = caller;
+        }
+        CallRecord::Busy { caller } => {
+            s.outcome = v1::CallOutcome::Busy as i32;
+            s.caller_id = caller;
+        }
+        CallRecord::Ended {
+            duration_ms,
+            participants,
+        } => {
+            s.outcome = v1::CallOutcome::Ended as i32;
+            s.duration_ms = duration_ms;
+            s.participant_ids = participants;
+        }
+    }
+    s
+}
