@@ -128,7 +128,8 @@ impl Conn {
             .call(Body::Hello(v1::Hello {
                 protocol_version: im_protocol::PROTOCOL_VERSION,
                 token: token.to_owned(),
-                device_id: String::new(),
+                // Calls are made from a device.
+                device_id: "im-load".into(),
             }))
             .await?
         {

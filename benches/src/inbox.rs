@@ -97,6 +97,8 @@ pub struct Inbox {
     /// a client fills the gap from the store).
     interleaved: AtomicU64,
     pub(crate) typing: Mutex<HashMap<u64, Vec<u64>>>,
+    /// Latencies of the call signals this connection received.
+    pub(crate) signals: Mutex<Vec<u64>>,
     route: Option<Route>,
 }
 
@@ -139,6 +141,16 @@ impl Inbox {
         conv.highest_by_origin[origin] = conv.highest_by_origin[origin].max(m.seq);
         conv.highest = conv.highest.max(m.seq);
         self.total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A call event: a relayed signal's latency (its payload starts with
+    /// the send time).
+    pub(crate) fn record_call(&self, clock: Clock, event: &v1::CallEvent) {
+        if let Some(v1::call_event::Kind::Signal(s)) = &event.kind
+            && let Some(sent) = s.payload.split('|').next().and_then(|t| t.parse::<u64>().ok())
+        {
+            self.signals.lock().push(clock.now_us().saturating_sub(sent));
+        }
     }
 
     fn count(&self, conv: u64, seq: u64) -> u8 {

@@ -6,6 +6,7 @@
 //! message was delivered exactly once to every member it was meant for.
 //! See `docs/PERFORMANCE.md` for the method and the results.
 
+pub mod calls;
 pub mod client;
 pub mod cluster;
 pub mod inbox;

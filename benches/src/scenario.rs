@@ -136,6 +136,7 @@ async fn connect_one(
             .entry(t.user_id)
             .or_default()
             .push(clock.now_us()),
+        v1::event::Kind::Call(c) => inbox.record_call(clock, &c),
         _ => {}
     };
     let connect = async {

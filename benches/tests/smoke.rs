@@ -117,6 +117,23 @@ async fn every_scenario_runs_and_verifies_exactly_once_delivery() {
         "every other member gets each change: {r:?}"
     );
 
+    let r = im_benches::calls::calls(
+        &target,
+        3,
+        Load {
+            rate: Some(100.0),
+            size: 1500,
+            ..short()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(r.verified(), "{r:?}");
+    assert!(
+        r.acked > 0 && r.deliveries == r.acked,
+        "every signal reaches the peer once: {r:?}"
+    );
+
     let r = scenario::mixed(
         &target,
         40,

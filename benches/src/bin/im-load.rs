@@ -9,6 +9,7 @@
 //! im-load --addr 127.0.0.1:8080 --grpc 127.0.0.1:50051 dm --pairs 50 --duration 10
 //! im-load --addr 127.0.0.1:8080 --tls-addr 127.0.0.1:8443 --root-cert ca.pem dm --pairs 50 --duration 10
 //! im-load --addr 127.0.0.1:8080 typing --members 50 --typists 4 --rate 200
+//! im-load --addr 127.0.0.1:8080 calls --pairs 50 --size 2000 --rate 100
 //! im-load --addr 127.0.0.1:8080 mixed --idle 2000 --pairs 20 --groups 4 --group-size 50 --churn 20
 //! im-load cluster --nodes 127.0.0.1:8081,127.0.0.1:8082 --server-pids 4001,4002 --pairs 20 --duration 10
 //! ```
@@ -123,6 +124,13 @@ enum Scenario {
         members: usize,
         #[arg(long, default_value_t = 4)]
         typists: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Call signalling: P calls, each caller sending SDP offers to its peer.
+    Calls {
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
         #[command(flatten)]
         load: LoadArgs,
     },
@@ -252,6 +260,9 @@ fn main() -> anyhow::Result<()> {
             typists,
             load,
         } => runtime.block_on(im_benches::typing::typing(&target, members, typists, load.into()))?,
+        Scenario::Calls { pairs, load } => {
+            runtime.block_on(im_benches::calls::calls(&target, pairs, load.into()))?
+        }
         Scenario::Mixed {
             idle,
             pairs,
