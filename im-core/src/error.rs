@@ -75,6 +75,24 @@ impl Error {
         }
     }
 
+    /// The error a wire error stands for (an answer from another node).
+    pub fn from_wire(e: &im_protocol::v1::Error) -> Self {
+        use im_protocol::v1::ErrorCode;
+        let m = e.message.clone();
+        match ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal) {
+            ErrorCode::Unauthenticated => Error::Unauthenticated(m),
+            ErrorCode::PermissionDenied => Error::PermissionDenied(m),
+            ErrorCode::NotFound => Error::NotFound(m),
+            ErrorCode::InvalidArgument => Error::InvalidArgument(m),
+            ErrorCode::TooLarge => Error::TooLarge(m),
+            ErrorCode::RateLimited => Error::RateLimited(m),
+            ErrorCode::Conflict => Error::Conflict(m),
+            ErrorCode::Unavailable => Error::Unavailable(m),
+            ErrorCode::UnsupportedVersion => Error::UnsupportedVersion(m),
+            ErrorCode::Internal | ErrorCode::Unspecified => Error::Internal(m),
+        }
+    }
+
     /// The wire representation.
     pub fn to_wire(&self) -> im_protocol::v1::Error {
         im_protocol::v1::Error {

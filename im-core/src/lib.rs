@@ -64,7 +64,7 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use event::SharedEvent;
-pub use fanout::{Audience, Envelope, FanOut, FanOutHandler, LocalBus, LocalFanOut, Target};
+pub use fanout::{Audience, Envelope, FanOut, FanOutHandler, LocalBus, LocalFanOut, Payload, Target};
 #[cfg(feature = "kafka")]
 pub use fanout::{KafkaFanOut, KafkaFanOutConfig};
 #[cfg(feature = "redis")]

@@ -185,7 +185,9 @@ mod postgres_outage {
 mod redis_publishing_outage {
     use crate::support::Proxy;
     use im_core::im_protocol::v1;
-    use im_core::{Audience, Envelope, FanOut, FanOutHandler, RedisFanOut, RedisFanOutConfig, SharedEvent};
+    use im_core::{
+        Audience, Envelope, FanOut, FanOutHandler, Payload, RedisFanOut, RedisFanOutConfig, SharedEvent,
+    };
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
@@ -237,11 +239,11 @@ mod redis_publishing_outage {
             origin_node: "cut-off".into(),
             audience: Audience::members(),
             member_version: 0,
-            event: SharedEvent::new(v1::event::Kind::Typing(v1::TypingEvent {
+            payload: Payload::Event(SharedEvent::new(v1::event::Kind::Typing(v1::TypingEvent {
                 conversation_id: 1,
                 user_id: 1,
                 typing: true,
-            })),
+            }))),
         };
         cut_off.publish(&envelope);
         assert!(

@@ -219,8 +219,17 @@ impl CallBook {
     }
 
     /// `from` takes the call it is ringing for, or joins a connected call
-    /// of its conversation (the engine checked membership).
+    /// of its conversation (the engine checked membership). From a device
+    /// already in the call it says the device is there (back after a
+    /// reconnect, perhaps to another node): see [`CallBook::device_back`].
     pub fn accept(&mut self, now: i64, call: CallId, from: Endpoint) -> Result<Actions, CallError> {
+        let already_in = self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.participant(&from).is_some());
+        if already_in {
+            return Ok(self.device_back(now, &from));
+        }
         let max = self.config.max_participants;
         let state = self.calls.get_mut(&call).ok_or(CallError::UnknownCall(call))?;
         let invited = state.ringing.contains_key(&from.user);

@@ -390,3 +390,25 @@ fn a_device_in_a_call_elsewhere_answers_busy_and_its_other_devices_stop() {
         Err(CallError::UnknownCall(1))
     );
 }
+
+#[test]
+fn accepting_again_from_the_same_device_says_it_is_back() {
+    let mut calls = book();
+    calls.invite(0, 1, CONV, at(ALICE, "a"), &[BOB], voice()).unwrap();
+    calls.accept(10, 1, at(BOB, "phone")).unwrap();
+    // Already there: nothing to tell anyone.
+    assert!(calls.accept(20, 1, at(BOB, "phone")).unwrap().is_empty());
+    calls.device_gone(30, &at(BOB, "phone"));
+    // Back (through another node): the others hear it, the window is gone.
+    let out = calls.accept(40, 1, at(BOB, "phone")).unwrap();
+    assert_eq!(
+        heard(&out, &To::Device(at(ALICE, "a"))),
+        [CallEvent::Reconnected { by: at(BOB, "phone") }]
+    );
+    assert_eq!(calls.poll_timeout(), None);
+    // Another device of the same user is still refused.
+    assert!(matches!(
+        calls.accept(50, 1, at(BOB, "laptop")),
+        Err(CallError::InvalidState(_))
+    ));
+}

@@ -29,19 +29,27 @@ pub(super) struct Calls {
     /// Call records on their way to the history, written in order by one
     /// task (a call's `started` before its `ended`).
     records: std::sync::OnceLock<mpsc::UnboundedSender<Record>>,
+    /// This node's tag: the high bits of the ids of the calls it keeps.
+    pub(super) tag: u64,
+    /// Requests for calls other nodes keep, and devices of this node in
+    /// such calls (see [`call_relay`](super::call_relay)).
+    pub(super) relay: super::call_relay::Relay,
 }
 
 /// A call record for a conversation's history.
 type Record = (CallId, ConversationId, CallRecord);
 
 /// Bits of a call id below the node tag.
-const COUNTER_BITS: u32 = 44;
+pub(super) const COUNTER_BITS: u32 = 44;
 
 impl Calls {
     pub(super) fn new(config: crate::call::CallConfig, node_id: &str) -> Self {
+        let tag = node_tag(node_id);
         Self {
             book: parking_lot::Mutex::new(crate::call::CallBook::new(config)),
-            next_id: AtomicU64::new((node_tag(node_id) << COUNTER_BITS) | 1),
+            next_id: AtomicU64::new((tag << COUNTER_BITS) | 1),
+            tag,
+            relay: super::call_relay::Relay::default(),
             rearm: Arc::default(),
             timer: std::sync::OnceLock::new(),
             records: std::sync::OnceLock::new(),
@@ -94,17 +102,27 @@ impl Engine {
     }
 
     /// A device's answer to a call: ringing, accept (also joining a running
-    /// call of the conversation), reject, busy or hang up. Accept answers
-    /// with the call.
+    /// call of the conversation, or, from a device already in the call,
+    /// saying it is back after a reconnect), reject, busy or hang up. Accept
+    /// answers with the call. A call another node keeps is handled there.
     pub async fn call_update(&self, caller: Caller, req: v1::CallUpdate) -> Result<Option<v1::Call>> {
         let from = endpoint(&caller)?;
+        if !self.keeps_call(req.call_id) {
+            let body = v1::call_command::Body::Update(req);
+            return self.forward_call_request(&from, body).await;
+        }
+        self.update_here(from, req).await
+    }
+
+    /// [`Engine::call_update`] on the node that keeps the call.
+    pub(super) async fn update_here(&self, from: Endpoint, req: v1::CallUpdate) -> Result<Option<v1::Call>> {
         let call = req.call_id;
         let kind = v1::CallUpdateKind::try_from(req.kind).unwrap_or_default();
         if kind == v1::CallUpdateKind::Accept {
             // Invited or not, only the conversation's members join.
             let conversation = self.inner.calls.book.lock().conversation_of(call);
             let conversation = conversation.ok_or_else(|| Error::NotFound(format!("unknown call {call}")))?;
-            self.require_member(&caller, conversation).await?;
+            self.require_member(&caller_of(&from), conversation).await?;
         }
         let now = self.now_ms();
         let mut book = self.inner.calls.book.lock();
@@ -128,9 +146,20 @@ impl Engine {
     }
 
     /// Relays an SDP offer or answer or an ICE candidate to one peer of the
-    /// caller's call; the payload is passed through unread.
+    /// caller's call; the payload is passed through unread. A call another
+    /// node keeps is relayed there.
     pub async fn call_signal(&self, caller: Caller, req: v1::CallSignal) -> Result<()> {
         let from = endpoint(&caller)?;
+        let kind = self.check_signal(&req)?;
+        if !self.keeps_call(req.call_id) {
+            let body = v1::call_command::Body::Signal(req);
+            return self.forward_call_request(&from, body).await.map(|_| ());
+        }
+        self.signal_here(from, kind, req)
+    }
+
+    /// What can be checked of a signal without its call.
+    pub(super) fn check_signal(&self, req: &v1::CallSignal) -> Result<SignalKind> {
         let limit = self.inner.config.calls.max_signal_bytes;
         if req.payload.len() > limit {
             return Err(Error::TooLarge(format!(
@@ -138,14 +167,16 @@ impl Engine {
                 req.payload.len()
             )));
         }
-        let kind = match v1::SignalKind::try_from(req.kind).unwrap_or_default() {
-            v1::SignalKind::Offer => SignalKind::Offer,
-            v1::SignalKind::Answer => SignalKind::Answer,
-            v1::SignalKind::Candidate => SignalKind::Candidate,
-            v1::SignalKind::Unspecified => {
-                return Err(Error::InvalidArgument("a call signal needs a kind".into()));
-            }
-        };
+        match v1::SignalKind::try_from(req.kind).unwrap_or_default() {
+            v1::SignalKind::Offer => Ok(SignalKind::Offer),
+            v1::SignalKind::Answer => Ok(SignalKind::Answer),
+            v1::SignalKind::Candidate => Ok(SignalKind::Candidate),
+            v1::SignalKind::Unspecified => Err(Error::InvalidArgument("a call signal needs a kind".into())),
+        }
+    }
+
+    /// [`Engine::call_signal`] on the node that keeps the call.
+    pub(super) fn signal_here(&self, from: Endpoint, kind: SignalKind, req: v1::CallSignal) -> Result<()> {
         let payload = bytes::Bytes::from(req.payload);
         let now = self.now_ms();
         let actions =
@@ -180,8 +211,17 @@ impl Engine {
     }
 
     /// A device's last session on this node ended: in a call, it keeps its
-    /// place for the reconnect window.
+    /// place for the reconnect window (told to the node that keeps a call
+    /// of another node).
     pub(super) fn call_device_gone(&self, user: UserId, device: DeviceId) {
+        if let Some(call) = self.inner.calls.relay.forget(user, &device) {
+            self.relay_device_gone(call, user, &device);
+        }
+        self.device_gone_here(user, device);
+    }
+
+    /// [`Engine::call_device_gone`] for the calls this node keeps.
+    pub(super) fn device_gone_here(&self, user: UserId, device: DeviceId) {
         let now = self.now_ms();
         let actions = self
             .inner
@@ -321,6 +361,15 @@ async fn call_recorder(weak: Weak<Inner>, mut records: mpsc::UnboundedReceiver<R
         if let Err(e) = engine.append_system(conversation, content, None).await {
             tracing::warn!(call, conversation, error = %e, "calls: could not record a call");
         }
+    }
+}
+
+/// The device as a caller (the checks of membership take one).
+fn caller_of(from: &Endpoint) -> Caller {
+    Caller {
+        user_id: from.user,
+        device: from.device.clone(),
+        session_id: 0,
     }
 }
 

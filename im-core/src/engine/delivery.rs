@@ -15,7 +15,7 @@ use super::outbox::{Committed, drain_later};
 use super::send::{deliver_locally, runtime_of, send};
 use super::{Engine, Inner};
 use crate::event::SharedEvent;
-use crate::fanout::{Audience, Envelope, FanOutHandler, Target};
+use crate::fanout::{Audience, Envelope, FanOutHandler, Payload, Target};
 use crate::model::{Appended, CommitHook, ConversationId, UserId};
 use im_protocol::v1;
 use std::sync::{Arc, OnceLock, Weak};
@@ -40,7 +40,7 @@ impl Engine {
             origin_node: self.inner.node_id.clone(),
             audience,
             member_version,
-            event: SharedEvent::new(kind),
+            payload: Payload::Event(SharedEvent::new(kind)),
         }
     }
 
@@ -176,9 +176,14 @@ impl FanOutHandler for RemoteEvents {
     }
 }
 
-async fn deliver_remote(inner: &Inner, envelope: &Envelope) {
+async fn deliver_remote(inner: &Arc<Inner>, envelope: &Envelope) {
     if envelope.origin_node == inner.node_id {
         return; // served when it was made
+    }
+    if let Payload::Call(relay) = &envelope.payload {
+        let engine = Engine { inner: inner.clone() };
+        engine.on_call_relay(relay, &envelope.origin_node).await;
+        return;
     }
     if envelope.audience.to != Target::Members {
         deliver_locally(inner, envelope, None);
@@ -186,7 +191,10 @@ async fn deliver_remote(inner: &Inner, envelope: &Envelope) {
     }
     // Ephemeral events (typing, receipts) take any recent list; stored
     // messages the list of their version.
-    let ephemeral = !matches!(envelope.event.kind(), Some(v1::event::Kind::Message(_)));
+    let ephemeral = !matches!(
+        envelope.event().and_then(|e| e.kind()),
+        Some(v1::event::Kind::Message(_))
+    );
     if ephemeral && let Some(members) = inner.members.recent(envelope.conversation_id) {
         deliver_locally(inner, envelope, Some(&members));
         return;

@@ -251,6 +251,7 @@ fn system(kind: v1::SystemKind, actor: UserId, users: Vec<UserId>, title: &str) 
 }
 
 mod authz;
+mod call_relay;
 mod calls;
 mod conversations;
 mod delivery;

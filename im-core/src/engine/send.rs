@@ -13,12 +13,16 @@ pub(super) fn send(inner: &Inner, envelope: &Envelope, members: Option<&[UserId]
 
 /// Queues an envelope's event for the recipients connected to this node.
 pub(super) fn deliver_locally(inner: &Inner, envelope: &Envelope, members: Option<&[UserId]>) {
+    let Some(event) = envelope.event() else {
+        return; // between nodes only
+    };
     let except = &envelope.audience.except;
     match &envelope.audience.to {
-        Target::Users(users) => inner.sessions.deliver_to_users(users, except, &envelope.event),
-        Target::Device(device) => inner.sessions.deliver_to_device(device, &envelope.event),
+        Target::Users(users) => inner.sessions.deliver_to_users(users, except, event),
+        Target::Device(device) => inner.sessions.deliver_to_device(device, event),
+        Target::Nodes => {}
         Target::Members => match members {
-            Some(list) => inner.sessions.deliver_to_users(list, except, &envelope.event),
+            Some(list) => inner.sessions.deliver_to_users(list, except, event),
             None => tracing::error!(
                 conversation = envelope.conversation_id,
                 "members audience without a member list"

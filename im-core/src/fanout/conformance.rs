@@ -59,16 +59,16 @@ fn envelope(node: &str, conv: u64, seq: u64) -> Envelope {
         origin_node: node.into(),
         audience: Audience::members(),
         member_version: 1,
-        event: SharedEvent::new(v1::event::Kind::Message(v1::Message {
+        payload: Payload::Event(SharedEvent::new(v1::event::Kind::Message(v1::Message {
             conversation_id: conv,
             seq,
             ..Default::default()
-        })),
+        }))),
     }
 }
 
 fn seq_of(e: &Envelope) -> (u64, u64) {
-    match e.event.kind() {
+    match e.event().and_then(|e| e.kind()) {
         Some(v1::event::Kind::Message(m)) => (m.conversation_id, m.seq),
         _ => (0, 0),
     }
@@ -130,8 +130,27 @@ pub async fn envelope_fields_survive(a: Arc<dyn FanOut>, b: Arc<dyn FanOut>) {
     let mut to_device = envelope("a", 0, 10);
     to_device.audience = Audience::device(phone.clone());
     a.publish(&to_device);
-    let mut got = r.wait_for(2).await;
-    assert_eq!(got.len(), 2);
+    let relay = Arc::new(v1::CallRelay {
+        kind: Some(v1::call_relay::Kind::Device(v1::CallDevice {
+            call_id: 5,
+            user_id: 2,
+            device_id: "phone".into(),
+        })),
+    });
+    let between_nodes = Envelope {
+        conversation_id: 0,
+        origin_node: "a".into(),
+        audience: Audience::nodes(),
+        member_version: 0,
+        payload: Payload::Call(relay.clone()),
+    };
+    a.publish(&between_nodes);
+    let mut got = r.wait_for(3).await;
+    assert_eq!(got.len(), 3);
+    let at = got.iter().position(|e| e.event().is_none()).unwrap();
+    let carried = got.remove(at);
+    assert_eq!(carried.audience.to, Target::Nodes);
+    assert!(matches!(&carried.payload, Payload::Call(r) if *r == relay));
     // Two partitions: no order between them is promised.
     got.sort_by_key(|e| seq_of(e).1);
     assert_eq!(got[0].audience, sent.audience);
@@ -176,6 +195,7 @@ pub async fn listed_audiences_reach_only_the_nodes_serving_them(
     a.publish(&to(3, Audience::users(vec![7, 8])));
     a.publish(&to(4, Audience::device(phone)));
     a.publish(&to(5, Audience::members()));
+    a.publish(&to(6, Audience::nodes()));
     // Routed and unrouted envelopes may travel different ways (Kafka: two
     // topics), so only the set is checked here; order per partition is
     // checked above.
@@ -185,13 +205,13 @@ pub async fn listed_audiences_reach_only_the_nodes_serving_them(
         seqs
     };
     assert_eq!(
-        seqs(rb.wait_for(3).await),
-        vec![1, 3, 5],
-        "node b: user 7's and the members'"
+        seqs(rb.wait_for(4).await),
+        vec![1, 3, 5, 6],
+        "node b: user 7's, the members' and every node's"
     );
     assert_eq!(
-        seqs(rc.wait_for(3).await),
-        vec![3, 4, 5],
-        "node c: user 8's and the members'"
+        seqs(rc.wait_for(4).await),
+        vec![3, 4, 5, 6],
+        "node c: user 8's, the members' and every node's"
     );
 }

@@ -19,6 +19,9 @@ pub enum Target {
     Users(Arc<[UserId]>),
     /// Exactly one device.
     Device(DeviceAddress),
+    /// Every node, and no session: call signalling between nodes
+    /// ([`Payload::Call`]).
+    Nodes,
 }
 
 /// The recipients of an envelope: a target, minus what is left out.
@@ -43,6 +46,14 @@ impl Audience {
     pub fn members() -> Self {
         Self {
             to: Target::Members,
+            except: Except::default(),
+        }
+    }
+
+    /// Every node, no session.
+    pub fn nodes() -> Self {
+        Self {
+            to: Target::Nodes,
             except: Except::default(),
         }
     }
@@ -82,8 +93,18 @@ pub struct Envelope {
     /// For [`Target::Members`]: the member list version the event was made
     /// at (0: any recent list will do, for ephemeral events).
     pub member_version: u64,
-    /// The event, encoded at most once per wire format on each node.
-    pub event: Arc<SharedEvent>,
+    /// What it carries.
+    pub payload: Payload,
+}
+
+/// What an envelope carries.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// An event for sessions, encoded at most once per wire format on each node.
+    Event(Arc<SharedEvent>),
+    /// Call signalling between nodes (a request for the node that keeps a
+    /// call, its answer, a device that went away); no session gets it.
+    Call(Arc<v1::CallRelay>),
 }
 
 /// An envelope that cannot be read.
@@ -102,6 +123,14 @@ pub enum EnvelopeError {
 }
 
 impl Envelope {
+    /// The event it carries, if it carries one.
+    pub fn event(&self) -> Option<&Arc<SharedEvent>> {
+        match &self.payload {
+            Payload::Event(event) => Some(event),
+            Payload::Call(_) => None,
+        }
+    }
+
     /// The envelope format this node writes and reads.
     pub const VERSION: u32 = 1;
 
@@ -112,9 +141,11 @@ impl Envelope {
         if self.conversation_id != 0 {
             return self.conversation_id;
         }
-        match &self.audience.to {
-            Target::Device(d) => d.user_id,
-            _ => match self.event.kind() {
+        match (&self.audience.to, &self.payload) {
+            (Target::Device(d), _) => d.user_id,
+            // A call's signalling keeps its order between nodes.
+            (_, Payload::Call(relay)) => relay_call(relay),
+            (_, Payload::Event(event)) => match event.kind() {
                 Some(v1::event::Kind::Presence(p)) => p.user_id,
                 _ => 0,
             },
@@ -136,10 +167,14 @@ impl Envelope {
             Target::Members => v1::audience::To::Members(v1::Empty {}),
             Target::Users(ids) => v1::audience::To::Users(v1::UserIds { ids: ids.to_vec() }),
             Target::Device(d) => v1::audience::To::Device(device(d)),
+            Target::Nodes => v1::audience::To::Nodes(v1::Empty {}),
         };
-        let event = match &self.event.frame().body {
-            Some(v1::server_frame::Body::Event(e)) => Some(e.clone()),
-            _ => None,
+        let (event, call) = match &self.payload {
+            Payload::Event(event) => match &event.frame().body {
+                Some(v1::server_frame::Body::Event(e)) => (Some(e.clone()), None),
+                _ => (None, None),
+            },
+            Payload::Call(relay) => (None, Some((**relay).clone())),
         };
         v1::FanOutEnvelope {
             version: Self::VERSION,
@@ -152,6 +187,7 @@ impl Envelope {
             }),
             event,
             member_version: self.member_version,
+            call,
         }
     }
 
@@ -170,11 +206,13 @@ impl Envelope {
             v1::audience::To::Members(_) => Target::Members,
             v1::audience::To::Users(u) => Target::Users(u.ids.into()),
             v1::audience::To::Device(d) => Target::Device(device(d)),
+            v1::audience::To::Nodes(_) => Target::Nodes,
         };
-        let kind = e
-            .event
-            .and_then(|ev| ev.kind)
-            .ok_or(EnvelopeError::Incomplete("event"))?;
+        let payload = match (e.event.and_then(|ev| ev.kind), e.call) {
+            (Some(kind), _) => Payload::Event(SharedEvent::new(kind)),
+            (None, Some(relay)) if relay.kind.is_some() => Payload::Call(Arc::new(relay)),
+            _ => return Err(EnvelopeError::Incomplete("event")),
+        };
         Ok(Self {
             conversation_id: e.conversation_id,
             origin_node: e.origin_node.into(),
@@ -186,8 +224,18 @@ impl Envelope {
                 },
             },
             member_version: e.member_version,
-            event: SharedEvent::new(kind),
+            payload,
         })
+    }
+}
+
+/// The call a relay is about (its partition key).
+fn relay_call(relay: &v1::CallRelay) -> u64 {
+    match &relay.kind {
+        Some(v1::call_relay::Kind::Command(c)) => c.call_id,
+        Some(v1::call_relay::Kind::Device(d)) => d.call_id,
+        Some(v1::call_relay::Kind::Reply(r)) => r.request,
+        None => 0,
     }
 }
 
@@ -205,19 +253,46 @@ mod tests {
                 device: DeviceId::new("phone"),
             }),
             member_version: 12,
-            event: SharedEvent::new(v1::event::Kind::Typing(v1::TypingEvent {
+            payload: Payload::Event(SharedEvent::new(v1::event::Kind::Typing(v1::TypingEvent {
                 conversation_id: 9,
                 user_id: 3,
                 typing: true,
-            })),
+            }))),
         };
         let back = Envelope::from_bytes(&envelope.to_bytes()).unwrap();
         assert_eq!(back.conversation_id, 9);
         assert_eq!(&*back.origin_node, "node-a");
         assert_eq!(back.audience, envelope.audience);
         assert_eq!(back.member_version, 12);
-        assert_eq!(back.event.frame(), envelope.event.frame());
+        assert_eq!(back.event().unwrap().frame(), envelope.event().unwrap().frame());
         assert_eq!(back.partition_key(), 9);
+
+        // Call signalling between nodes: every node, no session, keyed by call.
+        let relay = v1::CallRelay {
+            kind: Some(v1::call_relay::Kind::Device(v1::CallDevice {
+                call_id: 77,
+                user_id: 4,
+                device_id: "phone".into(),
+            })),
+        };
+        let between_nodes = Envelope {
+            conversation_id: 0,
+            origin_node: "node-a".into(),
+            audience: Audience::nodes(),
+            member_version: 0,
+            payload: Payload::Call(Arc::new(relay.clone())),
+        };
+        let back = Envelope::from_bytes(&between_nodes.to_bytes()).unwrap();
+        assert_eq!(back.audience.to, Target::Nodes);
+        assert!(matches!(&back.payload, Payload::Call(r) if **r == relay));
+        assert_eq!(back.partition_key(), 77);
+        assert!(back.event().is_none());
+        let mut empty = between_nodes.to_proto();
+        empty.call = Some(v1::CallRelay { kind: None });
+        assert_eq!(
+            Envelope::from_bytes(&empty.encode_to_vec()).unwrap_err(),
+            EnvelopeError::Incomplete("event")
+        );
 
         let mut newer = v1::FanOutEnvelope::decode(&envelope.to_bytes()[..]).unwrap();
         newer.version = 2;

@@ -44,7 +44,7 @@ pub mod kafka_testing;
 
 #[cfg(any(feature = "redis", feature = "kafka"))]
 pub use cluster_wire::Routing;
-pub use envelope::{Audience, Envelope, EnvelopeError, Target};
+pub use envelope::{Audience, Envelope, EnvelopeError, Payload, Target};
 #[cfg(feature = "kafka")]
 pub use kafka_fanout::{KafkaFanOut, KafkaFanOutConfig};
 pub use local::{LocalBus, LocalFanOut};
