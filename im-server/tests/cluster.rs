@@ -33,6 +33,11 @@ macro_rules! cluster_tests {
         async fn a_node_started_late_leaves_the_past_to_sync_and_delivers_the_rest_live() {
             crate::node_started_late($kind).await;
         }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_call_rings_on_two_nodes_and_is_answered_and_signalled_from_a_third() {
+            crate::call_across_nodes($kind).await;
+        }
     };
 }
 
@@ -112,6 +117,158 @@ async fn seqs_until(events: &mut Events, conversation: u64, last: u64) -> Vec<u6
     .await;
     assert!(arrived.is_ok(), "message {last} did not arrive; got {got:?}");
     got
+}
+
+/// `name` on `device`, connected to `url` only.
+async fn device(url: &str, name: &str, device: &str, register: bool) -> (Client, Events) {
+    let mut config: ClientConfig = client_config(url);
+    config.device_id = device.into();
+    let credentials = if register {
+        Credentials::Register {
+            username: name.into(),
+            password: PASSWORD.into(),
+            display_name: String::new(),
+        }
+    } else {
+        Credentials::Login {
+            username: name.into(),
+            password: PASSWORD.into(),
+        }
+    };
+    Client::connect(config, credentials)
+        .await
+        .expect("client connects")
+}
+
+/// The next call event matching `pred` (others skipped).
+async fn call_event(events: &mut Events, pred: impl Fn(&v1::call_event::Kind) -> bool) -> v1::CallEvent {
+    match wait_for(
+        events,
+        |e| matches!(e, Event::Call(c) if c.kind.as_ref().is_some_and(&pred)),
+    )
+    .await
+    {
+        Event::Call(c) => c,
+        _ => unreachable!(),
+    }
+}
+
+/// Alice on node 1 calls Bob, whose phone is on node 2 and laptop on node
+/// 3: both ring; the laptop answers (node 1 keeps the call, node 3 relays);
+/// the phone stops ringing; SDP crosses both ways; the history has the call.
+async fn call_across_nodes(kind: BrokerKind) {
+    use v1::call_event::Kind as Heard;
+    use v1::client_frame::Body;
+    use v1::response::Result as Reply;
+    let cluster = Cluster::start(kind, 3);
+    let urls = cluster.urls();
+    let (alice, mut alice_events) = device(&urls[0], "alice", "alice-1", true).await;
+    let (phone, mut phone_events) = device(&urls[1], "bob", "bob-phone", true).await;
+    let (laptop, mut laptop_events) = device(&urls[2], "bob", "bob-laptop", false).await;
+    let bob = phone.user().id;
+    let conversation = alice.send_direct(bob, "call me").await.unwrap().conversation_id;
+    let invite = Body::CallInvite(v1::CallInvite {
+        conversation_id: conversation,
+        invitee_ids: vec![bob],
+        media: Some(v1::CallMedia {
+            audio: true,
+            ..Default::default()
+        }),
+    });
+    let Reply::Call(call) = alice.request(invite).await.unwrap() else {
+        panic!("a call");
+    };
+    let id = call.call_id;
+    call_event(&mut phone_events, |k| matches!(k, Heard::Incoming(_))).await;
+    call_event(&mut laptop_events, |k| matches!(k, Heard::Incoming(_))).await;
+    let update = |kind: v1::CallUpdateKind| {
+        Body::CallUpdate(v1::CallUpdate {
+            call_id: id,
+            kind: kind as i32,
+        })
+    };
+    phone.request(update(v1::CallUpdateKind::Ringing)).await.unwrap();
+    call_event(
+        &mut alice_events,
+        |k| matches!(k, Heard::Ringing(p) if p.device_id == "bob-phone"),
+    )
+    .await;
+    let Reply::Call(taken) = laptop.request(update(v1::CallUpdateKind::Accept)).await.unwrap() else {
+        panic!("accept answers with the call");
+    };
+    assert_eq!(taken.participants.len(), 2);
+    call_event(&mut phone_events, |k| matches!(k, Heard::AnsweredElsewhere(_))).await;
+    call_event(
+        &mut alice_events,
+        |k| matches!(k, Heard::Joined(p) if p.device_id == "bob-laptop"),
+    )
+    .await;
+    let signal = |to: u64, kind: v1::SignalKind, payload: &str| {
+        Body::CallSignal(v1::CallSignal {
+            call_id: id,
+            to_user_id: to,
+            kind: kind as i32,
+            payload: payload.into(),
+        })
+    };
+    laptop
+        .request(signal(
+            alice.user().id,
+            v1::SignalKind::Offer,
+            "offer from node 3",
+        ))
+        .await
+        .unwrap();
+    call_event(
+        &mut alice_events,
+        |k| matches!(k, Heard::Signal(s) if s.payload == "offer from node 3"),
+    )
+    .await;
+    alice
+        .request(signal(bob, v1::SignalKind::Answer, "answer from node 1"))
+        .await
+        .unwrap();
+    call_event(
+        &mut laptop_events,
+        |k| matches!(k, Heard::Signal(s) if s.payload == "answer from node 1"),
+    )
+    .await;
+    // A stranger's request for the call is refused by the node that keeps it.
+    let (mallory, _mallory_events) = device(&urls[1], "mallory", "m", true).await;
+    let refused = mallory
+        .request(signal(bob, v1::SignalKind::Offer, "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(v1::ErrorCode::PermissionDenied), "{refused}");
+
+    laptop.request(update(v1::CallUpdateKind::HangUp)).await.unwrap();
+    call_event(&mut alice_events, |k| matches!(k, Heard::Ended(_))).await;
+    let records = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let page = phone.history(conversation, 0, 20).await.unwrap();
+            let outcomes: Vec<i32> = page
+                .messages
+                .iter()
+                .filter_map(|m| match m.content.as_ref()?.kind.as_ref()? {
+                    v1::content::Kind::Call(s) => Some(s.outcome),
+                    _ => None,
+                })
+                .collect();
+            if outcomes.len() == 2 {
+                return outcomes;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the call in the history");
+    let mut records = records;
+    records.sort_unstable();
+    assert_eq!(
+        records,
+        [v1::CallOutcome::Started as i32, v1::CallOutcome::Ended as i32]
+    );
+    drop(cluster);
 }
 
 async fn three_nodes_chat(kind: BrokerKind) {
