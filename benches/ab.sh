@@ -88,7 +88,7 @@ start_server() {
 }
 
 failed=0
-printf "%-6s %-3s %10s %12s %9s %9s %9s %8s\n" round bin acked/s deliveries/s p50_ms p99_ms cpu_s wall_s
+printf "%-6s %-3s %10s %12s %9s %9s %9s %8s %9s %11s\n" round bin acked/s deliveries/s p50_ms p99_ms cpu_s wall_s conns/s bytes/conn
 for round in $(seq 1 "$ROUNDS"); do
   for which in a b; do
     bin=$A
@@ -102,8 +102,10 @@ for round in $(seq 1 "$ROUNDS"); do
         ((.latency.p50_us // 0) / 1000 * 100 | round / 100),
         ((.latency.p99_us // 0) / 1000 * 100 | round / 100),
         ((.server_cpu_secs // 0) * 100 | round / 100),
-        (.wall_secs * 100 | round / 100)
-      ] | @tsv' "$report" | awk -F'\t' '{ printf "%-6s %-3s %10s %12s %9s %9s %9s %8s\n", $1, $2, $3, $4, $5, $6, $7, $8 }'
+        (.wall_secs * 100 | round / 100),
+        (.connects_per_sec | floor),
+        ((.server_bytes_per_connection // 0) | floor)
+      ] | @tsv' "$report" | awk -F'\t' '{ printf "%-6s %-3s %10s %12s %9s %9s %9s %8s %9s %11s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
     stop_server
   done
 done
