@@ -14,8 +14,9 @@
 //! client accepts the call again, which tells the keeper it is back.
 //!
 //! If the keeper does not answer within [`REPLY_TIMEOUT`] (it is gone, or
-//! the bus is down), the request fails with `UNAVAILABLE`; a call whose
-//! keeper died is lost with it (its clients hang up).
+//! the bus is down, or no node ever made that id), the request fails with
+//! `UNAVAILABLE`; a call whose keeper died is lost with it (its clients hang
+//! up). A node with no other node on its fan-out answers `NOT_FOUND` at once.
 
 use super::Engine;
 use crate::call::{CallId, Endpoint};
@@ -60,11 +61,16 @@ impl Engine {
     /// the outcome: the call for an accept.
     pub(super) async fn forward_call_request(&self, from: &Endpoint, body: Body) -> Result<Option<v1::Call>> {
         let relay = &self.inner.calls.relay;
-        let request = relay.next_request.fetch_add(1, Ordering::Relaxed);
         let call = match &body {
             Body::Update(u) => u.call_id,
             Body::Signal(s) => s.call_id,
         };
+        let counter = call & ((1 << super::calls::COUNTER_BITS) - 1);
+        if counter == 0 || !self.inner.fanout.has_other_nodes() {
+            // No node made it (counters start at 1), or there is no other node.
+            return Err(Error::NotFound(format!("unknown call {call}")));
+        }
+        let request = relay.next_request.fetch_add(1, Ordering::Relaxed);
         let leaves = matches!(&body, Body::Update(u) if u.kind() != v1::CallUpdateKind::Accept && u.kind() != v1::CallUpdateKind::Ringing);
         let (tx, rx) = oneshot::channel();
         relay.waiting.lock().insert(request, tx);
@@ -259,6 +265,17 @@ mod tests {
             .call_update(on(bob, "b1"), update(call + 1, v1::CallUpdateKind::HangUp))
             .await;
         assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+        let never_made = update(call & !0xfff_ffff_ffff, v1::CallUpdateKind::HangUp);
+        let never_made = b.call_update(on(bob, "b1"), never_made).await;
+        assert!(
+            matches!(never_made, Err(Error::NotFound(_))),
+            "a counter of 0 is no call"
+        );
+        // A node alone knows at once that nobody else keeps a call.
+        let alone = Engine::builder().build();
+        let forged = update(call, v1::CallUpdateKind::HangUp);
+        let forged = alone.call_update(on(bob, "b1"), forged).await;
+        assert!(matches!(forged, Err(Error::NotFound(_))), "{forged:?}");
 
         // Bob's connection to node b drops: node a starts his window; he
         // comes back on node a and accepts again: he is back.

@@ -84,6 +84,14 @@ impl FanOut for LocalFanOut {
         self.bus.subscribers.write().push((self.instance, handler));
     }
 
+    fn has_other_nodes(&self) -> bool {
+        self.bus
+            .subscribers
+            .read()
+            .iter()
+            .any(|(i, _)| *i != self.instance)
+    }
+
     async fn close(&self) -> Result<()> {
         self.bus.subscribers.write().retain(|(i, _)| *i != self.instance);
         Ok(())

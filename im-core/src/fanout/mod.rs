@@ -69,6 +69,12 @@ pub trait FanOut: Send + Sync + std::fmt::Debug + 'static {
     fn publish(&self, envelope: &Envelope);
     /// Adds a subscriber: it gets every envelope other nodes publish from now on.
     fn subscribe(&self, handler: Arc<dyn FanOutHandler>);
+    /// Whether other nodes may be listening (a broker; a shared bus with
+    /// other instances). A node alone answers a request for another node's
+    /// state (a call another node keeps) at once instead of asking the bus.
+    fn has_other_nodes(&self) -> bool {
+        true
+    }
     /// `Ok` while envelopes can reach the other nodes and theirs arrive;
     /// `Unavailable` during a broker outage (sends are still stored and
     /// acked; live delivery between nodes resumes when it ends).
