@@ -122,7 +122,7 @@ struct Auth {
     credentials: Credentials,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     config: ClientConfig,
     /// What the connector needs from `config`, made once.
     connect_options: ConnectOptions,
@@ -141,6 +141,8 @@ struct Inner {
     presence_generations: Mutex<std::collections::HashMap<u64, u64>>,
     /// Live messages that arrived after a gap and sent the client fetching.
     gap_fills: std::sync::atomic::AtomicU64,
+    /// Where call events go instead of [`Events`] (see [`Client::take_call_events`]).
+    pub(crate) call_sink: Mutex<Option<mpsc::UnboundedSender<v1::CallEvent>>>,
 }
 
 /// A connection to the chat server that keeps itself connected and in sync.
@@ -156,7 +158,7 @@ fn random_id() -> String {
     raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unexpected(reply: Reply) -> Error {
+pub(crate) fn unexpected(reply: Reply) -> Error {
     Error::Protocol(format!("unexpected response {reply:?}"))
 }
 
@@ -191,6 +193,7 @@ impl Client {
             reconnect_not_before: Mutex::new(None),
             presence_generations: Mutex::new(Default::default()),
             gap_fills: Default::default(),
+            call_sink: Mutex::new(None),
         });
         let (first_tx, first_rx) = oneshot::channel();
         tokio::spawn(supervise(inner.clone(), first_tx));
@@ -212,6 +215,15 @@ impl Client {
     /// How the client verifies TLS servers (files use it too).
     pub(crate) fn tls_config(&self) -> TlsConfig {
         self.inner.config.tls.clone()
+    }
+
+    /// The id of this device, as the server knows it.
+    pub fn device_id(&self) -> &str {
+        &self.inner.config.device_id
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     /// The current bearer token (to reconnect later with [`Credentials::Token`]).
@@ -339,7 +351,7 @@ impl Client {
         }
     }
 
-    async fn ok_call(&self, body: Body) -> Result<()> {
+    pub(crate) async fn ok_call(&self, body: Body) -> Result<()> {
         match self.request(body).await? {
             Reply::Ok(_) => Ok(()),
             other => Err(unexpected(other)),
@@ -525,7 +537,7 @@ impl Client {
 }
 
 impl Inner {
-    fn emit(&self, event: Event) {
+    pub(crate) fn emit(&self, event: Event) {
         let _ = self.events.send(event);
     }
 
@@ -544,6 +556,8 @@ impl Inner {
             }
         }
         self.outbox_changed.notify_one();
+        // Ends the calls manager's stream, if one was registered.
+        self.call_sink.lock().take();
     }
 
     async fn current_link(&self) -> Result<Arc<Link>> {
@@ -582,7 +596,6 @@ impl Inner {
             }
             v1::event::Kind::Receipt(r) => self.emit(Event::Receipt(r)),
             v1::event::Kind::Typing(t) => self.emit(Event::Typing(t)),
-            v1::event::Kind::Call(c) => self.emit(Event::Call(c)),
             v1::event::Kind::Presence(p) => {
                 if newer_presence(&mut self.presence_generations.lock(), &p) {
                     self.emit(Event::Presence(p));
@@ -596,6 +609,7 @@ impl Inner {
                 *self.reconnect_not_before.lock() = Some(tokio::time::Instant::now() + wait);
                 self.emit(Event::Closing { reason: c.reason })
             }
+            v1::event::Kind::Call(call) => self.route_call_event(call),
             v1::event::Kind::Resync(hint) => {
                 // The server may have missed events for us: sync as after a
                 // reconnect, after a random pause of up to a second so that

@@ -17,6 +17,19 @@
 //! * **An outbox**: [`Client::send`] queues the message with a client message
 //!   id; it is (re)sent until the server acks it, across reconnects, and the
 //!   server's deduplication makes sure it is stored once.
+//! * **Call signalling**: typed requests ([`Client::call_invite`],
+//!   [`Client::call_accept`], [`Client::call_signal`], [`Client::ice_servers`]
+//!   ...) and call events ([`Event::Call`], or a stream of their own with
+//!   [`Client::take_call_events`]).
+//! * **Calls** (feature `webrtc`): voice, video, screen share and data
+//!   channels over WebRTC peer connections, one per remote participant
+//!   (mesh), negotiated through the server; see the [`calls`] module.
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `webrtc` | no | the [`calls`] module: a calls manager that rings, answers, and connects peers with the `webrtc` crate (0.21) |
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), im_client_sdk::Error> {
@@ -39,6 +52,7 @@
 //! ```
 #![warn(missing_debug_implementations, unreachable_pub)]
 
+mod call_api;
 mod client;
 pub mod files;
 mod link;
@@ -46,6 +60,7 @@ pub mod tls;
 mod tracker;
 pub mod transport;
 
+pub use call_api::{CallError, CallEventReceiver};
 pub use client::{Client, ClientConfig, Credentials, Events};
 pub use files::{FileClient, FileInfo, MediaKind, Progress, Upload};
 pub use im_protocol::{self, Format, v1};
@@ -82,8 +97,6 @@ pub enum Event {
     Typing(v1::TypingEvent),
     /// A contact came online or went offline.
     Presence(v1::Presence),
-    /// Call signalling for this device (ringing, joins, SDP, candidates, end).
-    Call(v1::CallEvent),
     /// We are no longer a member of this conversation.
     ConversationRemoved(u64),
     /// The server asked to rebuild this conversation from scratch; messages
@@ -91,6 +104,10 @@ pub enum Event {
     ConversationReset(u64),
     /// The token was refused and no password is known: the client stopped.
     AuthFailed(String),
+    /// Call signalling for this device (ringing, joins, SDP, candidates,
+    /// end), unless taken with [`Client::take_call_events`], as the calls
+    /// manager does.
+    Call(v1::CallEvent),
 }
 
 /// Errors of the client.
@@ -131,6 +148,9 @@ pub enum Error {
     /// A local file or stream could not be read or written.
     #[error("i/o: {0}")]
     Io(String),
+    /// A call operation failed on this side.
+    #[error("call: {0}")]
+    Call(#[from] CallError),
 }
 
 impl Error {
@@ -150,7 +170,7 @@ impl Error {
                 v1::ErrorCode::Unavailable | v1::ErrorCode::RateLimited | v1::ErrorCode::Internal
             ),
             Error::Disconnected | Error::Timeout | Error::Connect(_) | Error::Http(_) => true,
-            Error::Protocol(_) | Error::Tls(_) | Error::Closed | Error::Io(_) => false,
+            Error::Protocol(_) | Error::Tls(_) | Error::Closed | Error::Io(_) | Error::Call(_) => false,
         }
     }
 }
