@@ -17,7 +17,7 @@ use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
 use tokio::sync::mpsc;
 
 /// Why a call operation failed on this side (the server's refusals are
-/// [`Error::Server`]).
+/// [`Error::Server`](crate::Error::Server)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {

@@ -23,13 +23,13 @@
 //!   [`Client::take_call_events`]).
 //! * **Calls** (feature `webrtc`): voice, video, screen share and data
 //!   channels over WebRTC peer connections, one per remote participant
-//!   (mesh), negotiated through the server; see the [`calls`] module.
+//!   (mesh), negotiated through the server; see the `calls` module.
 //!
 //! ## Features
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `webrtc` | no | the [`calls`] module: a calls manager that rings, answers, and connects peers with the `webrtc` crate (0.21) |
+//! | `webrtc` | no | the `calls` module: a calls manager that rings, answers, and connects peers with the `webrtc` crate (0.21) |
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), im_client_sdk::Error> {
@@ -53,6 +53,8 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 mod call_api;
+#[cfg(feature = "webrtc")]
+pub mod calls;
 mod client;
 pub mod files;
 mod link;
