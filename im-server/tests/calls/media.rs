@@ -348,3 +348,33 @@ async fn a_three_party_mesh_carries_data_between_every_pair_and_survives_one_lea
     bob.wait("the end", |e| matches!(e, CallEvent::Ended { .. }).then_some(()))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_calling_each_other_at_once_end_up_in_one_connected_call() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let mut alice = Party::join(&server, "alice", Some("chat")).await;
+    let mut bob = Party::join(&server, "bob", Some("chat")).await;
+    let conversation = group(&alice, &[&bob]).await;
+    let (a, b) = (alice.id(), bob.id());
+
+    // Glare on one node: the server answers the second invite with the
+    // first call, joined; the SDK of the side that joined makes the offer.
+    let (to_bob, to_alice) = ([b], [a]);
+    let (ours, theirs) = tokio::join!(
+        alice.calls.start(conversation, &to_bob, VOICE),
+        bob.calls.start(conversation, &to_alice, VOICE)
+    );
+    let (ours, theirs) = (ours.unwrap(), theirs.unwrap());
+    assert_eq!(ours.call_id, theirs.call_id, "one call");
+    alice.connected(b).await;
+    bob.connected(a).await;
+    let (ab, ba) = (alice.channel(b).await, bob.channel(a).await);
+    ab.send_text("glare").await.unwrap();
+    assert_eq!(recv_text(&ba).await, "glare");
+    assert_eq!(alice.calls.calls(), vec![(ours.call_id, vec![b])]);
+    assert_eq!(bob.calls.calls(), vec![(ours.call_id, vec![a])]);
+    bob.calls.hang_up(ours.call_id).await.unwrap();
+    alice
+        .wait("the end", |e| matches!(e, CallEvent::Ended { .. }).then_some(()))
+        .await;
+}

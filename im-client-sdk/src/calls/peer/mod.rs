@@ -20,6 +20,7 @@ use rtc::ice::mdns::MulticastDnsMode;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use webrtc::data_channel::{DataChannel as RtcDataChannel, DataChannelEvent};
@@ -209,6 +210,8 @@ struct Peer {
     /// created while the association is still shaking hands is never
     /// opened by webrtc 0.21, so requests wait for this.
     sctp_ready: bool,
+    /// `sctp_ready` for the task that wakes the driver until then.
+    sctp_up_flag: Arc<AtomicBool>,
     /// Channel requests waiting for `sctp_ready`.
     waiting_channels: Vec<(String, oneshot::Sender<Result<DataChannel, CallError>>)>,
     /// To send ourselves `SctpReady` from a waiting task.
@@ -260,6 +263,7 @@ async fn run(mut setup: PeerSetup, mut commands: mpsc::UnboundedReceiver<PeerCom
         remote_tracks: Vec::new(),
         sctp_channel: None,
         sctp_ready: false,
+        sctp_up_flag: Arc::new(AtomicBool::new(false)),
         waiting_channels: Vec::new(),
         internal: internal_tx,
     };
@@ -311,33 +315,7 @@ impl Peer {
                     self.attach(track).await?;
                 }
                 self.receive_call_media().await?;
-                let label = self.setup.auto_channel.clone();
-                let channel = self
-                    .create_channel(label.as_deref().unwrap_or(SCTP_LABEL))
-                    .await?;
-                if label.is_none() {
-                    self.sctp_channel = Some(channel.clone());
-                }
-                let (events, user_id, call_id) =
-                    (self.setup.events.clone(), self.setup.user_id, self.setup.call_id);
-                let (timeout, internal) = (self.setup.open_timeout, self.internal.clone());
-                tokio::spawn(async move {
-                    let opened =
-                        wait_open(user_id, label.clone().unwrap_or_default(), channel, timeout).await;
-                    if opened.is_ok() {
-                        let _ = internal.send(Internal::SctpReady);
-                    }
-                    let event = match (label, opened) {
-                        (Some(_), Ok(channel)) => CallEvent::DataChannel { call_id, channel },
-                        (_, Err(error)) => CallEvent::Error {
-                            call_id,
-                            user_id,
-                            error,
-                        },
-                        (None, Ok(_)) => return,
-                    };
-                    let _ = events.send(event);
-                });
+                self.first_channel(self.setup.auto_channel.clone()).await?;
                 self.needs_offer = true;
                 self.maybe_offer().await
             }
@@ -391,12 +369,62 @@ impl Peer {
         tokio::spawn(async move {
             let _ = reply.send(wait_open(user_id, label, channel, timeout).await);
         });
+        if self.channels_pending {
+            self.needs_offer = true;
+        }
         self.maybe_offer().await
+    }
+
+    /// The channel that comes with the first negotiation: the application's
+    /// automatic one (`label`), or the hidden [`SCTP_LABEL`] one. A task
+    /// waits until it opens (then the association is up), and meanwhile
+    /// wakes the connection's driver every 5 ms: webrtc 0.21 sends the SCTP
+    /// packets that follow DTLS (INIT) and the association (channel OPEN)
+    /// only at the driver's next timer, about 200 ms later each, unless
+    /// something wakes it.
+    async fn first_channel(&mut self, label: Option<String>) -> Result<(), CallError> {
+        let channel = self
+            .create_channel(label.as_deref().unwrap_or(SCTP_LABEL))
+            .await?;
+        if label.is_none() {
+            self.sctp_channel = Some(channel.clone());
+        }
+        let (events, user_id, call_id) = (self.setup.events.clone(), self.setup.user_id, self.setup.call_id);
+        let (timeout, internal) = (self.setup.open_timeout, self.internal.clone());
+        let (kick, ready) = (channel.clone(), self.sctp_up_flag.clone());
+        tokio::spawn(async move {
+            let until = tokio::time::Instant::now() + timeout;
+            while !ready.load(Ordering::Acquire) && tokio::time::Instant::now() < until {
+                // Any call on a channel wakes the driver; this one changes nothing.
+                if kick.set_buffered_amount_low_threshold(0).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        tokio::spawn(async move {
+            let opened = wait_open(user_id, label.clone().unwrap_or_default(), channel, timeout).await;
+            if opened.is_ok() {
+                let _ = internal.send(Internal::SctpReady);
+            }
+            let event = match (label, opened) {
+                (Some(_), Ok(channel)) => CallEvent::DataChannel { call_id, channel },
+                (_, Err(error)) => CallEvent::Error {
+                    call_id,
+                    user_id,
+                    error,
+                },
+                (None, Ok(_)) => return,
+            };
+            let _ = events.send(event);
+        });
+        Ok(())
     }
 
     /// The association is up: open the channels that waited for it.
     async fn sctp_up(&mut self) -> Result<(), CallError> {
         self.sctp_ready = true;
+        self.sctp_up_flag.store(true, Ordering::Release);
         for (label, reply) in std::mem::take(&mut self.waiting_channels) {
             self.open_channel(label, reply).await?;
         }
@@ -436,7 +464,8 @@ impl Peer {
             Internal::Channel(channel) => {
                 let label = channel.label().await.unwrap_or_default();
                 if label == SCTP_LABEL {
-                    self.sctp_channel = Some(channel);
+                    // The peer's hidden channel; ours is kept (if any).
+                    self.sctp_channel.get_or_insert(channel);
                 } else {
                     let channel = DataChannel::new(self.setup.user_id, label, channel);
                     self.emit(CallEvent::DataChannel {
@@ -501,8 +530,8 @@ impl Peer {
             .await
             .map_err(webrtc_error)?;
         if !self.has_sctp().await {
+            // Offered with the next negotiation (see `unnegotiated`).
             self.channels_pending = true;
-            self.needs_offer = true;
         }
         Ok(channel)
     }

@@ -108,8 +108,18 @@ impl Peer {
             .map_err(webrtc_error)?;
         self.flush_candidates().await;
         // Answering the first offer: our tracks go into the sections it
-        // offered (a track no section fits is offered after).
+        // offered (a track no section fits is offered after), and a channel
+        // of our own if it offers SCTP, to watch the association come up.
         self.may_offer = true;
+        if self.sctp_channel.is_none()
+            && self
+                .pc
+                .remote_description()
+                .await
+                .is_some_and(|d| d.sdp.contains("m=application"))
+        {
+            self.first_channel(None).await?;
+        }
         for track in std::mem::take(&mut self.pending_tracks) {
             self.attach(track).await?;
         }
