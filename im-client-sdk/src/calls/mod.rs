@@ -18,7 +18,8 @@
 //!   [`Calls::add_track`] gives a [`LocalTrack`] to write Opus or VP8
 //!   samples to; adding or removing one mid-call (a screen share)
 //!   renegotiates every connection. Remote tracks arrive as
-//!   [`CallEvent::RemoteTrack`] with a [`RemoteTrack`] that yields RTP packets.
+//!   [`CallEvent::RemoteTrack`] with a [`RemoteTrack`] that yields RTP
+//!   packets, and end with [`CallEvent::RemoteTrackEnded`].
 //! * **Data**: [`Calls::open_data_channel`] with one peer, or
 //!   [`CallConfig::data_channel`] to open one with every peer as part of the
 //!   first negotiation; the remote side gets [`CallEvent::DataChannel`].
