@@ -10,10 +10,18 @@
 //! [`Client::take_call_events`] they go to the returned [`CallEventReceiver`]
 //! instead, in the order the server sent them, and no longer appear in
 //! `Events`; if that receiver is dropped, they go back to `Events`.
+//!
+//! **After a reconnect** the client accepts the call this device is in again
+//! (the one it last started or accepted and has not left), which tells the
+//! server, on whichever node, that the device is back within its reconnect
+//! window. If the call ended meanwhile, the server no longer knows it and the
+//! client hands on an `ended` event (`CALL_END_REASON_HUNG_UP`) for it, so
+//! that whoever follows the call events stops it too.
 
 use crate::client::{Inner, unexpected};
 use crate::{Client, Event, Result};
 use im_protocol::v1::{self, client_frame::Body, response::Result as Reply};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Why a call operation failed on this side (the server's refusals are
@@ -78,6 +86,9 @@ impl Inner {
     /// Hands a call event to the registered receiver, or to `Events` if
     /// there is none (or it was dropped).
     pub(crate) fn route_call_event(&self, call: v1::CallEvent) {
+        if matches!(call.kind, Some(v1::call_event::Kind::Ended(_))) {
+            self.left_call(call.call_id);
+        }
         let sink = self.call_sink.lock().clone();
         let Some(sink) = sink else {
             return self.emit(Event::Call(call));
@@ -89,6 +100,52 @@ impl Inner {
             }
             drop(current);
             self.emit(Event::Call(call));
+        }
+    }
+}
+
+impl Inner {
+    /// This device is in `call` now.
+    fn in_call(&self, call: u64) {
+        *self.active_call.lock() = Some(call);
+    }
+
+    /// This device is no longer in `call`.
+    fn left_call(&self, call: u64) {
+        let mut active = self.active_call.lock();
+        if *active == Some(call) {
+            *active = None;
+        }
+    }
+
+    /// After a (re)connect: accepts the call this device is in again, so
+    /// that the node keeping it knows the device is back.
+    pub(crate) async fn resume_call(self: Arc<Self>) {
+        let Some(call) = *self.active_call.lock() else {
+            return;
+        };
+        let accept = Body::CallUpdate(v1::CallUpdate {
+            call_id: call,
+            kind: v1::CallUpdateKind::Accept as i32,
+        });
+        match self.request(accept).await {
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(v1::ErrorCode::NotFound | v1::ErrorCode::PermissionDenied)
+                ) =>
+            {
+                tracing::debug!(call, "the call ended while this device was away");
+                self.route_call_event(v1::CallEvent {
+                    call_id: call,
+                    conversation_id: 0,
+                    kind: Some(v1::call_event::Kind::Ended(v1::CallEndReason::HungUp as i32)),
+                });
+            }
+            Err(e) => {
+                tracing::debug!(call, error = %e, "could not resume the call (the next connection tries again)")
+            }
+            Ok(_) => {}
         }
     }
 }
@@ -137,12 +194,17 @@ impl Client {
         invitee_ids: &[u64],
         media: v1::CallMedia,
     ) -> Result<v1::Call> {
-        self.call_reply(Body::CallInvite(v1::CallInvite {
-            conversation_id,
-            invitee_ids: invitee_ids.to_vec(),
-            media: Some(media),
-        }))
-        .await
+        let call = self
+            .call_reply(Body::CallInvite(v1::CallInvite {
+                conversation_id,
+                invitee_ids: invitee_ids.to_vec(),
+                media: Some(media),
+            }))
+            .await?;
+        if !call.participants.is_empty() {
+            self.inner().in_call(call.call_id);
+        }
+        Ok(call)
     }
 
     /// Tells the caller that this device rings.
@@ -154,11 +216,14 @@ impl Client {
     /// The answer lists the devices in the call now: this device joined, so
     /// it makes the SDP offer to each of the others.
     pub async fn call_accept(&self, call_id: u64) -> Result<v1::Call> {
-        self.call_reply(Body::CallUpdate(v1::CallUpdate {
-            call_id,
-            kind: v1::CallUpdateKind::Accept as i32,
-        }))
-        .await
+        let call = self
+            .call_reply(Body::CallUpdate(v1::CallUpdate {
+                call_id,
+                kind: v1::CallUpdateKind::Accept as i32,
+            }))
+            .await?;
+        self.inner().in_call(call_id);
+        Ok(call)
     }
 
     /// Declines a ringing call, on every device of ours.
@@ -173,6 +238,7 @@ impl Client {
 
     /// Leaves a call; before anyone answered, the caller cancels it.
     pub async fn call_hang_up(&self, call_id: u64) -> Result<()> {
+        self.inner().left_call(call_id);
         self.call_update(call_id, v1::CallUpdateKind::HangUp).await
     }
 

@@ -143,6 +143,9 @@ pub(crate) struct Inner {
     gap_fills: std::sync::atomic::AtomicU64,
     /// Where call events go instead of [`Events`] (see [`Client::take_call_events`]).
     pub(crate) call_sink: Mutex<Option<mpsc::UnboundedSender<v1::CallEvent>>>,
+    /// The call this device is in: after a reconnect (perhaps to another
+    /// node) the client accepts it again to say it is back.
+    pub(crate) active_call: Mutex<Option<u64>>,
 }
 
 /// A connection to the chat server that keeps itself connected and in sync.
@@ -194,6 +197,7 @@ impl Client {
             presence_generations: Mutex::new(Default::default()),
             gap_fills: Default::default(),
             call_sink: Mutex::new(None),
+            active_call: Mutex::new(None),
         });
         let (first_tx, first_rx) = oneshot::channel();
         tokio::spawn(supervise(inner.clone(), first_tx));
@@ -578,7 +582,7 @@ impl Inner {
         }
     }
 
-    async fn request(&self, body: Body) -> Result<Reply> {
+    pub(crate) async fn request(&self, body: Body) -> Result<Reply> {
         let link = self.current_link().await?;
         link.call(body, self.config.request_timeout).await
     }
@@ -964,6 +968,7 @@ async fn supervise(inner: Arc<Inner>, first: oneshot::Sender<Result<()>>) {
                     let _ = first.send(Ok(()));
                 }
                 tokio::spawn(inner.clone().resync(generation));
+                tokio::spawn(inner.clone().resume_call());
                 let reason = closed_rx.await.unwrap_or_else(|_| "connection lost".into());
                 inner.link.lock().take();
                 inner.state.send_modify(|s| {

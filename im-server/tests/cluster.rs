@@ -164,7 +164,9 @@ async fn call_across_nodes(kind: BrokerKind) {
     let urls = cluster.urls();
     let (alice, mut alice_events) = device(&urls[0], "alice", "alice-1", true).await;
     let (phone, mut phone_events) = device(&urls[1], "bob", "bob-phone", true).await;
-    let (laptop, mut laptop_events) = device(&urls[2], "bob", "bob-laptop", false).await;
+    // The laptop reaches node 3 through a proxy that can cut its connection.
+    let to_node_3 = Proxy::start(([127, 0, 0, 1], cluster.nodes[2].port).into()).await;
+    let (laptop, mut laptop_events) = device(&to_node_3.url(), "bob", "bob-laptop", false).await;
     let bob = phone.user().id;
     let conversation = alice.send_direct(bob, "call me").await.unwrap().conversation_id;
     let invite = Body::CallInvite(v1::CallInvite {
@@ -193,9 +195,7 @@ async fn call_across_nodes(kind: BrokerKind) {
         |k| matches!(k, Heard::Ringing(p) if p.device_id == "bob-phone"),
     )
     .await;
-    let Reply::Call(taken) = laptop.request(update(v1::CallUpdateKind::Accept)).await.unwrap() else {
-        panic!("accept answers with the call");
-    };
+    let taken = laptop.call_accept(id).await.unwrap();
     assert_eq!(taken.participants.len(), 2);
     call_event(&mut phone_events, |k| matches!(k, Heard::AnsweredElsewhere(_))).await;
     call_event(
@@ -240,6 +240,21 @@ async fn call_across_nodes(kind: BrokerKind) {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Some(v1::ErrorCode::PermissionDenied), "{refused}");
+
+    // The laptop's connection drops: node 3 tells node 1, Alice hears it;
+    // the SDK reconnects and accepts the call again, which node 1 takes as
+    // the laptop being back.
+    to_node_3.cut();
+    call_event(
+        &mut alice_events,
+        |k| matches!(k, Heard::Reconnecting(p) if p.device_id == "bob-laptop"),
+    )
+    .await;
+    call_event(
+        &mut alice_events,
+        |k| matches!(k, Heard::Reconnected(p) if p.device_id == "bob-laptop"),
+    )
+    .await;
 
     laptop.request(update(v1::CallUpdateKind::HangUp)).await.unwrap();
     call_event(&mut alice_events, |k| matches!(k, Heard::Ended(_))).await;
