@@ -342,6 +342,18 @@ impl Core {
         invitees: Vec<u64>,
         media: v1::CallMedia,
     ) -> Result<v1::Call> {
+        // Glare before our invite: the person we call is ringing us in this
+        // conversation already (perhaps through another node); take theirs.
+        let ringing_us = self.calls.lock().iter().find_map(|(&id, c)| {
+            let from = c.from.as_ref()?.user_id;
+            let theirs = c.phase == Phase::Incoming
+                && c.conversation_id == conversation_id
+                && (invitees.is_empty() || invitees.contains(&from));
+            theirs.then_some(id)
+        });
+        if let Some(call_id) = ringing_us {
+            return self.accept(call_id).await;
+        }
         let ice_servers = self.ice_servers().await?;
         let call = self.client.call_invite(conversation_id, &invitees, media).await?;
         let targets = rules::offer_targets(self.me, &call.participants);

@@ -136,7 +136,7 @@ impl CallBook {
         invitees.sort_unstable();
         invitees.dedup();
         if invitees.is_empty() {
-            return Err(CallError::InvalidState("a call needs someone to call".into()));
+            return Err(CallError::NobodyToCall);
         }
         if let Some(existing) = self.glare(conversation, &from, &invitees) {
             return self.accept(now, existing, from);
@@ -512,7 +512,14 @@ impl CallBook {
         let Some(state) = self.calls.get(&call) else {
             return;
         };
-        if state.answered_at.is_some() || !state.ringing.is_empty() {
+        if !state.ringing.is_empty() {
+            return;
+        }
+        if state.answered_at.is_some() {
+            // Connected once; with nobody left to talk to, it is over.
+            if state.participants.len() < 2 {
+                self.end(now, call, EndReason::HungUp, out);
+            }
             return;
         }
         let reason = if state.rejected > 0 {

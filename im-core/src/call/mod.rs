@@ -301,6 +301,9 @@ pub enum CallError {
     /// The caller is already in a call.
     #[error("already in call {0}")]
     AlreadyInCall(CallId),
+    /// An invite with no one to call but the caller.
+    #[error("a call needs someone to call")]
+    NobodyToCall,
 }
 
 impl From<CallError> for crate::Error {
@@ -310,6 +313,7 @@ impl From<CallError> for crate::Error {
             CallError::NotInCall(_) => crate::Error::PermissionDenied(e.to_string()),
             CallError::Full(..) => crate::Error::TooLarge(e.to_string()),
             CallError::InvalidState(_) | CallError::AlreadyInCall(_) => crate::Error::Conflict(e.to_string()),
+            CallError::NobodyToCall => crate::Error::InvalidArgument(e.to_string()),
         }
     }
 }

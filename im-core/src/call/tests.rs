@@ -358,10 +358,10 @@ fn strangers_and_unknown_calls_are_refused() {
         calls.invite(2, 2, CONV, at(ALICE, "a"), &[CAROL], voice()),
         Err(CallError::AlreadyInCall(1))
     );
-    assert!(matches!(
+    assert_eq!(
         calls.invite(2, 3, CONV, at(CAROL, "c"), &[CAROL], voice()),
-        Err(CallError::InvalidState(_))
-    ));
+        Err(CallError::NobodyToCall)
+    );
     assert_eq!(
         calls.hang_up(3, 7, at(ALICE, "a")),
         Err(CallError::UnknownCall(7))
@@ -384,11 +384,60 @@ fn a_device_in_a_call_elsewhere_answers_busy_and_its_other_devices_stop() {
     );
     assert_eq!(records(&out), [CallRecord::Busy { caller: ALICE }]);
     assert!(!calls.is_live(1));
-    // Only an invitee that rings can answer busy.
     assert_eq!(
         calls.busy(20, 1, at(BOB, "phone")),
         Err(CallError::UnknownCall(1))
     );
+    // Only an invitee that rings can answer busy.
+    calls
+        .invite(30, 2, CONV, at(ALICE, "a"), &[BOB], voice())
+        .unwrap();
+    assert_eq!(calls.busy(40, 2, at(CAROL, "c")), Err(CallError::NotInCall(2)));
+    assert_eq!(calls.busy(40, 2, at(ALICE, "a")), Err(CallError::NotInCall(2)));
+    assert_eq!(
+        calls.invite(50, 3, CONV, at(DAVE, "d"), &[DAVE], voice()),
+        Err(CallError::NobodyToCall)
+    );
+}
+
+#[test]
+fn a_connected_call_left_alone_ends_once_nobody_rings_any_more() {
+    let mut calls = book();
+    calls
+        .invite(0, 1, CONV, at(ALICE, "a"), &[BOB, CAROL], voice())
+        .unwrap();
+    calls.accept(10, 1, at(BOB, "b")).unwrap();
+    // Bob leaves while Carol still rings: Alice waits for her.
+    let out = calls.hang_up(20, 1, at(BOB, "b")).unwrap();
+    assert!(calls.is_live(1), "Carol may still answer");
+    assert_eq!(
+        heard(&out, &To::Device(at(ALICE, "a"))),
+        [CallEvent::Left { by: at(BOB, "b") }]
+    );
+    // Carol never answers: Alice is alone, the call ends.
+    let out = calls.handle_timeout(30_000);
+    assert_eq!(
+        heard(&out, &To::Device(at(ALICE, "a"))),
+        [CallEvent::NoAnswer { user: CAROL }, ended(EndReason::HungUp)]
+    );
+    assert!(matches!(records(&out)[..], [CallRecord::Ended { .. }]));
+    assert!(
+        !calls.is_live(1) && calls.call_of(ALICE).is_none(),
+        "Alice is free again"
+    );
+
+    // The same when the last ringing invitee declines.
+    calls
+        .invite(40_000, 2, CONV, at(ALICE, "a"), &[BOB, CAROL], voice())
+        .unwrap();
+    calls.accept(40_010, 2, at(BOB, "b")).unwrap();
+    calls.hang_up(40_020, 2, at(BOB, "b")).unwrap();
+    let out = calls.reject(40_030, 2, at(CAROL, "c")).unwrap();
+    assert_eq!(
+        heard(&out, &To::Device(at(ALICE, "a"))).last(),
+        Some(&ended(EndReason::HungUp))
+    );
+    assert!(calls.call_of(ALICE).is_none());
 }
 
 #[test]

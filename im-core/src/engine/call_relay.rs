@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// How long a node waits for the keeper of a call to answer a request.
 pub(super) const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,12 +42,37 @@ pub(super) struct Relay {
     next_request: AtomicU64,
     waiting: parking_lot::Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
     devices: parking_lot::Mutex<HashMap<(UserId, DeviceId), CallId>>,
+    /// Relays from other nodes, handled one at a time in arrival order by
+    /// one task (started with the first), off the fan-out's delivery tasks:
+    /// a command may wait for the store.
+    incoming: std::sync::OnceLock<mpsc::UnboundedSender<(Arc<v1::CallRelay>, Arc<str>)>>,
+}
+
+/// Forgets a request's waiter however the request ends (answered, timed
+/// out, or dropped with its connection).
+struct Waiting<'a> {
+    relay: &'a Relay,
+    request: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.relay.waiting.lock().remove(&self.request);
+    }
 }
 
 impl Relay {
     /// The call kept elsewhere that this device was in, forgotten.
     pub(super) fn forget(&self, user: UserId, device: &DeviceId) -> Option<CallId> {
         self.devices.lock().remove(&(user, device.clone()))
+    }
+
+    /// Forgets that the device is in `call` (not another call it is in).
+    fn forget_call(&self, device: &(UserId, DeviceId), call: CallId) {
+        let mut devices = self.devices.lock();
+        if devices.get(device) == Some(&call) {
+            devices.remove(device);
+        }
     }
 }
 
@@ -71,9 +96,24 @@ impl Engine {
             return Err(Error::NotFound(format!("unknown call {call}")));
         }
         let request = relay.next_request.fetch_add(1, Ordering::Relaxed);
-        let leaves = matches!(&body, Body::Update(u) if u.kind() != v1::CallUpdateKind::Accept && u.kind() != v1::CallUpdateKind::Ringing);
+        let kind = match &body {
+            Body::Update(u) => Some(u.kind()),
+            Body::Signal(_) => None,
+        };
+        let key = (from.user, from.device.clone());
+        // In the call once the keeper accepts: remembered before asking, so
+        // that a connection dropped while the answer travels still tells the
+        // keeper. Leaving forgets it.
+        match kind {
+            Some(v1::CallUpdateKind::Accept) | None => {
+                relay.devices.lock().insert(key.clone(), call);
+            }
+            Some(v1::CallUpdateKind::Ringing) => {}
+            Some(_) => relay.forget_call(&key, call),
+        }
         let (tx, rx) = oneshot::channel();
         relay.waiting.lock().insert(request, tx);
+        let _waiting = Waiting { relay, request };
         self.publish_relay(v1::call_relay::Kind::Command(v1::CallCommand {
             request,
             call_id: call,
@@ -81,9 +121,7 @@ impl Engine {
             device_id: from.device.as_str().to_owned(),
             body: Some(body),
         }));
-        let outcome = tokio::time::timeout(REPLY_TIMEOUT, rx).await;
-        relay.waiting.lock().remove(&request);
-        let outcome = match outcome {
+        let outcome = match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
             Ok(Ok(outcome)) => outcome,
             _ => {
                 return Err(Error::Unavailable(format!(
@@ -91,21 +129,15 @@ impl Engine {
                 )));
             }
         };
-        let key = (from.user, from.device.clone());
         match outcome {
-            Outcome::Error(e) => Err(Error::from_wire(&e)),
-            Outcome::Call(c) => {
-                relay.devices.lock().insert(key, call);
-                Ok(Some(c))
-            }
-            Outcome::Ok(_) => {
-                if leaves {
-                    relay.devices.lock().remove(&key);
-                } else {
-                    relay.devices.lock().insert(key, call);
+            Outcome::Error(e) => {
+                if kind == Some(v1::CallUpdateKind::Accept) {
+                    relay.forget_call(&key, call);
                 }
-                Ok(None)
+                Err(Error::from_wire(&e))
             }
+            Outcome::Call(c) => Ok(Some(c)),
+            Outcome::Ok(_) => Ok(None),
         }
     }
 
@@ -118,12 +150,30 @@ impl Engine {
         }));
     }
 
+    /// Queues call signalling from another node for the relay task, which
+    /// handles it in arrival order (the fan-out keeps one call's relays in
+    /// order).
+    pub(super) fn receive_call_relay(&self, relay: Arc<v1::CallRelay>, origin: Arc<str>) {
+        let queue = self.inner.calls.relay.incoming.get_or_init(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<(Arc<v1::CallRelay>, Arc<str>)>();
+            let weak = Arc::downgrade(&self.inner);
+            tokio::spawn(async move {
+                while let Some((relay, origin)) = rx.recv().await {
+                    let Some(inner) = weak.upgrade() else { return };
+                    Engine { inner }.on_call_relay(&relay, &origin).await;
+                }
+            });
+            tx
+        });
+        let _ = queue.send((relay, origin));
+    }
+
     /// Call signalling from another node: a request for a call kept here,
     /// the answer to a request of this node, or a device that went away.
     pub(super) async fn on_call_relay(&self, relay: &v1::CallRelay, origin: &str) {
         match &relay.kind {
             Some(v1::call_relay::Kind::Command(c)) if self.keeps_call(c.call_id) => {
-                let result = match self.run_command(c).await {
+                let result = match self.run_command(c, origin).await {
                     Ok(Some(call)) => Outcome::Call(call),
                     Ok(None) => Outcome::Ok(v1::Empty {}),
                     Err(e) => Outcome::Error(e.to_wire()),
@@ -141,20 +191,25 @@ impl Engine {
                 }
             }
             Some(v1::call_relay::Kind::Device(d)) if self.keeps_call(d.call_id) => {
-                self.device_gone_here(d.user_id, DeviceId::new(&d.device_id));
+                let device = Endpoint {
+                    user: d.user_id,
+                    device: DeviceId::new(&d.device_id),
+                };
+                self.device_gone_here(device, origin);
             }
             _ => {} // for another node
         }
     }
 
-    /// A command from another node, run as if its device had sent it here.
-    async fn run_command(&self, c: &v1::CallCommand) -> Result<Option<v1::Call>> {
+    /// A command from another node (`origin`, where its device is
+    /// connected), run as if its device had sent it here.
+    async fn run_command(&self, c: &v1::CallCommand, origin: &str) -> Result<Option<v1::Call>> {
         let from = Endpoint {
             user: c.user_id,
             device: DeviceId::new(&c.device_id),
         };
         match &c.body {
-            Some(Body::Update(u)) => self.update_here(from, *u).await,
+            Some(Body::Update(u)) => self.update_here(from, *u, origin).await,
             Some(Body::Signal(s)) => {
                 let kind = self.check_signal(s)?;
                 self.signal_here(from, kind, s.clone()).map(|()| None)
@@ -327,5 +382,46 @@ mod tests {
             .await;
         assert_eq!(back.unwrap().unwrap().call_id, call);
         assert!(matches!(heard(&mut alice_on_a).await, Heard::Reconnected(p) if p.device_id == "b1"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_late_goodbye_from_a_node_the_device_left_is_ignored() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let bus = LocalBus::new();
+        let (a, b, c) = (
+            node("node-a", &store, &bus),
+            node("node-b", &store, &bus),
+            node("node-c", &store, &bus),
+        );
+        let alice = a.register("alice", "password123", "").await.unwrap().user.id;
+        let bob = a.register("bob", "password123", "").await.unwrap().user.id;
+        let direct = store.direct_conversation(alice, bob, 0).await.unwrap().id;
+        let mut alice_on_a = a.connect(alice, DeviceId::new("a1")).await;
+        let bob_on_b = b.connect(bob, DeviceId::new("b1")).await;
+        let invite = v1::CallInvite {
+            conversation_id: direct,
+            invitee_ids: vec![bob],
+            media: Some(v1::CallMedia {
+                audio: true,
+                ..Default::default()
+            }),
+        };
+        let call = a.call_invite(on(alice, "a1"), invite).await.unwrap().call_id;
+        let accept = update(call, v1::CallUpdateKind::Accept);
+        b.call_update(on(bob, "b1"), accept).await.unwrap();
+        assert!(matches!(heard(&mut alice_on_a).await, Heard::Joined(_)));
+        // Bob's device moved to node c and said so before node b noticed
+        // its old connection was dead.
+        let bob_on_c = c.connect(bob, DeviceId::new("b1")).await;
+        c.call_update(on(bob, "b1"), accept).await.unwrap();
+        b.disconnect(bob, bob_on_b.id).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while let Some(Outbound::Event(e)) = alice_on_a.try_recv() {
+            let reconnecting = matches!(e.kind(), Some(v1::event::Kind::Call(c)) if matches!(c.kind, Some(Heard::Reconnecting(_))));
+            assert!(!reconnecting, "node b's late goodbye must not start Bob's window");
+        }
+        // Leaving node c, where he is now, does.
+        c.disconnect(bob, bob_on_c.id).await;
+        assert!(matches!(heard(&mut alice_on_a).await, Heard::Reconnecting(p) if p.user_id == bob));
     }
 }

@@ -4,7 +4,9 @@
 //! history. The rules themselves live in [`crate::call`], without I/O.
 
 use super::{Caller, Engine, Inner};
-use crate::call::{CallAction, CallEvent, CallId, CallRecord, EndReason, Endpoint, Media, SignalKind, To};
+use crate::call::{
+    CallAction, CallError, CallEvent, CallId, CallRecord, EndReason, Endpoint, Media, SignalKind, To,
+};
 use crate::error::{Error, Result};
 use crate::fanout::Audience;
 use crate::model::{ConversationId, DeviceAddress, DeviceId, UserId};
@@ -34,6 +36,9 @@ pub(super) struct Calls {
     /// Requests for calls other nodes keep, and devices of this node in
     /// such calls (see [`call_relay`](super::call_relay)).
     pub(super) relay: super::call_relay::Relay,
+    /// For the calls kept here: the node each device in them is connected
+    /// through now, so that a late "gone" from a node it left is ignored.
+    via: parking_lot::Mutex<std::collections::HashMap<Endpoint, Arc<str>>>,
 }
 
 /// A call record for a conversation's history.
@@ -50,6 +55,7 @@ impl Calls {
             next_id: AtomicU64::new((tag << COUNTER_BITS) | 1),
             tag,
             relay: super::call_relay::Relay::default(),
+            via: parking_lot::Mutex::default(),
             rearm: Arc::default(),
             timer: std::sync::OnceLock::new(),
             records: std::sync::OnceLock::new(),
@@ -83,14 +89,12 @@ impl Engine {
             ));
         }
         let call = self.inner.calls.next_id.fetch_add(1, Ordering::Relaxed);
-        let now = self.now_ms();
-        let (actions, info) = {
-            let mut book = self.inner.calls.book.lock();
+        self.remember_via(&from, &self.inner.node_id);
+        let info = self.with_book(|book, now| {
             let actions = book.invite(now, call, id, from.clone(), &invitees, media)?;
             let joined = book.call_of(from.user).unwrap_or(call);
-            (actions, describe(&book, joined))
-        };
-        self.carry_out(actions);
+            Ok((actions, describe(book, joined)))
+        })?;
         self.start_call_timer();
         // No call left: every invitee was busy (the events say so).
         Ok(info.unwrap_or(v1::Call {
@@ -111,11 +115,18 @@ impl Engine {
             let body = v1::call_command::Body::Update(req);
             return self.forward_call_request(&from, body).await;
         }
-        self.update_here(from, req).await
+        let here = self.inner.node_id.clone();
+        self.update_here(from, req, &here).await
     }
 
-    /// [`Engine::call_update`] on the node that keeps the call.
-    pub(super) async fn update_here(&self, from: Endpoint, req: v1::CallUpdate) -> Result<Option<v1::Call>> {
+    /// [`Engine::call_update`] on the node that keeps the call; the device
+    /// is connected to node `via`.
+    pub(super) async fn update_here(
+        &self,
+        from: Endpoint,
+        req: v1::CallUpdate,
+        via: &str,
+    ) -> Result<Option<v1::Call>> {
         let call = req.call_id;
         let kind = v1::CallUpdateKind::try_from(req.kind).unwrap_or_default();
         if kind == v1::CallUpdateKind::Accept {
@@ -124,23 +135,27 @@ impl Engine {
             let conversation = conversation.ok_or_else(|| Error::NotFound(format!("unknown call {call}")))?;
             self.require_member(&caller_of(&from), conversation).await?;
         }
-        let now = self.now_ms();
-        let mut book = self.inner.calls.book.lock();
-        let actions = match kind {
-            v1::CallUpdateKind::Ringing => book.ringing(now, call, from)?,
-            v1::CallUpdateKind::Accept => book.accept(now, call, from)?,
-            v1::CallUpdateKind::Reject => book.reject(now, call, from)?,
-            v1::CallUpdateKind::Busy => book.busy(now, call, from)?,
-            v1::CallUpdateKind::HangUp => book.hang_up(now, call, from)?,
-            v1::CallUpdateKind::Unspecified => {
-                return Err(Error::InvalidArgument("a call update needs a kind".into()));
-            }
-        };
-        let info = (kind == v1::CallUpdateKind::Accept)
-            .then(|| describe(&book, call))
-            .flatten();
-        drop(book);
-        self.carry_out(actions);
+        if kind == v1::CallUpdateKind::Unspecified {
+            return Err(Error::InvalidArgument("a call update needs a kind".into()));
+        }
+        if kind == v1::CallUpdateKind::Accept {
+            self.remember_via(&from, via);
+        }
+        let info = self.with_book(|book, now| {
+            let actions = match kind {
+                v1::CallUpdateKind::Ringing => book.ringing(now, call, from)?,
+                v1::CallUpdateKind::Accept => book.accept(now, call, from)?,
+                v1::CallUpdateKind::Reject => book.reject(now, call, from)?,
+                v1::CallUpdateKind::Busy => book.busy(now, call, from)?,
+                v1::CallUpdateKind::HangUp | v1::CallUpdateKind::Unspecified => {
+                    book.hang_up(now, call, from)?
+                }
+            };
+            let info = (kind == v1::CallUpdateKind::Accept)
+                .then(|| describe(book, call))
+                .flatten();
+            Ok((actions, info))
+        })?;
         self.start_call_timer();
         Ok(info)
     }
@@ -178,15 +193,10 @@ impl Engine {
     /// [`Engine::call_signal`] on the node that keeps the call.
     pub(super) fn signal_here(&self, from: Endpoint, kind: SignalKind, req: v1::CallSignal) -> Result<()> {
         let payload = bytes::Bytes::from(req.payload);
-        let now = self.now_ms();
-        let actions =
-            self.inner
-                .calls
-                .book
-                .lock()
-                .signal(now, req.call_id, from, req.to_user_id, kind, payload)?;
-        self.carry_out(actions);
-        Ok(())
+        self.with_book(|book, now| {
+            let actions = book.signal(now, req.call_id, from, req.to_user_id, kind, payload)?;
+            Ok((actions, ()))
+        })
     }
 
     /// The STUN and TURN servers for the caller, TURN with a credential that
@@ -217,56 +227,81 @@ impl Engine {
         if let Some(call) = self.inner.calls.relay.forget(user, &device) {
             self.relay_device_gone(call, user, &device);
         }
-        self.device_gone_here(user, device);
+        let here = self.inner.node_id.clone();
+        self.device_gone_here(Endpoint { user, device }, &here);
     }
 
-    /// [`Engine::call_device_gone`] for the calls this node keeps.
-    pub(super) fn device_gone_here(&self, user: UserId, device: DeviceId) {
-        let now = self.now_ms();
-        let actions = self
-            .inner
-            .calls
-            .book
-            .lock()
-            .device_gone(now, &Endpoint { user, device });
-        if !actions.is_empty() {
-            self.carry_out(actions);
-            self.inner.calls.rearm.notify_one();
+    /// [`Engine::call_device_gone`] for the calls this node keeps: a session
+    /// of the device on node `via` ended. Ignored if the device came back
+    /// through another node since (the old node noticed late).
+    pub(super) fn device_gone_here(&self, device: Endpoint, via: &str) {
+        let now_on = self.inner.calls.via.lock().get(&device).cloned();
+        if now_on.is_some_and(|node| *node != *via) {
+            return;
         }
+        let _ = self.with_book(|book, now| Ok((book.device_gone(now, &device), ())));
+        self.inner.calls.rearm.notify_one();
     }
 
     /// A device connected: within its reconnect window it is back in its call.
     pub(super) fn call_device_back(&self, user: UserId, device: DeviceId) {
-        let now = self.now_ms();
-        let actions = self
-            .inner
-            .calls
-            .book
-            .lock()
-            .device_back(now, &Endpoint { user, device });
-        self.carry_out(actions);
+        let device = Endpoint { user, device };
+        if self.inner.calls.book.lock().call_of(user).is_some() {
+            self.remember_via(&device, &self.inner.node_id);
+        }
+        let _ = self.with_book(|book, now| Ok((book.device_back(now, &device), ())));
     }
 
     /// Runs the ring time-outs and reconnect windows that passed; the
     /// engine's timer does this on time, tests with a manual clock call it.
+    /// Forgets where devices no longer in a call were connected.
     pub(crate) fn run_call_timeouts(&self) -> Option<i64> {
+        self.with_book(|book, now| {
+            let actions = book.handle_timeout(now);
+            let in_call = |user: &UserId| book.call_of(*user).is_some();
+            self.inner.calls.via.lock().retain(|e, _| in_call(&e.user));
+            Ok((actions, book.poll_timeout()))
+        })
+        .unwrap_or(None)
+    }
+
+    /// The node `device` is connected through now, for the calls kept here.
+    fn remember_via(&self, device: &Endpoint, via: &str) {
+        self.inner.calls.via.lock().insert(device.clone(), via.into());
+    }
+
+    /// Runs `f` on the call book and carries out the actions it returns while
+    /// still holding the lock, so that the events and records of racing
+    /// requests leave in the order the book decided them (a call's `started`
+    /// before its `ended`). Carrying out never waits: events are queued for
+    /// sessions and the fan-out, records for the recorder task.
+    fn with_book<R>(
+        &self,
+        f: impl FnOnce(&mut crate::call::CallBook, i64) -> std::result::Result<(Vec<CallAction>, R), CallError>,
+    ) -> Result<R> {
         let now = self.now_ms();
-        let (actions, next) = {
-            let mut book = self.inner.calls.book.lock();
-            (book.handle_timeout(now), book.poll_timeout())
-        };
+        let mut book = self.inner.calls.book.lock();
+        let (actions, out) = f(&mut book, now)?;
         self.carry_out(actions);
-        next
+        Ok(out)
     }
 
     /// The members a call rings: those asked for (who must be members), or
     /// every other member.
     async fn invitees(&self, caller: &Caller, id: ConversationId, asked: &[UserId]) -> Result<Vec<UserId>> {
         let max = self.inner.config.calls.max_participants;
+        let everyone = asked.is_empty();
+        let mut asked: Vec<UserId> = asked.iter().copied().filter(|u| *u != caller.user_id).collect();
+        asked.sort_unstable();
+        asked.dedup();
         if asked.len() >= max {
             return Err(Error::TooLarge(format!("a call has at most {max} participants")));
         }
-        if asked.is_empty() {
+        if !everyone && asked.is_empty() {
+            return Err(crate::call::CallError::NobodyToCall.into());
+        }
+        if everyone {
+            // Nobody named: every other member.
             let members = self.inner.store.members(id).await?;
             if members.len() > max {
                 return Err(Error::TooLarge(format!(
@@ -279,14 +314,14 @@ impl Engine {
                 .filter(|u| *u != caller.user_id)
                 .collect());
         }
-        for user in asked {
+        for user in &asked {
             if self.inner.store.member(id, *user).await?.is_none() {
                 return Err(Error::PermissionDenied(format!(
                     "user {user} is not a member of conversation {id}"
                 )));
             }
         }
-        Ok(asked.to_vec())
+        Ok(asked)
     }
 
     /// Delivers the book's events and writes its records.

@@ -182,7 +182,7 @@ async fn deliver_remote(inner: &Arc<Inner>, envelope: &Envelope) {
     }
     if let Payload::Call(relay) = &envelope.payload {
         let engine = Engine { inner: inner.clone() };
-        engine.on_call_relay(relay, &envelope.origin_node).await;
+        engine.receive_call_relay(relay.clone(), envelope.origin_node.clone());
         return;
     }
     if envelope.audience.to != Target::Members {

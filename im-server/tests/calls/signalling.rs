@@ -281,6 +281,8 @@ async fn signalling_is_only_for_members_and_only_reaches_the_call() {
     assert_eq!(code(refused), Some(v1::ErrorCode::PermissionDenied));
     let refused = invite(&alice, group, &[mallory.user().id]).await.unwrap_err();
     assert_eq!(code(refused), Some(v1::ErrorCode::PermissionDenied));
+    let alone = invite(&alice, group, &[alice.user().id, alice.user().id]).await.unwrap_err();
+    assert_eq!(code(alone), Some(v1::ErrorCode::InvalidArgument), "calling oneself");
 
     let call = invite(&alice, group, &[bob.user().id]).await.unwrap().call_id;
     call_event(&mut bob_events, |k| matches!(k, CallKind::Incoming(_))).await;

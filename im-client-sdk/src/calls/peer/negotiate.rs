@@ -9,6 +9,9 @@ use crate::calls::rules::decode_candidate;
 use im_protocol::v1;
 use webrtc::peer_connection::RTCSessionDescription;
 
+/// Candidates kept before the remote description arrives.
+const MAX_EARLY_CANDIDATES: usize = 256;
+
 impl Peer {
     pub(super) async fn has_sctp(&self) -> bool {
         self.pc
@@ -153,6 +156,11 @@ impl Peer {
     pub(super) async fn remote_candidate(&mut self, payload: &str) -> Result<(), CallError> {
         let candidate = decode_candidate(payload)?;
         if self.pc.remote_description().await.is_none() {
+            // Kept until the offer arrives; a peer sending more before any
+            // offer is not a real one (a browser gathers a few dozen).
+            if self.early_candidates.len() >= MAX_EARLY_CANDIDATES {
+                return Err(CallError::BadSignal("too many candidates before an offer".into()));
+            }
             self.early_candidates.push(candidate);
             return Ok(());
         }
