@@ -348,7 +348,7 @@ impl Client {
         }
     }
 
-    async fn conversation_call(&self, body: Body) -> Result<v1::Conversation> {
+    pub(crate) async fn conversation_call(&self, body: Body) -> Result<v1::Conversation> {
         match self.request(body).await? {
             Reply::Conversation(c) => Ok(c),
             other => Err(unexpected(other)),
@@ -614,6 +614,7 @@ impl Inner {
                 self.emit(Event::Closing { reason: c.reason })
             }
             v1::event::Kind::Call(call) => self.route_call_event(call),
+            v1::event::Kind::ConversationSettings(s) => self.emit(Event::ConversationSettings(s)),
             v1::event::Kind::Resync(hint) => {
                 // The server may have missed events for us: sync as after a
                 // reconnect, after a random pause of up to a second so that

@@ -56,6 +56,7 @@ mod call_api;
 #[cfg(feature = "webrtc")]
 pub mod calls;
 mod client;
+mod conversation_settings;
 pub mod files;
 mod link;
 pub mod tls;
@@ -64,6 +65,7 @@ pub mod transport;
 
 pub use call_api::{CallError, CallEventReceiver};
 pub use client::{Client, ClientConfig, Credentials, Events};
+pub use conversation_settings::{MUTED_FOREVER, SettingsChange};
 pub use files::{FileClient, FileInfo, MediaKind, Progress, Upload};
 pub use im_protocol::{self, Format, v1};
 pub use tls::TlsConfig;
@@ -106,6 +108,9 @@ pub enum Event {
     ConversationReset(u64),
     /// The token was refused and no password is known: the client stopped.
     AuthFailed(String),
+    /// Our own settings of a conversation changed on another of our devices
+    /// (pinned, muted, archived, marked unread).
+    ConversationSettings(v1::ConversationSettingsEvent),
     /// Call signalling for this device (ringing, joins, SDP, candidates,
     /// end), unless taken with [`Client::take_call_events`], as the calls
     /// manager does.

@@ -184,6 +184,33 @@ pub struct MemberRecord {
     pub read_seq: u64,
     /// Highest seq delivered to one of the member's devices.
     pub delivered_seq: u64,
+    /// The member's own settings of the conversation.
+    pub settings: MemberSettings,
+}
+
+/// A member's own settings of a conversation (each member has theirs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemberSettings {
+    /// When the member pinned it (Unix ms); 0: not pinned.
+    pub pinned_at: i64,
+    /// Notifications muted until (Unix ms); 0: not muted; `i64::MAX`: forever.
+    pub muted_until: i64,
+    /// Archived (kept out of the main list by clients).
+    pub archived: bool,
+    /// Marked unread by the member; reading clears it.
+    pub marked_unread: bool,
+}
+
+impl MemberSettings {
+    /// The wire form.
+    pub fn to_wire(self) -> v1::ConversationSettings {
+        v1::ConversationSettings {
+            pinned_at: self.pinned_at,
+            muted_until: self.muted_until,
+            archived: self.archived,
+            marked_unread: self.marked_unread,
+        }
+    }
 }
 
 impl MemberRecord {

@@ -9,6 +9,12 @@ mod sqlite {
     const BACKEND: crate::support::Backend = crate::support::Backend::Sqlite;
     const TRANSPORT: crate::support::Transport = crate::support::Transport::WebSocket;
     include!("support/cases.rs");
+    mod settings {
+        use super::BACKEND;
+        use crate::support::*;
+        use im_client_sdk::{Event, v1};
+        include!("support/settings_cases.rs");
+    }
     mod transport {
         use super::{BACKEND, TRANSPORT};
         include!("support/transport_cases.rs");
@@ -19,6 +25,12 @@ mod postgres {
     const BACKEND: crate::support::Backend = crate::support::Backend::Postgres;
     const TRANSPORT: crate::support::Transport = crate::support::Transport::WebSocket;
     include!("support/cases.rs");
+    mod settings {
+        use super::BACKEND;
+        use crate::support::*;
+        use im_client_sdk::{Event, v1};
+        include!("support/settings_cases.rs");
+    }
     mod transport {
         use super::{BACKEND, TRANSPORT};
         include!("support/transport_cases.rs");

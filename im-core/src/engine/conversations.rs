@@ -334,14 +334,15 @@ impl Engine {
                     wire.read_seq = m.read_seq;
                     wire.delivered_seq = m.delivered_seq;
                     wire.role = m.role as i32;
+                    wire.settings = Some(m.settings.to_wire());
                 }
                 wire
             })
             .collect())
     }
 
-    /// The caller's conversations, most recently active first.
-    /// The caller's conversations, most recently active first, at most
+    /// The caller's conversations, pinned first, then most recently active
+    /// first, at most
     /// `limit` (0: 50; capped by the page size); true if there are more.
     pub async fn list_conversations(
         &self,
@@ -356,13 +357,16 @@ impl Engine {
                 true,
             )
             .await?;
-        // Latest activity first; message ids break ties within a millisecond.
+        // Pinned first (latest pinned on top), then latest activity first;
+        // message ids break ties within a millisecond.
         out.sort_by_key(|c| {
-            std::cmp::Reverse(
+            let pinned_at = c.settings.as_ref().map_or(0, |s| s.pinned_at);
+            std::cmp::Reverse((
+                pinned_at,
                 c.last_message
                     .as_ref()
                     .map_or((c.created_at, 0, c.id), |m| (m.created_at, m.id, c.id)),
-            )
+            ))
         });
         let limit = self.page(limit) as usize;
         let has_more = out.len() > limit;

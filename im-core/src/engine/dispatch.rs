@@ -73,6 +73,9 @@ impl Engine {
                 Reply::Ok(v1::Empty {})
             }
             Body::GetIceServers(_) => Reply::IceServers(self.ice_servers(&caller)),
+            Body::UpdateConversationSettings(r) => {
+                Reply::Conversation(self.update_conversation_settings(caller, r).await?)
+            }
             Body::Ping(_) => Reply::Pong(v1::Pong {
                 server_time: self.now_ms(),
             }),

@@ -268,6 +268,7 @@ mod outbox;
 mod presence;
 mod receipts;
 mod send;
+mod settings;
 mod sync;
 
 impl Engine {

@@ -215,6 +215,15 @@ pub trait Store: Send + Sync + 'static {
         delivered: Option<u64>,
     ) -> StoreResult<MemberRecord>;
 
+    /// Replaces a member's own settings of a conversation; `None` if the user
+    /// is not a member.
+    async fn set_member_settings(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        settings: MemberSettings,
+    ) -> StoreResult<Option<MemberRecord>>;
+
     /// Records a new upload (status uploading, nothing stored yet).
     /// `Conflict` if the id is taken.
     async fn create_file(&self, file: NewFile) -> StoreResult<FileRecord>;

@@ -15,9 +15,11 @@ use std::sync::Arc;
 mod batch;
 mod files;
 mod identities;
+mod settings;
 pub use batch::*;
 pub use files::*;
 pub use identities::*;
+pub use settings::*;
 
 /// Generates one `#[tokio::test]` per conformance check.
 ///
@@ -40,7 +42,7 @@ macro_rules! store_conformance_tests {
             unread_counts_of_many_conversations, batch_reads_of_many_conversations, health_is_ok,
             external_identities_map_to_one_user, commit_hooks_run_in_sequence_order,
             file_metadata_lifecycle, files_are_shared_by_the_append, expired_files_and_guarded_delete,
-            sharing_races_the_cleanup);
+            sharing_races_the_cleanup, member_settings_are_each_members_own);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(

@@ -56,6 +56,7 @@ impl Inner {
                         joined_at: new.created_at,
                         read_seq: 0,
                         delivered_seq: 0,
+                        settings: MemberSettings::default(),
                     });
                 }
             }

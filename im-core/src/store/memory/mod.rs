@@ -86,6 +86,7 @@ impl Inner {
                         joined_at: created_at,
                         read_seq: 0,
                         delivered_seq: 0,
+                        settings: MemberSettings::default(),
                     },
                 )
             })
@@ -524,9 +525,28 @@ impl Store for MemoryStore {
         if let Some(d) = delivered {
             m.delivered_seq = m.delivered_seq.max(d.min(last));
         }
-        // Reading implies delivery.
+        // Reading implies delivery, and clears "marked unread".
         m.delivered_seq = m.delivered_seq.max(m.read_seq);
+        if read.is_some() {
+            m.settings.marked_unread = false;
+        }
         Ok(m.clone())
+    }
+
+    async fn set_member_settings(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        settings: MemberSettings,
+    ) -> StoreResult<Option<MemberRecord>> {
+        let mut inner = self.inner.lock();
+        let Ok(conv) = inner.conv(conversation) else {
+            return Ok(None);
+        };
+        Ok(conv.members.get_mut(&user).map(|m| {
+            m.settings = settings;
+            m.clone()
+        }))
     }
 
     async fn create_file(&self, file: NewFile) -> StoreResult<FileRecord> {

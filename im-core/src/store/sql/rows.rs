@@ -118,6 +118,10 @@ pub(crate) const MEMBER: (
     members::joined_at,
     members::read_seq,
     members::delivered_seq,
+    members::pinned_at,
+    members::muted_until,
+    members::archived,
+    members::marked_unread,
 ) = (
     members::conversation_id,
     members::user_id,
@@ -125,6 +129,10 @@ pub(crate) const MEMBER: (
     members::joined_at,
     members::read_seq,
     members::delivered_seq,
+    members::pinned_at,
+    members::muted_until,
+    members::archived,
+    members::marked_unread,
 );
 
 /// A membership as stored.
@@ -136,6 +144,10 @@ pub(crate) struct MemberRow {
     pub(crate) joined_at: i64,
     pub(crate) read_seq: i64,
     pub(crate) delivered_seq: i64,
+    pub(crate) pinned_at: i64,
+    pub(crate) muted_until: i64,
+    pub(crate) archived: bool,
+    pub(crate) marked_unread: bool,
 }
 
 impl From<MemberRow> for MemberRecord {
@@ -147,6 +159,12 @@ impl From<MemberRow> for MemberRecord {
             joined_at: r.joined_at,
             read_seq: r.read_seq as u64,
             delivered_seq: r.delivered_seq as u64,
+            settings: MemberSettings {
+                pinned_at: r.pinned_at,
+                muted_until: r.muted_until,
+                archived: r.archived,
+                marked_unread: r.marked_unread,
+            },
         }
     }
 }

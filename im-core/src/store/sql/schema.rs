@@ -55,6 +55,10 @@ diesel::table! {
         joined_at -> BigInt,
         read_seq -> BigInt,
         delivered_seq -> BigInt,
+        pinned_at -> BigInt,
+        muted_until -> BigInt,
+        archived -> Bool,
+        marked_unread -> Bool,
     }
 }
 

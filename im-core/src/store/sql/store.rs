@@ -341,6 +341,19 @@ impl<C: SqlConnection> Store for DieselStore<C> {
             .await
     }
 
+    async fn set_member_settings(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        settings: MemberSettings,
+    ) -> StoreResult<Option<MemberRecord>> {
+        self.core
+            .write_keyed(conversation, move |c| {
+                queries::set_member_settings(c, conversation, user, settings)
+            })
+            .await
+    }
+
     async fn create_file(&self, file: NewFile) -> StoreResult<FileRecord> {
         self.core.write(move |c| queries::create_file(c, &file)).await
     }

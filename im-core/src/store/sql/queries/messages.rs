@@ -278,14 +278,36 @@ pub(crate) fn advance_cursors<C: SqlConnection>(
             current.delivered_seq.max((d as i64).min(last))
         })
         .max(read_seq);
+    // Reading clears "marked unread".
+    let marked_unread = current.marked_unread && read.is_none();
     let row: MemberRow = diesel::update(members::table.find(key))
         .set((
             members::read_seq.eq(read_seq),
             members::delivered_seq.eq(delivered_seq),
+            members::marked_unread.eq(marked_unread),
         ))
         .returning(MEMBER)
         .row(c)?;
     Ok(row.into())
+}
+
+pub(crate) fn set_member_settings<C: SqlConnection>(
+    c: &mut C,
+    conversation: ConversationId,
+    user: UserId,
+    settings: MemberSettings,
+) -> StoreResult<Option<MemberRecord>> {
+    let row: Option<MemberRow> = diesel::update(members::table.find((conversation as i64, user as i64)))
+        .set((
+            members::pinned_at.eq(settings.pinned_at),
+            members::muted_until.eq(settings.muted_until),
+            members::archived.eq(settings.archived),
+            members::marked_unread.eq(settings.marked_unread),
+        ))
+        .returning(MEMBER)
+        .row(c)
+        .optional()?;
+    Ok(row.map(Into::into))
 }
 
 /// The SQL condition "a message after its conversation's cursor":

@@ -1,0 +1,7 @@
+-- Each member's own settings of a conversation: pinned (when, 0 = not),
+-- notifications muted until (Unix ms; 0 = not muted), archived, marked unread.
+ALTER TABLE members
+  ADD COLUMN pinned_at BIGINT NOT NULL DEFAULT 0,
+  ADD COLUMN muted_until BIGINT NOT NULL DEFAULT 0,
+  ADD COLUMN archived BOOLEAN NOT NULL DEFAULT FALSE,
+  ADD COLUMN marked_unread BOOLEAN NOT NULL DEFAULT FALSE;
