@@ -140,19 +140,6 @@ async fn device(url: &str, name: &str, device: &str, register: bool) -> (Client,
         .expect("client connects")
 }
 
-/// The next call event matching `pred` (others skipped).
-async fn call_event(events: &mut Events, pred: impl Fn(&v1::call_event::Kind) -> bool) -> v1::CallEvent {
-    match wait_for(
-        events,
-        |e| matches!(e, Event::Call(c) if c.kind.as_ref().is_some_and(&pred)),
-    )
-    .await
-    {
-        Event::Call(c) => c,
-        _ => unreachable!(),
-    }
-}
-
 /// Alice on node 1 calls Bob, whose phone is on node 2 and laptop on node
 /// 3: both ring; the laptop answers (node 1 keeps the call, node 3 relays);
 /// the phone stops ringing; SDP crosses both ways; the history has the call.

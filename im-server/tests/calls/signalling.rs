@@ -3,7 +3,7 @@
 // through a real server and real clients). Included by calls.rs with
 // TRANSPORT in scope.
 
-use crate::support::{Backend, PASSWORD, TestServer, wait_for};
+use crate::support::{Backend, PASSWORD, TestServer, call_event};
 use im_client_sdk::{Client, Credentials, Event, Events, v1};
 use std::time::Duration;
 use v1::call_event::Kind as CallKind;
@@ -78,18 +78,6 @@ async fn signal(client: &Client, call: u64, to: u64, payload: &str) -> im_client
             payload: payload.into(),
         }))
         .await
-}
-
-/// The next call event matching `pred` (other events skipped).
-async fn call_event(events: &mut Events, pred: impl Fn(&CallKind) -> bool) -> v1::CallEvent {
-    match wait_for(events, |e| {
-        matches!(e, Event::Call(c) if c.kind.as_ref().is_some_and(&pred))
-    })
-    .await
-    {
-        Event::Call(c) => c,
-        _ => unreachable!(),
-    }
 }
 
 /// Every call event that arrives within a moment.

@@ -382,6 +382,15 @@ pub async fn wait_for(events: &mut Events, pred: impl Fn(&Event) -> bool) -> Eve
     .expect("expected event did not arrive")
 }
 
+/// The next call event whose kind matches `pred` (other events skipped).
+pub async fn call_event(events: &mut Events, pred: impl Fn(&v1::call_event::Kind) -> bool) -> v1::CallEvent {
+    let call = |e: &Event| matches!(e, Event::Call(c) if c.kind.as_ref().is_some_and(&pred));
+    match wait_for(events, call).await {
+        Event::Call(c) => c,
+        _ => unreachable!("wait_for returns a matching event"),
+    }
+}
+
 /// All events up to and including the first one matching `pred`.
 pub async fn events_until(events: &mut Events, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
     let mut seen = Vec::new();
