@@ -357,7 +357,7 @@ impl CallBook {
         from: Endpoint,
         to: UserId,
         kind: SignalKind,
-        payload: bytes::Bytes,
+        payload: String,
     ) -> Result<Actions, CallError> {
         let state = self.calls.get(&call).ok_or(CallError::UnknownCall(call))?;
         if state.participant(&from).is_none() {

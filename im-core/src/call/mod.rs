@@ -198,7 +198,7 @@ pub enum CallEvent {
         /// What it is.
         kind: SignalKind,
         /// The client's payload, unread.
-        payload: bytes::Bytes,
+        payload: String,
     },
     /// A participant's connection dropped; they may come back.
     Reconnecting {

@@ -1,7 +1,6 @@
 //! The call rules, deterministically: every event carries its time.
 
 use super::*;
-use bytes::Bytes;
 
 const ALICE: UserId = 1;
 const BOB: UserId = 2;
@@ -103,7 +102,7 @@ fn one_device_answers_and_the_others_stop_ringing() {
     let mut calls = book();
     calls.invite(0, 1, CONV, at(ALICE, "a"), &[BOB], voice()).unwrap();
     // Before the answer a signal reaches every device of the callee.
-    let offer = Bytes::from_static(b"v=0 offer");
+    let offer = String::from("v=0 offer");
     let out = calls
         .signal(1, 1, at(ALICE, "a"), BOB, SignalKind::Offer, offer.clone())
         .unwrap();
@@ -134,7 +133,7 @@ fn one_device_answers_and_the_others_stop_ringing() {
             at(ALICE, "a"),
             BOB,
             SignalKind::Candidate,
-            Bytes::from_static(b"c"),
+            String::from("c"),
         )
         .unwrap();
     assert!(heard(&out, &To::User(BOB)).is_empty());
@@ -297,14 +296,7 @@ fn a_mesh_call_takes_members_up_to_its_limit_and_goes_on_when_one_leaves() {
     assert_eq!(calls.accept(4, 1, at(ERIN, "e")), Err(CallError::Full(1, 4)));
     // Each pair signals on its own: Carol's offer reaches Dave's device only.
     let out = calls
-        .signal(
-            5,
-            1,
-            at(CAROL, "c"),
-            DAVE,
-            SignalKind::Offer,
-            Bytes::from_static(b"sdp"),
-        )
+        .signal(5, 1, at(CAROL, "c"), DAVE, SignalKind::Offer, String::from("sdp"))
         .unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(heard(&out, &To::Device(at(DAVE, "d"))).len(), 1);
@@ -332,7 +324,7 @@ fn a_mesh_call_takes_members_up_to_its_limit_and_goes_on_when_one_leaves() {
 fn strangers_and_unknown_calls_are_refused() {
     let mut calls = book();
     calls.invite(0, 1, CONV, at(ALICE, "a"), &[BOB], voice()).unwrap();
-    let sdp = Bytes::from_static(b"sdp");
+    let sdp = String::from("sdp");
     assert_eq!(
         calls.signal(1, 9, at(ALICE, "a"), BOB, SignalKind::Offer, sdp.clone()),
         Err(CallError::UnknownCall(9))

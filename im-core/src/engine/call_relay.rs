@@ -276,17 +276,32 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_call_kept_by_one_node_is_answered_and_signalled_from_another() {
+    /// Three nodes on one bus and store: Alice on node a has called Bob,
+    /// whose device `b1` is on node b.
+    struct Scene {
+        a: Engine,
+        b: Engine,
+        c: Engine,
+        alice: UserId,
+        bob: UserId,
+        alice_on_a: SessionEvents,
+        bob_on_b: SessionEvents,
+        call: CallId,
+    }
+
+    async fn alice_calls_bob() -> Scene {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let bus = LocalBus::new();
-        let (a, b) = (node("node-a", &store, &bus), node("node-b", &store, &bus));
+        let (a, b, c) = (
+            node("node-a", &store, &bus),
+            node("node-b", &store, &bus),
+            node("node-c", &store, &bus),
+        );
         let alice = a.register("alice", "password123", "").await.unwrap().user.id;
         let bob = a.register("bob", "password123", "").await.unwrap().user.id;
         let direct = store.direct_conversation(alice, bob, 0).await.unwrap().id;
-        let mut alice_on_a = a.connect(alice, DeviceId::new("a1")).await;
-        let mut bob_on_b = b.connect(bob, DeviceId::new("b1")).await;
-
+        let alice_on_a = a.connect(alice, DeviceId::new("a1")).await;
+        let bob_on_b = b.connect(bob, DeviceId::new("b1")).await;
         let invite = v1::CallInvite {
             conversation_id: direct,
             invitee_ids: vec![bob],
@@ -296,6 +311,30 @@ mod tests {
             }),
         };
         let call = a.call_invite(on(alice, "a1"), invite).await.unwrap().call_id;
+        Scene {
+            a,
+            b,
+            c,
+            alice,
+            bob,
+            alice_on_a,
+            bob_on_b,
+            call,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_kept_by_one_node_is_answered_and_signalled_from_another() {
+        let Scene {
+            a,
+            b,
+            alice,
+            bob,
+            mut alice_on_a,
+            mut bob_on_b,
+            call,
+            ..
+        } = alice_calls_bob().await;
         assert!(a.keeps_call(call) && !b.keeps_call(call));
         assert!(matches!(heard(&mut bob_on_b).await, Heard::Incoming(_)));
 
@@ -348,27 +387,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_device_that_returns_on_another_node_accepts_again_to_say_so() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let bus = LocalBus::new();
-        let (a, b, c) = (
-            node("node-a", &store, &bus),
-            node("node-b", &store, &bus),
-            node("node-c", &store, &bus),
-        );
-        let alice = a.register("alice", "password123", "").await.unwrap().user.id;
-        let bob = a.register("bob", "password123", "").await.unwrap().user.id;
-        let direct = store.direct_conversation(alice, bob, 0).await.unwrap().id;
-        let mut alice_on_a = a.connect(alice, DeviceId::new("a1")).await;
-        let bob_on_b = b.connect(bob, DeviceId::new("b1")).await;
-        let invite = v1::CallInvite {
-            conversation_id: direct,
-            invitee_ids: vec![],
-            media: Some(v1::CallMedia {
-                video: true,
-                ..Default::default()
-            }),
-        };
-        let call = a.call_invite(on(alice, "a1"), invite).await.unwrap().call_id;
+        let Scene {
+            a: _keeper,
+            b,
+            c,
+            bob,
+            mut alice_on_a,
+            bob_on_b,
+            call,
+            ..
+        } = alice_calls_bob().await;
         b.call_update(on(bob, "b1"), update(call, v1::CallUpdateKind::Accept))
             .await
             .unwrap();
@@ -386,27 +414,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_late_goodbye_from_a_node_the_device_left_is_ignored() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let bus = LocalBus::new();
-        let (a, b, c) = (
-            node("node-a", &store, &bus),
-            node("node-b", &store, &bus),
-            node("node-c", &store, &bus),
-        );
-        let alice = a.register("alice", "password123", "").await.unwrap().user.id;
-        let bob = a.register("bob", "password123", "").await.unwrap().user.id;
-        let direct = store.direct_conversation(alice, bob, 0).await.unwrap().id;
-        let mut alice_on_a = a.connect(alice, DeviceId::new("a1")).await;
-        let bob_on_b = b.connect(bob, DeviceId::new("b1")).await;
-        let invite = v1::CallInvite {
-            conversation_id: direct,
-            invitee_ids: vec![bob],
-            media: Some(v1::CallMedia {
-                audio: true,
-                ..Default::default()
-            }),
-        };
-        let call = a.call_invite(on(alice, "a1"), invite).await.unwrap().call_id;
+        let Scene {
+            a: _keeper,
+            b,
+            c,
+            bob,
+            mut alice_on_a,
+            bob_on_b,
+            call,
+            ..
+        } = alice_calls_bob().await;
         let accept = update(call, v1::CallUpdateKind::Accept);
         b.call_update(on(bob, "b1"), accept).await.unwrap();
         assert!(matches!(heard(&mut alice_on_a).await, Heard::Joined(_)));

@@ -192,9 +192,8 @@ impl Engine {
 
     /// [`Engine::call_signal`] on the node that keeps the call.
     pub(super) fn signal_here(&self, from: Endpoint, kind: SignalKind, req: v1::CallSignal) -> Result<()> {
-        let payload = bytes::Bytes::from(req.payload);
         self.with_book(|book, now| {
-            let actions = book.signal(now, req.call_id, from, req.to_user_id, kind, payload)?;
+            let actions = book.signal(now, req.call_id, from, req.to_user_id, kind, req.payload)?;
             Ok((actions, ()))
         })
     }
@@ -246,10 +245,12 @@ impl Engine {
     /// A device connected: within its reconnect window it is back in its call.
     pub(super) fn call_device_back(&self, user: UserId, device: DeviceId) {
         let device = Endpoint { user, device };
-        if self.inner.calls.book.lock().call_of(user).is_some() {
-            self.remember_via(&device, &self.inner.node_id);
-        }
-        let _ = self.with_book(|book, now| Ok((book.device_back(now, &device), ())));
+        let _ = self.with_book(|book, now| {
+            if book.call_of(user).is_some() {
+                self.remember_via(&device, &self.inner.node_id);
+            }
+            Ok((book.device_back(now, &device), ()))
+        });
     }
 
     /// Runs the ring time-outs and reconnect windows that passed; the
@@ -486,8 +487,7 @@ fn wire_event(call: CallId, conversation: ConversationId, event: CallEvent) -> v
                 SignalKind::Answer => v1::SignalKind::Answer,
                 SignalKind::Candidate => v1::SignalKind::Candidate,
             } as i32,
-            // Validated as UTF-8 when it came in as a protobuf string.
-            payload: String::from_utf8_lossy(&payload).into_owned(),
+            payload,
         }),
         CallEvent::Reconnecting { by } => Kind::Reconnecting(peer(&by)),
         CallEvent::Reconnected { by } => Kind::Reconnected(peer(&by)),

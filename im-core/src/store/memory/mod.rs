@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 mod append;
 mod files;
+mod members;
 
 /// An in-memory [`Store`]. Data is lost when it is dropped.
 ///
@@ -512,25 +513,9 @@ impl Store for MemoryStore {
         read: Option<u64>,
         delivered: Option<u64>,
     ) -> StoreResult<MemberRecord> {
-        let mut inner = self.inner.lock();
-        let conv = inner.conv(conversation)?;
-        let last = conv.record.last_seq;
-        let m = conv
-            .members
-            .get_mut(&user)
-            .ok_or_else(|| StoreError::NotFound(format!("user {user} is not a member of {conversation}")))?;
-        if let Some(r) = read {
-            m.read_seq = m.read_seq.max(r.min(last));
-        }
-        if let Some(d) = delivered {
-            m.delivered_seq = m.delivered_seq.max(d.min(last));
-        }
-        // Reading implies delivery, and clears "marked unread".
-        m.delivered_seq = m.delivered_seq.max(m.read_seq);
-        if read.is_some() {
-            m.settings.marked_unread = false;
-        }
-        Ok(m.clone())
+        self.inner
+            .lock()
+            .advance_cursors(conversation, user, read, delivered)
     }
 
     async fn set_member_settings(
@@ -539,14 +524,10 @@ impl Store for MemoryStore {
         user: UserId,
         settings: MemberSettings,
     ) -> StoreResult<Option<MemberRecord>> {
-        let mut inner = self.inner.lock();
-        let Ok(conv) = inner.conv(conversation) else {
-            return Ok(None);
-        };
-        Ok(conv.members.get_mut(&user).map(|m| {
-            m.settings = settings;
-            m.clone()
-        }))
+        Ok(self
+            .inner
+            .lock()
+            .set_member_settings(conversation, user, settings))
     }
 
     async fn create_file(&self, file: NewFile) -> StoreResult<FileRecord> {
