@@ -26,6 +26,7 @@ fn message_event() -> v1::ServerFrame {
         client_msg_id: "0123456789abcdef".into(),
         created_at: 1_767_225_600_000,
         content: Some(v1::Content::text("x".repeat(100))),
+        ..Default::default()
     }))
 }
 

@@ -592,11 +592,12 @@ impl Inner {
             v1::event::Kind::Message(m) => {
                 let conv = m.conversation_id;
                 let outcome = self.tracker.lock().live(m, &mut |e| self.emit(e));
-                if outcome == Live::Fill {
-                    self.gap_fills.fetch_add(1, Ordering::Relaxed);
-                    let inner = self.clone();
-                    tokio::spawn(async move { inner.fill(conv).await });
-                }
+                self.fill_if(outcome, conv);
+            }
+            v1::event::Kind::Deleted(d) => {
+                let conv = d.conversation_id;
+                let outcome = self.tracker.lock().live_deleted(d, &mut |e| self.emit(e));
+                self.fill_if(outcome, conv);
             }
             v1::event::Kind::Receipt(r) => self.emit(Event::Receipt(r)),
             v1::event::Kind::Typing(t) => self.emit(Event::Typing(t)),
@@ -631,6 +632,15 @@ impl Inner {
         }
     }
 
+    /// Starts a fill of a conversation when a live event showed a gap.
+    fn fill_if(self: &Arc<Self>, outcome: Live, conv: u64) {
+        if outcome == Live::Fill {
+            self.gap_fills.fetch_add(1, Ordering::Relaxed);
+            let inner = self.clone();
+            tokio::spawn(async move { inner.fill(conv).await });
+        }
+    }
+
     /// Fetches the changes of one conversation until caught up. One fill per
     /// conversation runs at a time; a fill asked for meanwhile makes it loop.
     async fn fill(self: &Arc<Self>, conv: u64) {
@@ -646,12 +656,18 @@ impl Inner {
         let generation = self.state.borrow().generation;
         let mut failures = 0u32;
         loop {
-            let after = self.tracker.lock().convs.get(&conv).map_or(0, |s| s.version);
+            let (after, after_private) = self
+                .tracker
+                .lock()
+                .convs
+                .get(&conv)
+                .map_or((0, 0), |s| (s.version, s.private_version));
             let reply = self
                 .request(Body::GetChanges(v1::GetChanges {
                     conversation_id: conv,
                     after_version: after,
                     limit: self.config.page_size,
+                    after_private_version: after_private,
                 }))
                 .await;
             let mut t = self.tracker.lock();
@@ -662,8 +678,9 @@ impl Inner {
                         self.emit(Event::ConversationReset(conv));
                         continue;
                     }
-                    t.page(conv, c.messages, c.next_version, &mut |e| self.emit(e));
-                    if c.has_more {
+                    let has_more = c.has_more;
+                    t.page(conv, c, &mut |e| self.emit(e));
+                    if has_more {
                         continue;
                     }
                     let state = t.convs.entry(conv).or_default();
@@ -1101,6 +1118,7 @@ mod tests {
             .map(|i| v1::SyncCursor {
                 conversation_id: i * 2,
                 version: 1,
+                ..Default::default()
             })
             .collect();
         let (first, until) = sync_page(0, &cursors);

@@ -59,6 +59,7 @@ mod client;
 mod conversation_settings;
 pub mod files;
 mod link;
+mod message_changes;
 pub mod tls;
 mod tracker;
 pub mod transport;
@@ -93,8 +94,18 @@ pub enum Event {
     },
     /// A new message, exactly once per (conversation, seq), in seq order.
     Message(v1::Message),
-    /// A new state of a message already delivered (edit, recall, reaction).
+    /// A new state of a message already delivered (edit, recall, reaction),
+    /// in change-log order. Not sent for messages we deleted for ourselves.
     MessageUpdated(v1::Message),
+    /// We deleted these messages for ourselves (on this or another of our
+    /// devices): show them as deleted ([`v1::Message::deleted_stub`]). An
+    /// id may not have been delivered yet; it then comes as a stub.
+    MessagesDeleted {
+        /// The conversation.
+        conversation_id: u64,
+        /// The messages.
+        message_ids: Vec<u64>,
+    },
     /// A member's read or delivered cursor moved.
     Receipt(v1::ReceiptEvent),
     /// Someone is typing or stopped.

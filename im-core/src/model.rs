@@ -186,6 +186,9 @@ pub struct MemberRecord {
     pub delivered_seq: u64,
     /// The member's own settings of the conversation.
     pub settings: MemberSettings,
+    /// The member's private change-log position: bumped by each deletion
+    /// "for me" (see [`Store::hide_messages`](crate::store::Store::hide_messages)).
+    pub private_version: u64,
 }
 
 /// A member's own settings of a conversation (each member has theirs).
@@ -222,6 +225,20 @@ impl MemberRecord {
             joined_at: self.joined_at,
             read_seq: self.read_seq,
             delivered_seq: self.delivered_seq,
+        }
+    }
+
+    /// A new member's record, with nothing read and default settings.
+    pub fn new(conversation_id: ConversationId, user_id: UserId, role: v1::Role, joined_at: i64) -> Self {
+        Self {
+            conversation_id,
+            user_id,
+            role,
+            joined_at,
+            read_seq: 0,
+            delivered_seq: 0,
+            settings: MemberSettings::default(),
+            private_version: 0,
         }
     }
 }
@@ -272,6 +289,108 @@ pub struct Appended {
 /// Called by a store with a message it just stored, right after the commit,
 /// in commit order for each conversation (see `Store::append_message_then`).
 pub type CommitHook = Box<dyn FnOnce(&Appended) + Send>;
+
+/// A change to a stored message (see
+/// [`Store::change_message`](crate::store::Store::change_message)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageChange {
+    /// The conversation the message is in.
+    pub conversation_id: ConversationId,
+    /// The message.
+    pub message_id: MessageId,
+    /// Who makes the change: must be a member (checked in its transaction).
+    pub actor: UserId,
+    /// When, Unix ms.
+    pub at: i64,
+    /// What changes.
+    pub kind: ChangeKind,
+}
+
+/// What a [`MessageChange`] does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeKind {
+    /// New content, marked edited at the change's time; the former content
+    /// goes to the edit history. The current content again changes nothing.
+    Edit(v1::Content),
+    /// Erases the content, reactions and edit history and marks the message
+    /// recalled by the actor. Recalling it again changes nothing.
+    Recall,
+    /// Adds the actor's reaction with `emoji`, or takes it back with
+    /// `remove`. Adding one that exists or removing an absent one changes
+    /// nothing.
+    React {
+        /// The emoji.
+        emoji: String,
+        /// Take it back.
+        remove: bool,
+    },
+}
+
+/// The most different emoji on one message.
+pub const MAX_REACTION_KINDS: usize = 50;
+/// The most users listed per emoji in [`v1::Reaction::user_ids`].
+pub const REACTION_USERS_LISTED: usize = 20;
+
+/// The outcome of a [`MessageChange`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changed {
+    /// The message's state after the change.
+    pub message: v1::Message,
+    /// False when the change changed nothing: no version was used and the
+    /// hook was not called.
+    pub changed: bool,
+    /// The members now, ascending: who hears of the change.
+    pub members: std::sync::Arc<[UserId]>,
+    /// The conversation's member list version.
+    pub member_version: u64,
+}
+
+/// Called with a change right after its commit, in commit order with the
+/// conversation's appends (see `Store::change_message`).
+pub type ChangeHook = Box<dyn FnOnce(&Changed) + Send>;
+
+/// The outcome of deleting messages for one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hidden {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The member.
+    pub user_id: UserId,
+    /// The messages hidden now (those hidden before are left out), in the
+    /// order asked.
+    pub message_ids: Vec<MessageId>,
+    /// The member's private change-log position after it.
+    pub private_version: u64,
+}
+
+/// Called with a deletion for one member right after its commit.
+pub type HideHook = Box<dyn FnOnce(&Hidden) + Send>;
+
+/// A page of a conversation's change log as one member sees it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChangePage {
+    /// The latest states of the messages changed after the position, in
+    /// version order; those the member deleted for themselves as stubs
+    /// ([`v1::Message::deleted_stub`]).
+    pub messages: Vec<v1::Message>,
+    /// `Some(v)` when the limit cut the page short: it covers the log up to
+    /// version `v` only.
+    pub covered_to: Option<u64>,
+    /// The messages the member deleted for themselves after the private
+    /// position, in the order deleted (those deleted together by id).
+    pub deleted: Vec<MessageId>,
+    /// The member's private position (0 if not a member).
+    pub private_version: u64,
+}
+
+/// One former content of an edited message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormerContent {
+    /// The content.
+    pub content: v1::Content,
+    /// When it was written (sent, or the edit that wrote it), Unix ms.
+    pub written_at: i64,
+}
 
 /// Direction of a history page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1296,6 +1296,7 @@ mod engine {
                     conversation_id: g.id,
                     after_version: 0,
                     limit: 4,
+                    ..Default::default()
                 },
             )
             .await
@@ -1311,6 +1312,7 @@ mod engine {
                     conversation_id: g.id,
                     after_version: 4,
                     limit: 4,
+                    ..Default::default()
                 },
             )
             .await
@@ -1320,10 +1322,12 @@ mod engine {
             v1::SyncCursor {
                 conversation_id: g.id,
                 version: 6,
+                ..Default::default()
             },
             v1::SyncCursor {
                 conversation_id: 777,
                 version: 1,
+                ..Default::default()
             },
         ];
         let s = e.sync(b.clone(), &cur).await.unwrap();
@@ -1336,6 +1340,7 @@ mod engine {
                     conversation_id: g.id,
                     after_version: 99,
                     limit: 4,
+                    ..Default::default()
                 },
             )
             .await
@@ -1348,7 +1353,8 @@ mod engine {
                 v1::GetChanges {
                     conversation_id: g.id,
                     after_version: 0,
-                    limit: 4
+                    limit: 4,
+                    ..Default::default()
                 }
             )
             .await,
@@ -1462,6 +1468,7 @@ mod engine {
             .map(|(_, c)| v1::SyncCursor {
                 conversation_id: c.id,
                 version: c.last_version,
+                ..Default::default()
             })
             .collect();
         for (i, &g) in groups.iter().enumerate() {
@@ -1479,6 +1486,7 @@ mod engine {
             cursors.push(v1::SyncCursor {
                 conversation_id: ghost,
                 version: 3,
+                ..Default::default()
             });
         }
         let one = e.sync(b.clone(), &cursors).await.unwrap();
@@ -1510,6 +1518,7 @@ mod engine {
         let at = |id| v1::SyncCursor {
             conversation_id: id,
             version: 1,
+            ..Default::default()
         };
         let (g0, g9) = (groups[0], groups[9]);
         for bad in [

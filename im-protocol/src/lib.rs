@@ -85,6 +85,25 @@ impl v1::ServerFrame {
     }
 }
 
+impl v1::Message {
+    /// This message as a user who deleted it for themselves sees it: its
+    /// place (id, conversation, seq, sender, client id, time) and
+    /// `deleted`, nothing else (version 0: the stub stays the same whatever
+    /// happens to the message afterwards).
+    pub fn deleted_stub(&self) -> Self {
+        Self {
+            id: self.id,
+            conversation_id: self.conversation_id,
+            seq: self.seq,
+            sender_id: self.sender_id,
+            client_msg_id: self.client_msg_id.clone(),
+            created_at: self.created_at,
+            deleted: true,
+            ..Default::default()
+        }
+    }
+}
+
 impl v1::Content {
     /// Text content.
     pub fn text(body: impl Into<String>) -> Self {

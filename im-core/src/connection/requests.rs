@@ -183,6 +183,8 @@ impl Connection {
                 max_group_members: engine_config.max_group_members,
                 max_page_size: engine_config.max_page_size,
                 max_signal_bytes: engine_config.calls.max_signal_bytes as u32,
+                recall_window_ms: engine_config.recall_window_ms,
+                edit_window_ms: engine_config.edit_window_ms,
             }),
         }))
     }

@@ -307,7 +307,7 @@ impl Engine {
             last_messages = self
                 .inner
                 .store
-                .last_messages(&ids)
+                .last_messages(caller.user_id, &ids)
                 .await?
                 .into_iter()
                 .map(|m| (m.conversation_id, m))
@@ -335,6 +335,7 @@ impl Engine {
                     wire.delivered_seq = m.delivered_seq;
                     wire.role = m.role as i32;
                     wire.settings = Some(m.settings.to_wire());
+                    wire.private_version = m.private_version;
                 }
                 wire
             })

@@ -16,7 +16,7 @@ use super::send::{deliver_locally, runtime_of, send};
 use super::{Engine, Inner};
 use crate::event::SharedEvent;
 use crate::fanout::{Audience, Envelope, FanOutHandler, Payload, Target};
-use crate::model::{Appended, CommitHook, ConversationId, UserId};
+use crate::model::{Appended, ChangeHook, Changed, CommitHook, ConversationId, Hidden, HideHook, UserId};
 use im_protocol::v1;
 use std::sync::{Arc, OnceLock, Weak};
 use tokio::sync::mpsc;
@@ -80,22 +80,75 @@ impl Engine {
     /// slot, a task does.
     fn dispatch_appended(&self, appended: &Appended, leaver: Option<UserId>) {
         let conversation = appended.message.conversation_id;
-        let members = &appended.members;
-        self.inner
-            .members
-            .remember(conversation, appended.member_version, members.clone());
-        let audience = audience_of(members);
         let kind = v1::event::Kind::Message(appended.message.clone());
-        let envelope = self.envelope(conversation, audience, appended.member_version, kind);
+        let envelope = self.members_envelope(conversation, &appended.members, appended.member_version, kind);
         let to_leaver = leaver.map(|user| Envelope {
             audience: Audience::users(vec![user]),
             ..envelope.clone()
         });
-        let committed = Committed {
+        self.queue(Committed {
             envelope,
-            members: members.clone(),
+            members: appended.members.clone(),
             to_leaver,
-        };
+        });
+    }
+
+    /// The hook that dispatches a changed message (edit, recall, reaction)
+    /// right after its commit, in order with the conversation's appends:
+    /// its new state to the members.
+    pub(super) fn dispatch_on_change(&self) -> ChangeHook {
+        let engine = self.clone();
+        Box::new(move |changed: &Changed| {
+            let conversation = changed.message.conversation_id;
+            let kind = v1::event::Kind::Message(changed.message.clone());
+            let envelope =
+                engine.members_envelope(conversation, &changed.members, changed.member_version, kind);
+            engine.queue(Committed {
+                envelope,
+                members: changed.members.clone(),
+                to_leaver: None,
+            });
+        })
+    }
+
+    /// The hook that tells a member's devices, right after the commit, what
+    /// they deleted for themselves (nobody else hears of it).
+    pub(super) fn dispatch_on_hide(&self) -> HideHook {
+        let engine = self.clone();
+        Box::new(move |hidden: &Hidden| {
+            let kind = v1::event::Kind::Deleted(v1::MessagesDeleted {
+                conversation_id: hidden.conversation_id,
+                message_ids: hidden.message_ids.clone(),
+                private_version: hidden.private_version,
+            });
+            let audience = Audience::users(vec![hidden.user_id]);
+            engine.queue(Committed {
+                envelope: engine.envelope(hidden.conversation_id, audience, 0, kind),
+                members: Arc::from(Vec::new()),
+                to_leaver: None,
+            });
+        })
+    }
+
+    /// An event for a conversation's members at a member list version,
+    /// which this node remembers.
+    fn members_envelope(
+        &self,
+        conversation: ConversationId,
+        members: &Arc<[UserId]>,
+        member_version: u64,
+        kind: v1::event::Kind,
+    ) -> Envelope {
+        self.inner
+            .members
+            .remember(conversation, member_version, members.clone());
+        self.envelope(conversation, audience_of(members), member_version, kind)
+    }
+
+    /// Queues a committed event in its conversation's outbox slot, in
+    /// commit order; a task delivers it if no send is in progress there.
+    fn queue(&self, committed: Committed) {
+        let conversation = committed.envelope.conversation_id;
         if self.inner.outbox.push(conversation, committed) {
             drain_later(&self.inner, conversation);
         }

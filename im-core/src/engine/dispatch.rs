@@ -76,6 +76,11 @@ impl Engine {
             Body::UpdateConversationSettings(r) => {
                 Reply::Conversation(self.update_conversation_settings(caller, r).await?)
             }
+            Body::EditMessage(r) => Reply::Message(self.edit_message(caller, r).await?),
+            Body::RecallMessage(r) => Reply::Message(self.recall_message(caller, r).await?),
+            Body::React(r) => Reply::Message(self.react(caller, r).await?),
+            Body::DeleteMessages(r) => Reply::Deleted(self.delete_messages(caller, r).await?),
+            Body::GetEditHistory(r) => Reply::EditHistory(self.edit_history(caller, r).await?),
             Body::Ping(_) => Reply::Pong(v1::Pong {
                 server_time: self.now_ms(),
             }),

@@ -54,7 +54,7 @@ impl Engine {
         Ok(())
     }
 
-    fn validate_content(&self, content: Option<&v1::Content>) -> Result<()> {
+    pub(super) fn validate_content(&self, content: Option<&v1::Content>) -> Result<()> {
         let content = content.ok_or_else(|| Error::InvalidArgument("content is required".into()))?;
         let size = content.encoded_len();
         if size > self.inner.config.max_message_bytes {
@@ -144,7 +144,7 @@ impl Engine {
         let mut messages = self
             .inner
             .store
-            .history(req.conversation_id, page, limit + 1)
+            .history(req.conversation_id, caller.user_id, page, limit + 1)
             .await?;
         let has_more = messages.len() > limit as usize;
         if has_more {

@@ -31,6 +31,13 @@ pub struct EngineConfig {
     pub max_title_chars: usize,
     /// Longest client message id in bytes (default 64).
     pub max_client_msg_id: usize,
+    /// How long after sending its sender may recall a message, ms (default
+    /// 24 hours; 0: any time). Owners and admins of groups and rooms may
+    /// recall any message at any time.
+    pub recall_window_ms: i64,
+    /// How long after sending its sender may edit a message, ms (default 0:
+    /// any time).
+    pub edit_window_ms: i64,
     /// How long this node's sessions count as online after its last lease
     /// renewal, ms; the engine renews every third of it (default 30 s).
     pub presence_lease_ms: i64,
@@ -52,6 +59,8 @@ impl Default for EngineConfig {
             session_queue: 1024,
             max_title_chars: 200,
             max_client_msg_id: 64,
+            recall_window_ms: 24 * 3600 * 1000,
+            edit_window_ms: 0,
             presence_lease_ms: 30_000,
             files: FilesConfig::default(),
             calls: crate::call::CallConfig::default(),
@@ -253,6 +262,8 @@ fn system(kind: v1::SystemKind, actor: UserId, users: Vec<UserId>, title: &str) 
 mod authz;
 mod call_relay;
 mod calls;
+mod changes;
+pub use changes::{MAX_DELETE_BATCH, MAX_EMOJI_BYTES};
 mod conversations;
 mod delivery;
 mod dispatch;

@@ -62,10 +62,10 @@ impl Engine {
                 c.conversation_id
             )));
         }
-        let known: BTreeMap<ConversationId, u64> = req
+        let known: BTreeMap<ConversationId, (u64, u64)> = req
             .cursors
             .iter()
-            .map(|c| (c.conversation_id, c.version))
+            .map(|c| (c.conversation_id, (c.version, c.private_version)))
             .collect();
         let limit = (req.limit > 0).then_some(req.limit as usize);
         // Unlimited: the whole range in one read. Limited: chunks, so a page
@@ -84,7 +84,10 @@ impl Engine {
             let more_rows = chunk.is_some_and(|n| rows.len() >= n);
             for (conv, me) in rows {
                 let id = conv.id;
-                if known.get(&id).is_none_or(|&v| v != conv.last_version) {
+                if known
+                    .get(&id)
+                    .is_none_or(|&cursor| cursor != (conv.last_version, me.private_version))
+                {
                     if limit.is_some_and(|l| stale.len() >= l) {
                         has_more = true;
                         break 'scan;
@@ -118,38 +121,43 @@ impl Engine {
         })
     }
 
-    /// Changes after a change-log position (members only). Answers `reset`
-    /// when the position is ahead of the conversation's log.
+    /// Changes after a change-log position (members only): the latest
+    /// states of the messages changed since, and what the caller deleted
+    /// for themselves since their private position. Answers `reset` when a
+    /// position is ahead of the conversation's (or the caller's) log.
     pub async fn changes(&self, caller: Caller, req: v1::GetChanges) -> Result<v1::Changes> {
-        let (conv, _) = self.require_member(&caller, req.conversation_id).await?;
-        if req.after_version > conv.last_version {
+        let (conv, me) = self.require_member(&caller, req.conversation_id).await?;
+        if req.after_version > conv.last_version || req.after_private_version > me.private_version {
             return Ok(v1::Changes {
-                messages: vec![],
-                next_version: 0,
-                has_more: conv.last_version > 0,
+                has_more: conv.last_version > 0 || me.private_version > 0,
                 reset: true,
+                ..Default::default()
             });
         }
         let limit = self.page(req.limit);
-        let mut messages = self
+        let page = self
             .inner
             .store
-            .changes(conv.id, req.after_version, limit + 1)
+            .changes(
+                conv.id,
+                caller.user_id,
+                req.after_version,
+                req.after_private_version,
+                limit,
+            )
             .await?;
-        let has_more = messages.len() > limit as usize;
-        messages.truncate(limit as usize);
         // The last page covers the whole log up to its end, including
         // versions absorbed by later changes of the same message.
-        let next_version = if has_more {
-            messages.last().map_or(req.after_version, |m| m.version)
-        } else {
-            conv.last_version.max(req.after_version)
-        };
+        let next_version = page
+            .covered_to
+            .unwrap_or(conv.last_version.max(req.after_version));
         Ok(v1::Changes {
-            messages,
+            messages: page.messages,
             next_version,
-            has_more,
+            has_more: page.covered_to.is_some(),
             reset: false,
+            deleted_message_ids: page.deleted,
+            next_private_version: page.private_version.max(req.after_private_version),
         })
     }
 }

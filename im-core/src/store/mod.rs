@@ -4,9 +4,11 @@
 //! * **Sequence numbers**: each message appended to a conversation gets
 //!   `last_seq + 1`, assigned inside the transaction that stores it, so seqs are
 //!   1, 2, 3... with no gap and no repeat, even with concurrent appenders.
-//! * **Change log**: every append (and, later, every edit, recall or reaction)
-//!   takes the next `version` of the conversation; a message row carries the
-//!   version of its latest state. Versions commit in order per conversation.
+//! * **Change log**: every append, edit, recall or reaction takes the next
+//!   `version` of the conversation; a message carries the version of its
+//!   latest state. Versions commit in order per conversation, and commit
+//!   hooks run in that order. A deletion "for me" takes the member's own
+//!   next `private_version` instead: the others see nothing of it.
 //! * **Idempotency**: an append with a `(sender, client_msg_id)` already stored
 //!   writes nothing and returns the stored message with `duplicate = true`.
 //! * **Durability**: a method returns `Ok` only after its write is committed.
@@ -42,6 +44,7 @@ mod error;
 mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod reactions;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -170,21 +173,66 @@ pub trait Store: Send + Sync + 'static {
     /// version they are at (`None` for an unknown conversation): one
     /// consistent read, so the list is exactly the one of that version.
     async fn member_list(&self, conversation: ConversationId) -> StoreResult<Option<(u64, Arc<[UserId]>)>>;
-    /// A page of history, always returned in ascending seq order.
+    /// A page of history as `viewer` sees it (messages they deleted for
+    /// themselves as [`v1::Message::deleted_stub`]s), always in ascending seq order.
     async fn history(
         &self,
         conversation: ConversationId,
+        viewer: UserId,
         page: Page,
         limit: u32,
     ) -> StoreResult<Vec<v1::Message>>;
-    /// Messages whose latest version is above `after_version`, in version order, at most `limit`.
+    /// The change log after a position, as `viewer` sees it: the latest
+    /// states of the messages whose version is above `after_version`, in
+    /// version order, at most `limit` (those `viewer` deleted for
+    /// themselves as stubs), and every message `viewer` deleted for
+    /// themselves after `after_private_version`. See [`ChangePage`].
     async fn changes(
         &self,
         conversation: ConversationId,
+        viewer: UserId,
         after_version: u64,
+        after_private_version: u64,
         limit: u32,
-    ) -> StoreResult<Vec<v1::Message>>;
-    /// Number of messages after `after_seq` not sent by `user`.
+    ) -> StoreResult<ChangePage>;
+    /// A message of a conversation in its stored state (`None` if no
+    /// message with this id is in this conversation).
+    async fn message(&self, conversation: ConversationId, id: MessageId) -> StoreResult<Option<v1::Message>>;
+    /// Applies an edit, a recall or a reaction (see [`ChangeKind`]) and
+    /// calls `on_commit` right after the commit, in commit order with the
+    /// conversation's appends, unless nothing changed. The change takes the
+    /// conversation's next version, which becomes the message's.
+    ///
+    /// * `NotMember` if the actor is not a member now; `NotFound` if the
+    ///   message is not in the conversation; `Conflict` for an edit of, or a
+    ///   reaction to, a recalled message, or a reaction beyond
+    ///   [`MAX_REACTION_KINDS`] emoji. Nothing is written then.
+    /// * Who may edit or recall (the sender, an admin) is the engine's rule;
+    ///   the store checks only what must hold in the transaction.
+    /// * A recall leaves no copy of the former content: the content, the
+    ///   edit history and the reactions are deleted (backends overwrite freed
+    ///   space where they can: SQLite's `secure_delete`).
+    async fn change_message(&self, change: MessageChange, on_commit: ChangeHook) -> StoreResult<Changed>;
+    /// Deletes messages for one member only: takes the member's next private
+    /// version if any message was not hidden for them yet, and calls
+    /// `on_commit` after the commit (not when nothing changed). `NotMember`
+    /// if the user is not a member, `NotFound` if a message is not in the
+    /// conversation (nothing is written then).
+    async fn hide_messages(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        messages: &[MessageId],
+        on_commit: HideHook,
+    ) -> StoreResult<Hidden>;
+    /// The former contents of a message, oldest first (empty if never
+    /// edited, or recalled).
+    async fn edit_history(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+    ) -> StoreResult<Vec<FormerContent>>;
+    /// Number of messages after `after_seq` not sent by `user` and not recalled.
     async fn unread_count(
         &self,
         conversation: ConversationId,
@@ -192,12 +240,17 @@ pub trait Store: Send + Sync + 'static {
         after_seq: u64,
     ) -> StoreResult<u64>;
     /// The latest message (highest seq) of each of these conversations that
-    /// has one, in no particular order; conversations without messages, and
-    /// unknown ones, are left out.
-    async fn last_messages(&self, conversations: &[ConversationId]) -> StoreResult<Vec<v1::Message>>;
+    /// has one, as `viewer` sees it (a [`v1::Message::deleted_stub`] if they deleted it for
+    /// themselves), in no particular order; conversations without messages,
+    /// and unknown ones, are left out.
+    async fn last_messages(
+        &self,
+        viewer: UserId,
+        conversations: &[ConversationId],
+    ) -> StoreResult<Vec<v1::Message>>;
     /// [`Store::unread_count`] for several conversations at once: for each
     /// `(conversation, after_seq)`, the number of messages after `after_seq`
-    /// not sent by `user`. Conversations with no such message, and unknown
+    /// not sent by `user` and not recalled. Conversations with no such message, and unknown
     /// ones, are left out of the answer (their count is 0), in no particular
     /// order; a conversation listed twice counts from its lowest `after_seq`.
     async fn unread_counts(

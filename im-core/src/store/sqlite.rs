@@ -102,13 +102,18 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for ReaderSetup 
     }
 }
 
-/// Sets up a connection that writes: busy timeout, WAL, `synchronous`.
+/// Sets up a connection that writes: busy timeout, WAL, `synchronous`, and
+/// `secure_delete`: space freed by a write (a recalled message's content,
+/// its edit history) is overwritten with zeros, so no trace of it stays in
+/// the database file (the WAL's older frames are overwritten as it is
+/// reused, and it is truncated at every clean shutdown).
 fn writer_pragmas(conn: &mut SqliteConnection, synchronous_full: bool) -> QueryResult<()> {
     // The busy timeout first: another process's connections (or the last
     // ones of a store closing in this process, which checkpoint as they go)
     // may hold a lock for a moment while this one switches to WAL.
     conn.batch_execute(&format!(
-        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {};",
+        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA secure_delete = ON; \
+         PRAGMA synchronous = {};",
         if synchronous_full { "FULL" } else { "NORMAL" }
     ))
 }

@@ -46,7 +46,7 @@ pub async fn last_messages_of_many_conversations(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let mut last = store
-        .last_messages(&[g2.id, quiet.id, g1.id, 987_654])
+        .last_messages(a.id, &[g2.id, quiet.id, g1.id, 987_654])
         .await
         .unwrap();
     last.sort_by_key(|m| m.conversation_id);
@@ -62,9 +62,9 @@ pub async fn last_messages_of_many_conversations(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(summary, vec![(g1.id, 3, "three"), (g2.id, 1, "only")]);
     // The same message as the last page of history.
-    let newest = store.history(g1.id, Page::Before(0), 1).await.unwrap();
+    let newest = store.history(g1.id, a.id, Page::Before(0), 1).await.unwrap();
     assert_eq!(last[0], newest[0]);
-    assert!(store.last_messages(&[]).await.unwrap().is_empty());
+    assert!(store.last_messages(a.id, &[]).await.unwrap().is_empty());
 }
 
 pub async fn unread_counts_of_many_conversations(store: Arc<dyn Store>) {
@@ -132,7 +132,10 @@ pub async fn batch_reads_of_many_conversations(store: Arc<dyn Store>) {
     assert_eq!(members.len(), 2 * ids.len());
     assert!(members.windows(2).all(|w| w[0] < w[1]));
     let with_messages = ids.iter().step_by(3).count();
-    assert_eq!(store.last_messages(&ids).await.unwrap().len(), with_messages);
+    assert_eq!(
+        store.last_messages(a.id, &ids).await.unwrap().len(),
+        with_messages
+    );
     let cursors: Vec<_> = ids.iter().map(|&id| (id, 0)).collect();
     let counts = store.unread_counts(b.id, &cursors).await.unwrap();
     assert_eq!(counts.len(), with_messages);

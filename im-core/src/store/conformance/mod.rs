@@ -13,10 +13,12 @@ use im_protocol::v1;
 use std::sync::Arc;
 
 mod batch;
+mod changes;
 mod files;
 mod identities;
 mod settings;
 pub use batch::*;
+pub use changes::*;
 pub use files::*;
 pub use identities::*;
 pub use settings::*;
@@ -42,7 +44,10 @@ macro_rules! store_conformance_tests {
             unread_counts_of_many_conversations, batch_reads_of_many_conversations, health_is_ok,
             external_identities_map_to_one_user, commit_hooks_run_in_sequence_order,
             file_metadata_lifecycle, files_are_shared_by_the_append, expired_files_and_guarded_delete,
-            sharing_races_the_cleanup, member_settings_are_each_members_own);
+            sharing_races_the_cleanup, member_settings_are_each_members_own,
+            edits_take_versions_and_keep_the_former_contents, recall_erases_content_reactions_and_edits,
+            reactions_are_one_per_user_per_emoji, deletions_for_me_are_each_members_own,
+            changes_and_appends_commit_in_version_order);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(
@@ -284,10 +289,20 @@ pub async fn append_assigns_seq_and_version(store: Arc<dyn Store>) {
     }
     let conv = store.conversation(g.id).await.unwrap().unwrap();
     assert_eq!((conv.last_seq, conv.last_version), (3, 3));
-    let changes = store.changes(g.id, 1, 10).await.unwrap();
+    let changes = store.changes(g.id, a.id, 1, 0, 10).await.unwrap();
+    assert_eq!(changes.covered_to, None);
+    let changes = changes.messages;
     assert_eq!(changes.iter().map(|m| m.version).collect::<Vec<_>>(), vec![2, 3]);
-    assert_eq!(store.changes(g.id, 0, 2).await.unwrap().len(), 2);
-    assert!(store.changes(g.id, 3, 10).await.unwrap().is_empty());
+    let first_two = store.changes(g.id, a.id, 0, 0, 2).await.unwrap();
+    assert_eq!((first_two.messages.len(), first_two.covered_to), (2, Some(2)));
+    assert!(
+        store
+            .changes(g.id, a.id, 3, 0, 10)
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
     // Message ids are unique across conversations.
     let g2 = group(&store, a.id, vec![]).await;
     let other = store.append_message(text(g2.id, a.id, "x", None)).await.unwrap();
@@ -306,26 +321,32 @@ pub async fn history_pages(store: Arc<dyn Store>) {
     }
     let seqs = |v: Vec<v1::Message>| v.iter().map(|m| m.seq).collect::<Vec<_>>();
     assert_eq!(
-        seqs(store.history(g.id, Page::Before(0), 3).await.unwrap()),
+        seqs(store.history(g.id, a.id, Page::Before(0), 3).await.unwrap()),
         vec![8, 9, 10]
     );
     assert_eq!(
-        seqs(store.history(g.id, Page::Before(8), 3).await.unwrap()),
+        seqs(store.history(g.id, a.id, Page::Before(8), 3).await.unwrap()),
         vec![5, 6, 7]
     );
     assert_eq!(
-        seqs(store.history(g.id, Page::Before(3), 5).await.unwrap()),
+        seqs(store.history(g.id, a.id, Page::Before(3), 5).await.unwrap()),
         vec![1, 2]
     );
     assert_eq!(
-        seqs(store.history(g.id, Page::After(0), 2).await.unwrap()),
+        seqs(store.history(g.id, a.id, Page::After(0), 2).await.unwrap()),
         vec![1, 2]
     );
     assert_eq!(
-        seqs(store.history(g.id, Page::After(8), 5).await.unwrap()),
+        seqs(store.history(g.id, a.id, Page::After(8), 5).await.unwrap()),
         vec![9, 10]
     );
-    assert!(store.history(g.id, Page::After(10), 5).await.unwrap().is_empty());
+    assert!(
+        store
+            .history(g.id, a.id, Page::After(10), 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn concurrent_appends_are_gap_free(store: Arc<dyn Store>) {
@@ -356,7 +377,7 @@ pub async fn concurrent_appends_are_gap_free(store: Arc<dyn Store>) {
     }
     all.sort_unstable();
     assert_eq!(all, (1..=200).collect::<Vec<u64>>());
-    let history = store.history(g.id, Page::After(0), 500).await.unwrap();
+    let history = store.history(g.id, a.id, Page::After(0), 500).await.unwrap();
     assert_eq!(
         history.iter().map(|m| m.seq).collect::<Vec<_>>(),
         (1..=200).collect::<Vec<u64>>()
@@ -384,7 +405,7 @@ pub async fn client_msg_id_deduplicates(store: Arc<dyn Store>) {
         .unwrap();
     assert!(!other.duplicate);
     assert_eq!(other.message.seq, 2);
-    let history = store.history(g.id, Page::After(0), 10).await.unwrap();
+    let history = store.history(g.id, a.id, Page::After(0), 10).await.unwrap();
     assert_eq!(history.len(), 2);
     assert_eq!(history[0].client_msg_id, "c1");
 }
@@ -503,7 +524,13 @@ pub async fn delete_and_rename_conversation(store: Arc<dyn Store>) {
         .unwrap();
     store.delete_conversation(g.id).await.unwrap();
     assert!(store.conversation(g.id).await.unwrap().is_none());
-    assert!(store.history(g.id, Page::After(0), 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .history(g.id, a.id, Page::After(0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.members(g.id).await.unwrap().is_empty());
     assert!(store.user_conversations(a.id).await.unwrap().is_empty());
     let d1 = store.direct_conversation(a.id, b.id, 1).await.unwrap();

@@ -49,19 +49,17 @@ impl Inner {
         match &new.membership {
             Some(Membership::Add(users)) => {
                 for &(user_id, role) in users {
-                    conv.members.entry(user_id).or_insert(MemberRecord {
-                        conversation_id: new.conversation_id,
+                    conv.members.entry(user_id).or_insert(MemberRecord::new(
+                        new.conversation_id,
                         user_id,
                         role,
-                        joined_at: new.created_at,
-                        read_seq: 0,
-                        delivered_seq: 0,
-                        settings: MemberSettings::default(),
-                    });
+                        new.created_at,
+                    ));
                 }
             }
             Some(Membership::Remove(user)) => {
                 conv.members.remove(user);
+                super::changes::forget_member(conv, *user);
             }
             None => {}
         }
@@ -80,6 +78,7 @@ impl Inner {
             client_msg_id: new.client_msg_id.clone().unwrap_or_default(),
             created_at: new.created_at,
             content: Some(new.content),
+            ..Default::default()
         };
         conv.messages.push(message.clone());
         let member_count = conv.record.member_count;

@@ -10,8 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 mod append;
+mod changes;
 mod files;
 mod members;
+mod messages;
 
 /// An in-memory [`Store`]. Data is lost when it is dropped.
 ///
@@ -49,6 +51,30 @@ struct Conv {
     member_version: u64,
     /// Index = seq - 1.
     messages: Vec<v1::Message>,
+    /// What members deleted for themselves: (user, message) to the
+    /// member's private version of the deletion.
+    hidden: HashMap<(UserId, MessageId), u64>,
+    /// The former contents of edited messages, oldest first.
+    edits: HashMap<MessageId, Vec<FormerContent>>,
+    /// Who reacted with what: per message, each emoji in first-use order
+    /// with its users ordered by (time, user).
+    reactions: HashMap<MessageId, Vec<(String, Vec<(i64, UserId)>)>>,
+}
+
+impl Conv {
+    /// The index of a message in `messages` (ids grow with seq).
+    fn index_of(&self, id: MessageId) -> Option<usize> {
+        self.messages.binary_search_by_key(&id, |m| m.id).ok()
+    }
+
+    /// A message as `viewer` sees it.
+    fn seen_by(&self, viewer: UserId, m: &v1::Message) -> v1::Message {
+        if self.hidden.contains_key(&(viewer, m.id)) {
+            m.deleted_stub()
+        } else {
+            m.clone()
+        }
+    }
 }
 
 impl MemoryStore {
@@ -77,20 +103,7 @@ impl Inner {
         let id = self.next_conversation;
         let members: BTreeMap<_, _> = members
             .into_iter()
-            .map(|(user_id, role)| {
-                (
-                    user_id,
-                    MemberRecord {
-                        conversation_id: id,
-                        user_id,
-                        role,
-                        joined_at: created_at,
-                        read_seq: 0,
-                        delivered_seq: 0,
-                        settings: MemberSettings::default(),
-                    },
-                )
-            })
+            .map(|(user_id, role)| (user_id, MemberRecord::new(id, user_id, role, created_at)))
             .collect();
         let record = ConversationRecord {
             id,
@@ -114,6 +127,9 @@ impl Inner {
                 members,
                 member_version: 0,
                 messages: Vec::new(),
+                hidden: HashMap::new(),
+                edits: HashMap::new(),
+                reactions: HashMap::new(),
             },
         );
         record
@@ -402,50 +418,63 @@ impl Store for MemoryStore {
     async fn history(
         &self,
         conversation: ConversationId,
+        viewer: UserId,
         page: Page,
         limit: u32,
     ) -> StoreResult<Vec<v1::Message>> {
-        let inner = self.inner.lock();
-        let Some(conv) = inner.conversations.get(&conversation) else {
-            return Ok(Vec::new());
-        };
-        let msgs = &conv.messages;
-        let limit = limit as usize;
-        Ok(match page {
-            Page::Before(before) => {
-                let end = if before == 0 {
-                    msgs.len()
-                } else {
-                    ((before - 1) as usize).min(msgs.len())
-                };
-                msgs[end.saturating_sub(limit)..end].to_vec()
-            }
-            Page::After(after) => {
-                let start = (after as usize).min(msgs.len());
-                msgs[start..(start + limit).min(msgs.len())].to_vec()
-            }
-        })
+        Ok(self.inner.lock().history(conversation, viewer, page, limit))
     }
 
     async fn changes(
         &self,
         conversation: ConversationId,
+        viewer: UserId,
         after_version: u64,
+        after_private_version: u64,
         limit: u32,
-    ) -> StoreResult<Vec<v1::Message>> {
+    ) -> StoreResult<ChangePage> {
+        Ok(self
+            .inner
+            .lock()
+            .changes(conversation, viewer, after_version, after_private_version, limit))
+    }
+
+    async fn message(&self, conversation: ConversationId, id: MessageId) -> StoreResult<Option<v1::Message>> {
         let inner = self.inner.lock();
-        let Some(conv) = inner.conversations.get(&conversation) else {
-            return Ok(Vec::new());
-        };
-        let mut changed: Vec<_> = conv
-            .messages
-            .iter()
-            .filter(|m| m.version > after_version)
-            .cloned()
-            .collect();
-        changed.sort_by_key(|m| m.version);
-        changed.truncate(limit as usize);
-        Ok(changed)
+        Ok(inner
+            .conversations
+            .get(&conversation)
+            .and_then(|c| Some(c.messages[c.index_of(id)?].clone())))
+    }
+
+    async fn change_message(&self, change: MessageChange, on_commit: ChangeHook) -> StoreResult<Changed> {
+        // Under the lock: hooks run in commit order.
+        self.inner.lock().change_message(change, on_commit)
+    }
+
+    async fn hide_messages(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        messages: &[MessageId],
+        on_commit: HideHook,
+    ) -> StoreResult<Hidden> {
+        self.inner
+            .lock()
+            .hide_messages(conversation, user, messages, on_commit)
+    }
+
+    async fn edit_history(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+    ) -> StoreResult<Vec<FormerContent>> {
+        let inner = self.inner.lock();
+        Ok(inner
+            .conversations
+            .get(&conversation)
+            .and_then(|c| c.edits.get(&message).cloned())
+            .unwrap_or_default())
     }
 
     async fn unread_count(
@@ -458,23 +487,23 @@ impl Store for MemoryStore {
         Ok(inner
             .conversations
             .get(&conversation)
-            .map(|c| {
-                c.messages
-                    .iter()
-                    .skip(after_seq as usize)
-                    .filter(|m| m.sender_id != user)
-                    .count() as u64
-            })
-            .unwrap_or(0))
+            .map_or(0, |c| messages::unread(c, user, after_seq)))
     }
 
-    async fn last_messages(&self, conversations: &[ConversationId]) -> StoreResult<Vec<v1::Message>> {
+    async fn last_messages(
+        &self,
+        viewer: UserId,
+        conversations: &[ConversationId],
+    ) -> StoreResult<Vec<v1::Message>> {
         let inner = self.inner.lock();
         let mut seen = std::collections::HashSet::new();
         Ok(conversations
             .iter()
             .filter(|&&id| seen.insert(id))
-            .filter_map(|id| inner.conversations.get(id)?.messages.last().cloned())
+            .filter_map(|id| {
+                let conv = inner.conversations.get(id)?;
+                Some(conv.seen_by(viewer, conv.messages.last()?))
+            })
             .collect())
     }
 
@@ -493,14 +522,7 @@ impl Store for MemoryStore {
         Ok(lowest
             .into_iter()
             .filter_map(|(id, after_seq)| {
-                let n = inner
-                    .conversations
-                    .get(&id)?
-                    .messages
-                    .iter()
-                    .skip(after_seq as usize)
-                    .filter(|m| m.sender_id != user)
-                    .count() as u64;
+                let n = messages::unread(inner.conversations.get(&id)?, user, after_seq);
                 (n > 0).then_some((id, n))
             })
             .collect())

@@ -122,6 +122,7 @@ pub(crate) const MEMBER: (
     members::muted_until,
     members::archived,
     members::marked_unread,
+    members::private_version,
 ) = (
     members::conversation_id,
     members::user_id,
@@ -133,6 +134,7 @@ pub(crate) const MEMBER: (
     members::muted_until,
     members::archived,
     members::marked_unread,
+    members::private_version,
 );
 
 /// A membership as stored.
@@ -148,6 +150,7 @@ pub(crate) struct MemberRow {
     pub(crate) muted_until: i64,
     pub(crate) archived: bool,
     pub(crate) marked_unread: bool,
+    pub(crate) private_version: i64,
 }
 
 impl From<MemberRow> for MemberRecord {
@@ -165,6 +168,7 @@ impl From<MemberRow> for MemberRecord {
                 archived: r.archived,
                 marked_unread: r.marked_unread,
             },
+            private_version: r.private_version as u64,
         }
     }
 }
@@ -179,6 +183,10 @@ pub(crate) const MESSAGE: (
     messages::client_msg_id,
     messages::created_at,
     messages::content,
+    messages::edited_at,
+    messages::recalled_at,
+    messages::recalled_by,
+    messages::reactions,
 ) = (
     messages::id,
     messages::conversation_id,
@@ -188,9 +196,15 @@ pub(crate) const MESSAGE: (
     messages::client_msg_id,
     messages::created_at,
     messages::content,
+    messages::edited_at,
+    messages::recalled_at,
+    messages::recalled_by,
+    messages::reactions,
 );
 
-/// A message as stored; the content is the encoded `v1::Content`.
+/// A message as stored; the content is the encoded `v1::Content` (empty
+/// once recalled), the reactions the encoded `v1::Message` holding only
+/// its reactions ([`encode_reactions`]).
 #[derive(Queryable)]
 pub(crate) struct MessageRow {
     pub(crate) id: i64,
@@ -201,10 +215,15 @@ pub(crate) struct MessageRow {
     pub(crate) client_msg_id: Option<String>,
     pub(crate) created_at: i64,
     pub(crate) content: Vec<u8>,
+    pub(crate) edited_at: i64,
+    pub(crate) recalled_at: i64,
+    pub(crate) recalled_by: i64,
+    pub(crate) reactions: Option<Vec<u8>>,
 }
 
 impl From<MessageRow> for v1::Message {
     fn from(r: MessageRow) -> Self {
+        let recalled = r.recalled_at != 0;
         v1::Message {
             id: r.id as u64,
             conversation_id: r.conversation_id as u64,
@@ -213,9 +232,33 @@ impl From<MessageRow> for v1::Message {
             sender_id: r.sender_id as u64,
             client_msg_id: r.client_msg_id.unwrap_or_default(),
             created_at: r.created_at,
-            content: v1::Content::decode(&r.content[..]).ok(),
+            content: if recalled {
+                None
+            } else {
+                v1::Content::decode(&r.content[..]).ok()
+            },
+            edited_at: r.edited_at,
+            recalled_at: r.recalled_at,
+            recalled_by: r.recalled_by as u64,
+            deleted: false,
+            reactions: r
+                .reactions
+                .and_then(|b| v1::Message::decode(&b[..]).ok())
+                .map(|m| m.reactions)
+                .unwrap_or_default(),
         }
     }
+}
+
+/// The stored form of a reaction summary (`None`: no reactions).
+pub(crate) fn encode_reactions(reactions: &[v1::Reaction]) -> Option<Vec<u8>> {
+    (!reactions.is_empty()).then(|| {
+        v1::Message {
+            reactions: reactions.to_vec(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    })
 }
 
 /// Converts rows to messages.

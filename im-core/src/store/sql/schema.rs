@@ -59,6 +59,7 @@ diesel::table! {
         muted_until -> BigInt,
         archived -> Bool,
         marked_unread -> Bool,
+        private_version -> BigInt,
     }
 }
 
@@ -72,6 +73,37 @@ diesel::table! {
         client_msg_id -> Nullable<Text>,
         created_at -> BigInt,
         content -> Binary,
+        edited_at -> BigInt,
+        recalled_at -> BigInt,
+        recalled_by -> BigInt,
+        reactions -> Nullable<Binary>,
+    }
+}
+
+diesel::table! {
+    message_edits (id) {
+        id -> BigInt,
+        message_id -> BigInt,
+        written_at -> BigInt,
+        content -> Binary,
+    }
+}
+
+diesel::table! {
+    reactions (message_id, emoji, user_id) {
+        message_id -> BigInt,
+        emoji -> Text,
+        user_id -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    hidden_messages (user_id, message_id) {
+        user_id -> BigInt,
+        message_id -> BigInt,
+        conversation_id -> BigInt,
+        private_version -> BigInt,
     }
 }
 
@@ -104,4 +136,13 @@ diesel::table! {
 }
 
 diesel::joinable!(file_shares -> files (file_id));
-diesel::allow_tables_to_appear_in_same_query!(conversations, members, messages, files, file_shares);
+diesel::allow_tables_to_appear_in_same_query!(
+    conversations,
+    members,
+    messages,
+    files,
+    file_shares,
+    message_edits,
+    reactions,
+    hidden_messages
+);

@@ -273,22 +273,94 @@ impl<C: SqlConnection> Store for DieselStore<C> {
     async fn history(
         &self,
         conversation: ConversationId,
+        viewer: UserId,
         page: Page,
         limit: u32,
     ) -> StoreResult<Vec<v1::Message>> {
         self.core
-            .read(move |c| queries::history(c, conversation, page, limit))
+            .read(move |c| queries::history(c, conversation, viewer, page, limit))
             .await
     }
 
     async fn changes(
         &self,
         conversation: ConversationId,
+        viewer: UserId,
         after_version: u64,
+        after_private_version: u64,
         limit: u32,
-    ) -> StoreResult<Vec<v1::Message>> {
+    ) -> StoreResult<ChangePage> {
         self.core
-            .read(move |c| queries::changes(c, conversation, after_version, limit))
+            .read(move |c| {
+                queries::changes(
+                    c,
+                    conversation,
+                    viewer,
+                    after_version,
+                    after_private_version,
+                    limit,
+                )
+            })
+            .await
+    }
+
+    async fn message(&self, conversation: ConversationId, id: MessageId) -> StoreResult<Option<v1::Message>> {
+        self.core
+            .read(move |c| queries::message(c, conversation, id))
+            .await
+    }
+
+    async fn change_message(&self, change: MessageChange, on_commit: ChangeHook) -> StoreResult<Changed> {
+        let cache = self.members.clone();
+        let after_commit = move |changed: &Changed| {
+            if changed.changed {
+                on_commit(changed);
+            }
+        };
+        let result = self
+            .core
+            .write_keyed_then(
+                change.conversation_id,
+                move |c| queries::change_message(c, &cache, change),
+                after_commit,
+            )
+            .await;
+        if let Err(StoreError::Unavailable(_)) = &result {
+            // The batch may not have committed: forget lists read inside it.
+            self.members.lock().clear();
+        }
+        result
+    }
+
+    async fn hide_messages(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        messages: &[MessageId],
+        on_commit: HideHook,
+    ) -> StoreResult<Hidden> {
+        let messages = messages.to_vec();
+        let after_commit = move |hidden: &Hidden| {
+            if !hidden.message_ids.is_empty() {
+                on_commit(hidden);
+            }
+        };
+        self.core
+            .write_keyed_then(
+                conversation,
+                move |c| queries::hide_messages(c, conversation, user, &messages),
+                after_commit,
+            )
+            .await
+    }
+
+    async fn edit_history(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+    ) -> StoreResult<Vec<FormerContent>> {
+        self.core
+            .read(move |c| queries::edit_history(c, conversation, message))
             .await
     }
 
@@ -303,13 +375,17 @@ impl<C: SqlConnection> Store for DieselStore<C> {
             .await
     }
 
-    async fn last_messages(&self, conversations: &[ConversationId]) -> StoreResult<Vec<v1::Message>> {
+    async fn last_messages(
+        &self,
+        viewer: UserId,
+        conversations: &[ConversationId],
+    ) -> StoreResult<Vec<v1::Message>> {
         if conversations.is_empty() {
             return Ok(Vec::new());
         }
         let conversations = conversations.to_vec();
         self.core
-            .read(move |c| queries::last_messages(c, &conversations))
+            .read(move |c| queries::last_messages(c, viewer, &conversations))
             .await
     }
 

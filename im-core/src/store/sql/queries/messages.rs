@@ -1,9 +1,10 @@
 //! Messages: the append (sending path), reads of history and of the change
-//! log, last messages, unread counts, cursors.
+//! log (as one member sees them), last messages, unread counts, cursors.
 
 use super::super::rows::*;
 use super::super::schema::*;
 use super::super::{Run, SqlConnection};
+use super::changes::{deleted_after, stub_hidden};
 use super::conversations::{MemberCache, insert_member_if_absent, members_at};
 use super::{CHUNK, ids};
 use crate::model::*;
@@ -61,6 +62,13 @@ pub(crate) fn append_message<C: SqlConnection>(
         }
         Some(Membership::Remove(user)) => {
             diesel::delete(members::table.find((conv_id, *user as i64))).run(c)?;
+            // A member who comes back starts a new private log.
+            diesel::delete(
+                hidden_messages::table
+                    .filter(hidden_messages::conversation_id.eq(conv_id))
+                    .filter(hidden_messages::user_id.eq(*user as i64)),
+            )
+            .run(c)?;
         }
         None => {}
     }
@@ -132,6 +140,7 @@ pub(crate) fn append_message<C: SqlConnection>(
             client_msg_id: new.client_msg_id.unwrap_or_default(),
             created_at: new.created_at,
             content: Some(new.content),
+            ..Default::default()
         },
         duplicate: false,
         member_count: member_count as u32,
@@ -143,6 +152,7 @@ pub(crate) fn append_message<C: SqlConnection>(
 pub(crate) fn history<C: SqlConnection>(
     c: &mut C,
     conversation: ConversationId,
+    viewer: UserId,
     page: Page,
     limit: u32,
 ) -> StoreResult<Vec<v1::Message>> {
@@ -150,7 +160,7 @@ pub(crate) fn history<C: SqlConnection>(
         .filter(messages::conversation_id.eq(conversation as i64))
         .select(MESSAGE)
         .limit(limit as i64);
-    Ok(match page {
+    let mut page = match page {
         Page::Before(before) => {
             let before = if before == 0 { i64::MAX } else { before as i64 };
             let mut rows = messages_of(
@@ -166,24 +176,39 @@ pub(crate) fn history<C: SqlConnection>(
                 .order(messages::seq.asc())
                 .rows(c)?,
         ),
-    })
+    };
+    stub_hidden(c, viewer, &mut page)?;
+    Ok(page)
 }
 
 pub(crate) fn changes<C: SqlConnection>(
     c: &mut C,
     conversation: ConversationId,
+    viewer: UserId,
     after_version: u64,
+    after_private_version: u64,
     limit: u32,
-) -> StoreResult<Vec<v1::Message>> {
-    Ok(messages_of(
+) -> StoreResult<ChangePage> {
+    let limit = limit.max(1) as usize;
+    let mut messages = messages_of(
         messages::table
             .filter(messages::conversation_id.eq(conversation as i64))
             .filter(messages::version.gt(after_version as i64))
             .order(messages::version.asc())
-            .limit(limit as i64)
+            .limit(limit as i64 + 1)
             .select(MESSAGE)
             .rows(c)?,
-    ))
+    );
+    let covered_to = (messages.len() > limit).then(|| messages[limit - 1].version);
+    messages.truncate(limit);
+    stub_hidden(c, viewer, &mut messages)?;
+    let (deleted, private_version) = deleted_after(c, conversation, viewer, after_private_version)?;
+    Ok(ChangePage {
+        messages,
+        covered_to,
+        deleted,
+        private_version,
+    })
 }
 
 pub(crate) fn unread_count<C: SqlConnection>(
@@ -196,6 +221,7 @@ pub(crate) fn unread_count<C: SqlConnection>(
         .filter(messages::conversation_id.eq(conversation as i64))
         .filter(messages::seq.gt(after_seq as i64))
         .filter(messages::sender_id.ne(user as i64))
+        .filter(messages::recalled_at.eq(0))
         .count()
         .row(c)?;
     Ok(n as u64)
@@ -205,6 +231,7 @@ pub(crate) fn unread_count<C: SqlConnection>(
 /// on `(conversation_id, seq)`.
 pub(crate) fn last_messages<C: SqlConnection>(
     c: &mut C,
+    viewer: UserId,
     conversations: &[ConversationId],
 ) -> StoreResult<Vec<v1::Message>> {
     let mut list = ids(conversations);
@@ -223,6 +250,7 @@ pub(crate) fn last_messages<C: SqlConnection>(
             .rows(c)?;
         out.extend(rows.into_iter().map(v1::Message::from));
     }
+    stub_hidden(c, viewer, &mut out)?;
     Ok(out)
 }
 
@@ -245,6 +273,7 @@ pub(crate) fn unread_counts<C: SqlConnection>(
     for chunk in lowest.chunks(CHUNK / 2) {
         let rows: Vec<(i64, i64)> = messages::table
             .filter(messages::sender_id.ne(user as i64))
+            .filter(messages::recalled_at.eq(0))
             .filter(AfterCursors(chunk.to_vec()))
             .group_by(messages::conversation_id)
             .select((messages::conversation_id, count_star()))

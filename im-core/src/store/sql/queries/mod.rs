@@ -7,16 +7,19 @@
 //! | module | statements |
 //! |---|---|
 //! | `accounts` | users and tokens |
+//! | `changes` | edits, recalls, reactions, deletions for one member, the edit history |
 //! | `conversations` | conversations, members, the member-list cache of the sending path |
 //! | `files` | file metadata, shares, the clean-up |
 //! | `messages` | the append (sending path), history, changes, last messages, unread counts, cursors |
 
 mod accounts;
+mod changes;
 mod conversations;
 mod files;
 mod messages;
 
 pub(crate) use accounts::*;
+pub(crate) use changes::*;
 pub(crate) use conversations::*;
 pub(crate) use files::*;
 pub(crate) use messages::*;
