@@ -15,6 +15,12 @@ mod sqlite {
         use im_client_sdk::{Event, v1};
         include!("support/settings_cases.rs");
     }
+    mod changes {
+        use super::BACKEND;
+        use crate::support::*;
+        use im_client_sdk::{Event, Events, v1};
+        include!("support/changes_cases.rs");
+    }
     mod transport {
         use super::{BACKEND, TRANSPORT};
         include!("support/transport_cases.rs");
@@ -30,6 +36,12 @@ mod postgres {
         use crate::support::*;
         use im_client_sdk::{Event, v1};
         include!("support/settings_cases.rs");
+    }
+    mod changes {
+        use super::BACKEND;
+        use crate::support::*;
+        use im_client_sdk::{Event, Events, v1};
+        include!("support/changes_cases.rs");
     }
     mod transport {
         use super::{BACKEND, TRANSPORT};
@@ -68,6 +80,8 @@ mod grpc_tls {
     include!("support/transport_cases.rs");
 }
 
+#[path = "e2e/recall_trace.rs"]
+mod recall_trace;
 #[path = "e2e/tls.rs"]
 mod tls;
 

@@ -275,6 +275,8 @@ impl ServerConfig {
             large_group_threshold: self.limits.large_group_threshold,
             session_queue: self.limits.session_queue,
             presence_lease_ms: (self.server.presence_lease_secs * 1000) as i64,
+            recall_window_ms: (self.limits.recall_window_secs.min(i64::MAX as u64 / 1000) * 1000) as i64,
+            edit_window_ms: (self.limits.edit_window_secs.min(i64::MAX as u64 / 1000) * 1000) as i64,
             files: im_core::FilesConfig {
                 max_file_bytes: self.files.max_file_bytes,
                 daily_quota_bytes: (self.files.daily_quota_bytes > 0).then_some(self.files.daily_quota_bytes),

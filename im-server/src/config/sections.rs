@@ -269,6 +269,11 @@ pub struct LimitsSection {
     pub max_sessions_per_user: usize,
     /// Events queued per connection before it is closed as too slow.
     pub session_queue: usize,
+    /// How long after sending its sender may recall a message, seconds
+    /// (0: any time); owners and admins of groups may recall any time.
+    pub recall_window_secs: u64,
+    /// How long after sending its sender may edit a message, seconds (0: any time).
+    pub edit_window_secs: u64,
 }
 
 /// `[log]`
@@ -335,6 +340,8 @@ impl Default for LimitsSection {
             request_burst: c.request_burst,
             max_sessions_per_user: c.max_sessions_per_user,
             session_queue: e.session_queue,
+            recall_window_secs: (e.recall_window_ms / 1000) as u64,
+            edit_window_secs: (e.edit_window_ms / 1000) as u64,
         }
     }
 }
