@@ -54,6 +54,7 @@ fn new_message(conv: u64, n: u64) -> NewMessage {
         content: v1::Content::text("x".repeat(100)),
         created_at: 1,
         membership: None,
+        ..Default::default()
     }
 }
 

@@ -170,6 +170,7 @@ impl Conn {
                 target: Some(target),
                 client_msg_id,
                 content: Some(v1::Content::text(text)),
+                ..Default::default()
             }))
             .await?
         {

@@ -1057,6 +1057,7 @@ async fn flush_outbox(inner: Arc<Inner>) {
                 target: Some(target),
                 client_msg_id: client_msg_id.clone(),
                 content: Some(content),
+                ..Default::default()
             }))
             .await
         {

@@ -60,7 +60,8 @@ pub use clock::{Clock, SystemClock};
 pub use connection::{Connection, ConnectionConfig};
 pub use engine::{
     Authenticated, Caller, Engine, EngineBuilder, EngineConfig, FileDownload, FileSweep, FilesConfig,
-    MAX_DELETE_BATCH, MAX_EMOJI_BYTES, MAX_FILE_NAME_BYTES, UploadRequest, UploadState, sanitize_file_name,
+    MAX_DELETE_BATCH, MAX_EMOJI_BYTES, MAX_FILE_NAME_BYTES, MAX_FORWARD, MAX_MENTIONS, UploadRequest,
+    UploadState, sanitize_file_name,
 };
 pub use error::{Error, Result};
 pub use event::SharedEvent;

@@ -253,7 +253,7 @@ pub enum Membership {
 }
 
 /// A message to append.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewMessage {
     /// Target conversation.
     pub conversation_id: ConversationId,
@@ -267,6 +267,17 @@ pub struct NewMessage {
     pub created_at: i64,
     /// A membership change to apply in the same transaction.
     pub membership: Option<Membership>,
+    /// Quotes this message of the conversation (checked by the store).
+    pub reply_to: Option<MessageId>,
+    /// Posted in the thread under this message of the conversation, which
+    /// must not itself be in a thread (checked by the store).
+    pub thread_root: Option<MessageId>,
+    /// Users mentioned; the store keeps the members among them.
+    pub mentions: Vec<UserId>,
+    /// Mentions everyone.
+    pub mention_all: bool,
+    /// Where a forwarded copy came from.
+    pub forwarded: Option<v1::Forwarded>,
 }
 
 /// The outcome of an append.
@@ -323,6 +334,13 @@ pub enum ChangeKind {
         emoji: String,
         /// Take it back.
         remove: bool,
+    },
+    /// Pins the message in its conversation (by the actor, at the change's
+    /// time), or unpins it. Pinning a pinned one or unpinning an unpinned
+    /// one changes nothing.
+    Pin {
+        /// Pin, or unpin.
+        pinned: bool,
     },
 }
 
@@ -381,6 +399,23 @@ pub struct ChangePage {
     pub deleted: Vec<MessageId>,
     /// The member's private position (0 if not a member).
     pub private_version: u64,
+}
+
+/// A thread of a conversation as one member sees it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ThreadStats {
+    /// The thread's root, as the member sees it.
+    pub root: v1::Message,
+    /// Replies in the thread (recalled ones included: they keep their place).
+    pub reply_count: u32,
+    /// Replies after the member's thread read cursor, not theirs, not recalled.
+    pub unread_count: u32,
+    /// The member's read cursor in the thread (0: nothing read).
+    pub read_seq: u64,
+    /// Seq of the newest reply.
+    pub last_reply_seq: u64,
+    /// Time of the newest reply, Unix ms.
+    pub last_reply_at: i64,
 }
 
 /// One former content of an edited message.
@@ -509,6 +544,12 @@ pub fn content_file_ids(content: &v1::Content) -> Vec<FileId> {
                 .cloned()
                 .collect()
         }
+        Some(Kind::Bundle(b)) => b
+            .items
+            .iter()
+            .filter_map(|item| item.content.as_ref())
+            .flat_map(content_file_ids)
+            .collect(),
         _ => Vec::new(),
     }
 }

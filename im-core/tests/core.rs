@@ -151,6 +151,7 @@ mod postgres_store {
                             content: im_core::im_protocol::v1::Content::text("x"),
                             created_at: 1,
                             membership: None,
+                            ..Default::default()
                         })
                         .await
                         .unwrap()
@@ -210,6 +211,7 @@ mod postgres_store {
             content: v1::Content::text("x"),
             created_at: 1,
             membership: None,
+            ..Default::default()
         };
         for _ in 0..10 {
             // Each `join!` polls in order: node one queues a then b, node two b then a.
@@ -573,6 +575,7 @@ mod two_nodes {
             target: Some(v1::send_message::Target::ToUserId(bob)),
             client_msg_id: "m1".into(),
             content: Some(v1::Content::text("hi")),
+            ..Default::default()
         };
         a.send_message(Caller::user(alice), dm).await.unwrap();
         assert_eq!(next_message(&mut alice_phone).await.seq, 1);
@@ -633,6 +636,7 @@ mod two_nodes {
                 target: Some(v1::send_message::Target::ConversationId(group.id)),
                 client_msg_id: format!("m{n}"),
                 content: Some(v1::Content::text("hello all")),
+                ..Default::default()
             };
             a.send_message(Caller::user(users[0]), send).await.unwrap();
         }
@@ -661,6 +665,7 @@ mod two_nodes {
             target: Some(v1::send_message::Target::ConversationId(group.id)),
             client_msg_id: "after".into(),
             content: Some(v1::Content::text("welcome")),
+            ..Default::default()
         };
         a.send_message(Caller::user(users[0]), send).await.unwrap();
         assert_eq!(next_message(&mut outsider_on_b).await.seq, 6);
@@ -682,6 +687,7 @@ mod two_nodes {
             target: Some(v1::send_message::Target::ToUserId(bob)),
             client_msg_id: String::new(),
             content: Some(v1::Content::text("hi")),
+            ..Default::default()
         };
         a.send_message(Caller::user(alice), dm).await.unwrap();
 
@@ -902,6 +908,7 @@ mod sequencing {
                 target: Some(v1::send_message::Target::ConversationId(group.id)),
                 client_msg_id: "gone".into(),
                 content: Some(v1::Content::text("x")),
+                ..Default::default()
             },
         );
         // The sender gives up before its commit (polled once, then dropped):
@@ -951,6 +958,7 @@ mod sequencing {
                             target: Some(v1::send_message::Target::ConversationId(group.id)),
                             client_msg_id: format!("{u}-{n}"),
                             content: Some(v1::Content::text("x")),
+                            ..Default::default()
                         },
                     )
                 });
@@ -991,6 +999,7 @@ mod engine {
             target: Some(v1::send_message::Target::ConversationId(conv)),
             client_msg_id: id.into(),
             content: Some(v1::Content::text(body)),
+            ..Default::default()
         }
     }
 
@@ -1077,6 +1086,7 @@ mod engine {
             target: Some(v1::send_message::Target::ToUserId(b.user_id)),
             client_msg_id: id.into(),
             content: Some(v1::Content::text("hi")),
+            ..Default::default()
         };
         let first = e.send_message(a.clone(), to_b("1")).await.unwrap();
         let back = e
@@ -1086,6 +1096,7 @@ mod engine {
                     target: Some(v1::send_message::Target::ToUserId(a.user_id)),
                     client_msg_id: "x".into(),
                     content: Some(v1::Content::text("hello")),
+                    ..Default::default()
                 },
             )
             .await

@@ -71,6 +71,7 @@ mod tests {
                 target: Some(v1::send_message::Target::ConversationId(42)),
                 client_msg_id: "c-1".into(),
                 content: Some(v1::Content::text("héllo")),
+                ..Default::default()
             })),
         }
     }

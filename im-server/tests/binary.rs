@@ -198,6 +198,7 @@ async fn two_processes_on_one_postgres_database_keep_sequences_gap_free() {
                                     target: Some(v1::send_message::Target::ConversationId(group.id)),
                                     client_msg_id: id.clone(),
                                     content: Some(v1::Content::text(id)),
+                                    ..Default::default()
                                 }))
                                 .await
                                 .unwrap()

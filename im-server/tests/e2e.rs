@@ -102,6 +102,7 @@ mod postgres_outage {
                 target: Some(v1::send_message::Target::ConversationId(conv)),
                 client_msg_id: id.into(),
                 content: Some(v1::Content::text(id)),
+                ..Default::default()
             }))
             .await?
         {

@@ -39,7 +39,7 @@ impl Engine {
     ///     target: Some(v1::send_message::Target::ConversationId(room.id)),
     ///     client_msg_id: "m1".into(),
     ///     content: Some(v1::Content::text("helo")),
-    /// };
+    ///, ..Default::default() };
     /// let ack = engine.send_message(me.clone(), send).await?;
     /// let edit = v1::EditMessage {
     ///     conversation_id: room.id,
@@ -207,7 +207,7 @@ impl Engine {
 
     /// Stores a change; right after its commit the members get the new
     /// state, in order with the conversation's other events.
-    async fn store_change(&self, change: MessageChange) -> Result<v1::Message> {
+    pub(super) async fn store_change(&self, change: MessageChange) -> Result<v1::Message> {
         let _sending = outbox::Sending::start(&self.inner, change.conversation_id);
         let changed = self
             .inner

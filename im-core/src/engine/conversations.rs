@@ -238,6 +238,7 @@ impl Engine {
             content,
             created_at: self.now_ms(),
             membership,
+            ..Default::default()
         };
         self.append_and_dispatch(new, dispatch).await
     }
@@ -324,6 +325,13 @@ impl Engine {
             .await?
             .into_iter()
             .collect();
+        let mentions: HashMap<ConversationId, u64> = self
+            .inner
+            .store
+            .unread_mention_counts(caller.user_id, &cursors)
+            .await?
+            .into_iter()
+            .collect();
         Ok(convs
             .into_iter()
             .map(|(conv, me)| {
@@ -331,6 +339,7 @@ impl Engine {
                 wire.last_message = last_messages.remove(&conv.id);
                 if let Some(m) = me {
                     wire.unread_count = unread.get(&conv.id).copied().unwrap_or(0);
+                    wire.unread_mention_count = mentions.get(&conv.id).copied().unwrap_or(0);
                     wire.read_seq = m.read_seq;
                     wire.delivered_seq = m.delivered_seq;
                     wire.role = m.role as i32;

@@ -81,6 +81,15 @@ impl Engine {
             Body::React(r) => Reply::Message(self.react(caller, r).await?),
             Body::DeleteMessages(r) => Reply::Deleted(self.delete_messages(caller, r).await?),
             Body::GetEditHistory(r) => Reply::EditHistory(self.edit_history(caller, r).await?),
+            Body::Forward(r) => Reply::Acks(self.forward_messages(caller, r).await?),
+            Body::PinMessage(r) => Reply::Message(self.pin_message(caller, r).await?),
+            Body::ListPinned(r) => Reply::Messages(self.list_pinned(caller, r).await?),
+            Body::GetThread(r) => Reply::Thread(self.get_thread(caller, r).await?),
+            Body::MarkThreadRead(r) => Reply::Thread(v1::Thread {
+                summary: Some(self.mark_thread_read(caller, r).await?),
+                ..Default::default()
+            }),
+            Body::ListThreads(r) => Reply::Threads(self.list_threads(caller, r).await?),
             Body::Ping(_) => Reply::Pong(v1::Pong {
                 server_time: self.now_ms(),
             }),

@@ -36,7 +36,11 @@ impl Engine {
             client_msg_id: (!req.client_msg_id.is_empty()).then_some(req.client_msg_id),
             content: req.content.unwrap_or_default(),
             created_at: self.now_ms(),
-            membership: None,
+            reply_to: (req.reply_to_id != 0).then_some(req.reply_to_id),
+            thread_root: (req.thread_root_id != 0).then_some(req.thread_root_id),
+            mentions: req.mention_user_ids,
+            mention_all: req.mention_all,
+            ..Default::default()
         };
         let appended = self.store_and_dispatch(new).await?;
         Ok(ack(&appended))
@@ -45,6 +49,11 @@ impl Engine {
     /// Stage 1: what can be checked without I/O.
     fn validate_send(&self, req: &v1::SendMessage) -> Result<()> {
         self.validate_content(req.content.as_ref())?;
+        if req.mention_user_ids.len() > MAX_MENTIONS {
+            return Err(Error::TooLarge(format!(
+                "a message mentions at most {MAX_MENTIONS} users"
+            )));
+        }
         if req.client_msg_id.len() > self.inner.config.max_client_msg_id {
             return Err(Error::InvalidArgument(format!(
                 "client_msg_id is limited to {} bytes",
@@ -56,17 +65,13 @@ impl Engine {
 
     pub(super) fn validate_content(&self, content: Option<&v1::Content>) -> Result<()> {
         let content = content.ok_or_else(|| Error::InvalidArgument("content is required".into()))?;
-        let size = content.encoded_len();
-        if size > self.inner.config.max_message_bytes {
-            return Err(Error::TooLarge(format!(
-                "message of {size} bytes exceeds the limit of {} bytes",
-                self.inner.config.max_message_bytes
-            )));
-        }
+        self.check_size(content)?;
         match &content.kind {
             None => Err(Error::InvalidArgument("content has no kind".into())),
-            Some(v1::content::Kind::System(_) | v1::content::Kind::Call(_)) => Err(Error::PermissionDenied(
-                "system messages and call records are written by the server".into(),
+            Some(
+                v1::content::Kind::System(_) | v1::content::Kind::Call(_) | v1::content::Kind::Bundle(_),
+            ) => Err(Error::PermissionDenied(
+                "system messages, call records and forwarded bundles are written by the server".into(),
             )),
             Some(v1::content::Kind::Text(t)) if t.body.trim().is_empty() => {
                 Err(Error::InvalidArgument("text must not be empty".into()))
@@ -83,10 +88,22 @@ impl Engine {
         }
     }
 
+    /// A content within the message size limit.
+    pub(super) fn check_size(&self, content: &v1::Content) -> Result<()> {
+        let size = content.encoded_len();
+        if size > self.inner.config.max_message_bytes {
+            return Err(Error::TooLarge(format!(
+                "message of {size} bytes exceeds the limit of {} bytes",
+                self.inner.config.max_message_bytes
+            )));
+        }
+        Ok(())
+    }
+
     /// Stage 2: the conversation a send goes to. Existence and membership of
     /// a conversation id are checked by the store in the appending
     /// transaction: one round trip for a send.
-    async fn resolve_target(
+    pub(super) async fn resolve_target(
         &self,
         caller: &Caller,
         target: Option<v1::send_message::Target>,
@@ -112,7 +129,7 @@ impl Engine {
     /// `(sender, client_msg_id)`, assigns the sequence and stores; the commit
     /// hook hands the message to the members (this node's sessions, then the
     /// fan-out) in sequence order.
-    async fn store_and_dispatch(&self, new: NewMessage) -> Result<Appended> {
+    pub(super) async fn store_and_dispatch(&self, new: NewMessage) -> Result<Appended> {
         self.append_and_dispatch(new, self.dispatch_on_commit(None)).await
     }
 
@@ -161,8 +178,11 @@ impl Engine {
     }
 }
 
+/// The most users one message mentions.
+pub const MAX_MENTIONS: usize = 100;
+
 /// Stage 5: the ack of a stored (or already stored) message.
-fn ack(appended: &Appended) -> v1::SendAck {
+pub(super) fn ack(appended: &Appended) -> v1::SendAck {
     let m = &appended.message;
     v1::SendAck {
         message_id: m.id,

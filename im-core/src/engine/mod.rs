@@ -237,7 +237,7 @@ struct Inner {
 ///             target: Some(v1::send_message::Target::ToUserId(bob.user.id)),
 ///             client_msg_id: "m1".into(),
 ///             content: Some(v1::Content::text("hi Bob")),
-///         },
+///, ..Default::default() },
 ///     )
 ///     .await?;
 /// assert_eq!(ack.seq, 1);
@@ -273,14 +273,18 @@ pub use files::{
 };
 mod identity;
 pub use identity::Authenticated;
+mod forward;
+pub use forward::MAX_FORWARD;
 mod members;
 mod messages;
+pub use messages::MAX_MENTIONS;
 mod outbox;
 mod presence;
 mod receipts;
 mod send;
 mod settings;
 mod sync;
+mod threads;
 
 impl Engine {
     /// A builder with in-memory defaults.

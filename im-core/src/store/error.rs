@@ -9,6 +9,7 @@
 //! | `Unavailable` | `Unavailable` | `UNAVAILABLE` |
 //! | `Conflict` | `Conflict` | `CONFLICT` |
 //! | `NotFound` | `NotFound` | `NOT_FOUND` |
+//! | `Invalid` | `InvalidArgument` | `INVALID_ARGUMENT` |
 //! | `NotMember` | `PermissionDenied` | `PERMISSION_DENIED` |
 //! | `Backend` | `Internal` | `INTERNAL` |
 
@@ -29,6 +30,10 @@ pub enum StoreError {
     /// The write breaks a uniqueness rule (e.g. a user name is taken).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The request is not valid against what is stored (a thread root that
+    /// is itself in a thread...); nothing was written.
+    #[error("invalid: {0}")]
+    Invalid(String),
     /// The user, conversation or membership does not exist.
     #[error("not found: {0}")]
     NotFound(String),
@@ -61,6 +66,7 @@ impl From<StoreError> for Error {
             S::Unavailable(m) => Error::Unavailable(m),
             S::Conflict(m) => Error::Conflict(m),
             S::NotFound(m) => Error::NotFound(m),
+            S::Invalid(m) => Error::InvalidArgument(m),
             S::NotMember(conversation) => {
                 Error::PermissionDenied(format!("not a member of conversation {conversation}"))
             }

@@ -23,6 +23,10 @@
 //! * **Batch reads**: the engine reads what it needs for many conversations
 //!   ([`Store::members_of`], [`Store::last_messages`], [`Store::unread_counts`])
 //!   in a bounded number of round trips, never one per conversation.
+//! * **Replies, threads and mentions are checked in the append**: a
+//!   `reply_to` or `thread_root` must be a message of the same conversation
+//!   (`NotFound`), a thread root must not itself be in a thread
+//!   (`Invalid`); only members are kept among the mentions.
 //! * **Files are shared with the message**: an append whose content refers
 //!   to files ([`content_file_ids`]) records each as shared in the
 //!   conversation in the same transaction, and fails with
@@ -42,6 +46,7 @@ use std::sync::Arc;
 pub mod conformance;
 mod error;
 mod memory;
+mod mentions;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod reactions;
@@ -232,7 +237,8 @@ pub trait Store: Send + Sync + 'static {
         conversation: ConversationId,
         message: MessageId,
     ) -> StoreResult<Vec<FormerContent>>;
-    /// Number of messages after `after_seq` not sent by `user` and not recalled.
+    /// Number of messages of the main timeline (not thread replies) after
+    /// `after_seq`, not sent by `user` and not recalled.
     async fn unread_count(
         &self,
         conversation: ConversationId,
@@ -249,8 +255,8 @@ pub trait Store: Send + Sync + 'static {
         conversations: &[ConversationId],
     ) -> StoreResult<Vec<v1::Message>>;
     /// [`Store::unread_count`] for several conversations at once: for each
-    /// `(conversation, after_seq)`, the number of messages after `after_seq`
-    /// not sent by `user` and not recalled. Conversations with no such message, and unknown
+    /// `(conversation, after_seq)`, the number of messages of the main
+    /// timeline after `after_seq` not sent by `user` and not recalled. Conversations with no such message, and unknown
     /// ones, are left out of the answer (their count is 0), in no particular
     /// order; a conversation listed twice counts from its lowest `after_seq`.
     async fn unread_counts(
@@ -258,6 +264,54 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         cursors: &[(ConversationId, u64)],
     ) -> StoreResult<Vec<(ConversationId, u64)>>;
+    /// [`Store::unread_counts`] for mentions: for each `(conversation,
+    /// after_seq)`, the messages after `after_seq` that mention `user` or
+    /// everyone, not sent by `user`, not recalled. Conversations with none
+    /// are left out.
+    async fn unread_mention_counts(
+        &self,
+        user: UserId,
+        cursors: &[(ConversationId, u64)],
+    ) -> StoreResult<Vec<(ConversationId, u64)>>;
+    /// The pinned messages of a conversation as `viewer` sees them, most
+    /// recently pinned first, at most `limit`.
+    async fn pinned(
+        &self,
+        conversation: ConversationId,
+        viewer: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::Message>>;
+    /// A page of the replies in the thread under `root`, as `viewer` sees
+    /// them, in ascending seq order (`Page` as for [`Store::history`]).
+    async fn thread_replies(
+        &self,
+        conversation: ConversationId,
+        root: MessageId,
+        viewer: UserId,
+        page: Page,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::Message>>;
+    /// Threads of a conversation as `viewer` sees them: the one under
+    /// `root`, or (`None`) those with the most recent replies, newest
+    /// first, at most `limit`. A root without replies has no thread and is
+    /// left out.
+    async fn threads(
+        &self,
+        conversation: ConversationId,
+        viewer: UserId,
+        root: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<ThreadStats>>;
+    /// Moves a member's read cursor in a thread forward (never back, never
+    /// past the conversation's `last_seq`); returns it. `NotMember` if not
+    /// a member.
+    async fn mark_thread_read(
+        &self,
+        conversation: ConversationId,
+        root: MessageId,
+        user: UserId,
+        seq: u64,
+    ) -> StoreResult<u64>;
     /// Moves a member's read and/or delivered cursor forward (never back, never past `last_seq`).
     /// `NotFound` if not a member.
     async fn advance_cursors(

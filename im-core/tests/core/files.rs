@@ -119,6 +119,7 @@ fn media(conv: u64, file_id: &str, id: &str) -> v1::SendMessage {
                 ..Default::default()
             })),
         }),
+        ..Default::default()
     }
 }
 

@@ -28,6 +28,7 @@ async fn concurrent_senders_get_gap_free_sequence_numbers() {
                             target: Some(v1::send_message::Target::ConversationId(group.id)),
                             client_msg_id: format!("{}-{i}", c.user().id),
                             content: Some(v1::Content::text("x")),
+                            ..Default::default()
                         }))
                         .await
                         .unwrap()
@@ -537,6 +538,7 @@ async fn paged_sync_covers_more_conversations_than_one_frame_holds() {
                             target: Some(v1::send_message::Target::ConversationId(g)),
                             client_msg_id: format!("{g}-{n}"),
                             content: Some(v1::Content::text(format!("{g}-{n}"))),
+                            ..Default::default()
                         }))
                         .await
                         .unwrap()

@@ -61,6 +61,7 @@ pub async fn commit_hooks_run_in_sequence_order(store: Arc<dyn Store>) {
                 content: v1::Content::text("x"),
                 created_at: 1,
                 membership: None,
+                ..Default::default()
             };
             store
                 .append_message_then(new, Box::new(move |a: &Appended| seen.lock().push(a.message.seq)))
@@ -81,6 +82,7 @@ pub async fn commit_hooks_run_in_sequence_order(store: Arc<dyn Store>) {
         content: v1::Content::text("x"),
         created_at: 1,
         membership: None,
+        ..Default::default()
     };
     let dup = store
         .append_message_then(again, Box::new(|_: &Appended| panic!("no hook for a duplicate")))
@@ -97,6 +99,7 @@ pub async fn commit_hooks_run_in_sequence_order(store: Arc<dyn Store>) {
         content: v1::Content::text("added"),
         created_at: 1,
         membership: Some(Membership::Add(vec![(outsider.id, v1::Role::Member)])),
+        ..Default::default()
     };
     let added = store.append_message(add).await.unwrap();
     assert!(

@@ -17,11 +17,13 @@ mod changes;
 mod files;
 mod identities;
 mod settings;
+mod threads;
 pub use batch::*;
 pub use changes::*;
 pub use files::*;
 pub use identities::*;
 pub use settings::*;
+pub use threads::*;
 
 /// Generates one `#[tokio::test]` per conformance check.
 ///
@@ -47,7 +49,8 @@ macro_rules! store_conformance_tests {
             sharing_races_the_cleanup, member_settings_are_each_members_own,
             edits_take_versions_and_keep_the_former_contents, recall_erases_content_reactions_and_edits,
             reactions_are_one_per_user_per_emoji, deletions_for_me_are_each_members_own,
-            changes_and_appends_commit_in_version_order);
+            changes_and_appends_commit_in_version_order, replies_threads_and_mentions_are_checked_and_counted,
+            pins_are_message_changes);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(
@@ -94,6 +97,7 @@ fn text(conv: ConversationId, sender: UserId, body: &str, client_id: Option<&str
         content: v1::Content::text(body),
         created_at: 3,
         membership: None,
+        ..Default::default()
     }
 }
 

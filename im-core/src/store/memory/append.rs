@@ -4,6 +4,7 @@
 
 use super::Inner;
 use crate::model::*;
+use crate::store::mentions::mentioned_members;
 use crate::store::{StoreError, StoreResult};
 use im_protocol::v1;
 use std::sync::Arc;
@@ -43,6 +44,36 @@ impl Inner {
                 return Err(StoreError::NotMember(new.conversation_id));
             }
         }
+        let conv = self.conv(new.conversation_id)?;
+        let reply_to = match new.reply_to {
+            None => None,
+            Some(id) => {
+                let quoted = conv.index_of(id).map(|i| &conv.messages[i]).ok_or_else(|| {
+                    StoreError::NotFound(format!(
+                        "quoted message {id} is not in conversation {}",
+                        new.conversation_id
+                    ))
+                })?;
+                Some(v1::ReplyRef {
+                    message_id: quoted.id,
+                    seq: quoted.seq,
+                    sender_id: quoted.sender_id,
+                })
+            }
+        };
+        if let Some(root) = new.thread_root {
+            let root_message = conv.index_of(root).map(|i| &conv.messages[i]).ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "thread root {root} is not in conversation {}",
+                    new.conversation_id
+                ))
+            })?;
+            if root_message.thread_root_id != 0 {
+                return Err(StoreError::Invalid(format!(
+                    "message {root} is a reply in a thread: reply in its root's thread"
+                )));
+            }
+        }
         self.next_message += 1;
         let id = self.next_message;
         let conv = self.conv(new.conversation_id)?;
@@ -78,6 +109,14 @@ impl Inner {
             client_msg_id: new.client_msg_id.clone().unwrap_or_default(),
             created_at: new.created_at,
             content: Some(new.content),
+            reply_to,
+            mention_user_ids: mentioned_members(
+                &new.mentions,
+                &conv.members.keys().copied().collect::<Vec<_>>(),
+            ),
+            mention_all: new.mention_all,
+            thread_root_id: new.thread_root.unwrap_or(0),
+            forwarded: new.forwarded,
             ..Default::default()
         };
         conv.messages.push(message.clone());

@@ -25,7 +25,7 @@ impl Inner {
         let mut next = conv.messages[index].clone();
         let recalled = next.recalled_at != 0;
         let changed = match change.kind {
-            ChangeKind::Edit(_) | ChangeKind::React { .. } if recalled => {
+            ChangeKind::Edit(_) | ChangeKind::React { .. } | ChangeKind::Pin { pinned: true } if recalled => {
                 return Err(StoreError::Conflict(format!("message {id} was recalled")));
             }
             ChangeKind::Edit(content) => {
@@ -52,6 +52,12 @@ impl Inner {
                     next.reactions.clear();
                     next.recalled_at = change.at;
                     next.recalled_by = change.actor;
+                    next.reply_to = None;
+                    next.mention_user_ids.clear();
+                    next.mention_all = false;
+                    next.forwarded = None;
+                    next.pinned_at = 0;
+                    next.pinned_by = 0;
                     conv.edits.remove(&id);
                     conv.reactions.remove(&id);
                 }
@@ -90,6 +96,14 @@ impl Inner {
                     reactions::set_entry(&mut next.reactions, &emoji, count, first);
                 }
                 has == remove
+            }
+            ChangeKind::Pin { pinned } => {
+                let change_it = (next.pinned_at != 0) != pinned;
+                if change_it {
+                    (next.pinned_at, next.pinned_by) =
+                        if pinned { (change.at, change.actor) } else { (0, 0) };
+                }
+                change_it
             }
         };
         if changed {

@@ -73,11 +73,12 @@ impl Inner {
     }
 }
 
-/// Messages after `after_seq` not sent by `user` and not recalled.
+/// Messages of the main timeline after `after_seq`, not sent by `user`,
+/// not recalled.
 pub(super) fn unread(conv: &Conv, user: UserId, after_seq: u64) -> u64 {
     conv.messages
         .iter()
         .skip(after_seq as usize)
-        .filter(|m| m.sender_id != user && m.recalled_at == 0)
+        .filter(|m| m.sender_id != user && m.recalled_at == 0 && m.thread_root_id == 0)
         .count() as u64
 }

@@ -14,6 +14,7 @@ mod changes;
 mod files;
 mod members;
 mod messages;
+mod threads;
 
 /// An in-memory [`Store`]. Data is lost when it is dropped.
 ///
@@ -59,6 +60,8 @@ struct Conv {
     /// Who reacted with what: per message, each emoji in first-use order
     /// with its users ordered by (time, user).
     reactions: HashMap<MessageId, Vec<(String, Vec<(i64, UserId)>)>>,
+    /// Each member's read cursor in each thread: (root, user) to seq.
+    thread_reads: HashMap<(MessageId, UserId), u64>,
 }
 
 impl Conv {
@@ -130,6 +133,7 @@ impl Inner {
                 hidden: HashMap::new(),
                 edits: HashMap::new(),
                 reactions: HashMap::new(),
+                thread_reads: HashMap::new(),
             },
         );
         record
@@ -526,6 +530,57 @@ impl Store for MemoryStore {
                 (n > 0).then_some((id, n))
             })
             .collect())
+    }
+
+    async fn unread_mention_counts(
+        &self,
+        user: UserId,
+        cursors: &[(ConversationId, u64)],
+    ) -> StoreResult<Vec<(ConversationId, u64)>> {
+        Ok(self.inner.lock().unread_mention_counts(user, cursors))
+    }
+
+    async fn pinned(
+        &self,
+        conversation: ConversationId,
+        viewer: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::Message>> {
+        Ok(self.inner.lock().pinned(conversation, viewer, limit))
+    }
+
+    async fn thread_replies(
+        &self,
+        conversation: ConversationId,
+        root: MessageId,
+        viewer: UserId,
+        page: Page,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::Message>> {
+        Ok(self
+            .inner
+            .lock()
+            .thread_replies(conversation, root, viewer, page, limit))
+    }
+
+    async fn threads(
+        &self,
+        conversation: ConversationId,
+        viewer: UserId,
+        root: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<ThreadStats>> {
+        Ok(self.inner.lock().threads(conversation, viewer, root, limit))
+    }
+
+    async fn mark_thread_read(
+        &self,
+        conversation: ConversationId,
+        root: MessageId,
+        user: UserId,
+        seq: u64,
+    ) -> StoreResult<u64> {
+        self.inner.lock().mark_thread_read(conversation, root, user, seq)
     }
 
     async fn advance_cursors(

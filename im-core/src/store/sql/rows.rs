@@ -187,6 +187,10 @@ pub(crate) const MESSAGE: (
     messages::recalled_at,
     messages::recalled_by,
     messages::reactions,
+    messages::thread_root_id,
+    messages::pinned_at,
+    messages::pinned_by,
+    messages::meta,
 ) = (
     messages::id,
     messages::conversation_id,
@@ -200,6 +204,10 @@ pub(crate) const MESSAGE: (
     messages::recalled_at,
     messages::recalled_by,
     messages::reactions,
+    messages::thread_root_id,
+    messages::pinned_at,
+    messages::pinned_by,
+    messages::meta,
 );
 
 /// A message as stored; the content is the encoded `v1::Content` (empty
@@ -219,11 +227,19 @@ pub(crate) struct MessageRow {
     pub(crate) recalled_at: i64,
     pub(crate) recalled_by: i64,
     pub(crate) reactions: Option<Vec<u8>>,
+    pub(crate) thread_root_id: i64,
+    pub(crate) pinned_at: i64,
+    pub(crate) pinned_by: i64,
+    pub(crate) meta: Option<Vec<u8>>,
 }
 
 impl From<MessageRow> for v1::Message {
     fn from(r: MessageRow) -> Self {
         let recalled = r.recalled_at != 0;
+        let meta = r
+            .meta
+            .and_then(|b| v1::Message::decode(&b[..]).ok())
+            .unwrap_or_default();
         v1::Message {
             id: r.id as u64,
             conversation_id: r.conversation_id as u64,
@@ -246,8 +262,28 @@ impl From<MessageRow> for v1::Message {
                 .and_then(|b| v1::Message::decode(&b[..]).ok())
                 .map(|m| m.reactions)
                 .unwrap_or_default(),
+            reply_to: meta.reply_to,
+            mention_user_ids: meta.mention_user_ids,
+            mention_all: meta.mention_all,
+            thread_root_id: r.thread_root_id as u64,
+            forwarded: meta.forwarded,
+            pinned_at: r.pinned_at,
+            pinned_by: r.pinned_by as u64,
         }
     }
+}
+
+/// The stored form of what a sender attached (`None`: nothing): the
+/// message's reply, mentions and forwarding origin.
+pub(crate) fn encode_meta(m: &v1::Message) -> Option<Vec<u8>> {
+    let meta = v1::Message {
+        reply_to: m.reply_to.clone(),
+        mention_user_ids: m.mention_user_ids.clone(),
+        mention_all: m.mention_all,
+        forwarded: m.forwarded.clone(),
+        ..Default::default()
+    };
+    (meta != v1::Message::default()).then(|| meta.encode_to_vec())
 }
 
 /// The stored form of a reaction summary (`None`: no reactions).

@@ -77,6 +77,28 @@ diesel::table! {
         recalled_at -> BigInt,
         recalled_by -> BigInt,
         reactions -> Nullable<Binary>,
+        thread_root_id -> BigInt,
+        pinned_at -> BigInt,
+        pinned_by -> BigInt,
+        meta -> Nullable<Binary>,
+    }
+}
+
+diesel::table! {
+    mentions (conversation_id, user_id, seq) {
+        conversation_id -> BigInt,
+        user_id -> BigInt,
+        seq -> BigInt,
+        sender_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    thread_reads (conversation_id, root_id, user_id) {
+        conversation_id -> BigInt,
+        root_id -> BigInt,
+        user_id -> BigInt,
+        read_seq -> BigInt,
     }
 }
 
@@ -144,5 +166,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     file_shares,
     message_edits,
     reactions,
-    hidden_messages
+    hidden_messages,
+    mentions,
+    thread_reads
 );

@@ -403,6 +403,70 @@ impl<C: SqlConnection> Store for DieselStore<C> {
             .await
     }
 
+    async fn unread_mention_counts(
+        &self,
+        user: UserId,
+        cursors: &[(ConversationId, u64)],
+    ) -> StoreResult<Vec<(ConversationId, u64)>> {
+        if cursors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cursors = cursors.to_vec();
+        self.core
+            .read(move |c| queries::unread_mention_counts(c, user, &cursors))
+            .await
+    }
+
+    async fn pinned(
+        &self,
+        conversation: ConversationId,
+        viewer: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::Message>> {
+        self.core
+            .read(move |c| queries::pinned(c, conversation, viewer, limit))
+            .await
+    }
+
+    async fn thread_replies(
+        &self,
+        conversation: ConversationId,
+        root: MessageId,
+        viewer: UserId,
+        page: Page,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::Message>> {
+        self.core
+            .read(move |c| queries::thread_replies(c, conversation, root, viewer, page, limit))
+            .await
+    }
+
+    async fn threads(
+        &self,
+        conversation: ConversationId,
+        viewer: UserId,
+        root: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<ThreadStats>> {
+        self.core
+            .read(move |c| queries::threads(c, conversation, viewer, root, limit))
+            .await
+    }
+
+    async fn mark_thread_read(
+        &self,
+        conversation: ConversationId,
+        root: MessageId,
+        user: UserId,
+        seq: u64,
+    ) -> StoreResult<u64> {
+        self.core
+            .write_keyed(conversation, move |c| {
+                queries::mark_thread_read(c, conversation, root, user, seq)
+            })
+            .await
+    }
+
     async fn advance_cursors(
         &self,
         conversation: ConversationId,

@@ -16,7 +16,7 @@ use prost::Message as _;
 use std::collections::HashSet;
 
 /// The member's row, or `NotMember`.
-fn member_of<C: SqlConnection>(c: &mut C, conversation: i64, user: i64) -> StoreResult<MemberRow> {
+pub(super) fn member_of<C: SqlConnection>(c: &mut C, conversation: i64, user: i64) -> StoreResult<MemberRow> {
     members::table
         .find((conversation, user))
         .select(MEMBER)
@@ -55,7 +55,7 @@ pub(crate) fn change_message<C: SqlConnection>(
     let recalled = next.recalled_at != 0;
     // The writes, run once the change is known to change something.
     let write: Box<dyn FnOnce(&mut C, &v1::Message) -> StoreResult<()>> = match change.kind {
-        ChangeKind::Edit(_) | ChangeKind::React { .. } if recalled => {
+        ChangeKind::Edit(_) | ChangeKind::React { .. } | ChangeKind::Pin { pinned: true } if recalled => {
             return Err(StoreError::Conflict(format!("message {id} was recalled")));
         }
         ChangeKind::Edit(content) => {
@@ -97,9 +97,21 @@ pub(crate) fn change_message<C: SqlConnection>(
             next.reactions.clear();
             next.recalled_at = change.at;
             next.recalled_by = change.actor;
+            next.reply_to = None;
+            next.mention_user_ids.clear();
+            next.mention_all = false;
+            next.forwarded = None;
+            next.pinned_at = 0;
+            next.pinned_by = 0;
             Box::new(move |c: &mut C, m: &v1::Message| {
                 diesel::delete(message_edits::table.filter(message_edits::message_id.eq(id))).run(c)?;
                 diesel::delete(reactions::table.filter(reactions::message_id.eq(id))).run(c)?;
+                diesel::delete(
+                    mentions::table
+                        .filter(mentions::conversation_id.eq(conv_id))
+                        .filter(mentions::seq.eq(m.seq as i64)),
+                )
+                .run(c)?;
                 diesel::update(messages::table.find(id))
                     .set((
                         messages::content.eq(Vec::<u8>::new()),
@@ -107,6 +119,9 @@ pub(crate) fn change_message<C: SqlConnection>(
                         messages::reactions.eq(None::<Vec<u8>>),
                         messages::recalled_at.eq(m.recalled_at),
                         messages::recalled_by.eq(m.recalled_by as i64),
+                        messages::meta.eq(None::<Vec<u8>>),
+                        messages::pinned_at.eq(0),
+                        messages::pinned_by.eq(0),
                         messages::version.eq(m.version as i64),
                     ))
                     .run(c)?;
@@ -163,6 +178,22 @@ pub(crate) fn change_message<C: SqlConnection>(
                 diesel::update(messages::table.find(id))
                     .set((
                         messages::reactions.eq(encode_reactions(&m.reactions)),
+                        messages::version.eq(m.version as i64),
+                    ))
+                    .run(c)?;
+                Ok(())
+            })
+        }
+        ChangeKind::Pin { pinned } => {
+            if (next.pinned_at != 0) == pinned {
+                return unchanged(c, cache, conv_id, next);
+            }
+            (next.pinned_at, next.pinned_by) = if pinned { (change.at, change.actor) } else { (0, 0) };
+            Box::new(move |c: &mut C, m: &v1::Message| {
+                diesel::update(messages::table.find(id))
+                    .set((
+                        messages::pinned_at.eq(m.pinned_at),
+                        messages::pinned_by.eq(m.pinned_by as i64),
                         messages::version.eq(m.version as i64),
                     ))
                     .run(c)?;

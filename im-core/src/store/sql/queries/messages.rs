@@ -4,10 +4,12 @@
 use super::super::rows::*;
 use super::super::schema::*;
 use super::super::{Run, SqlConnection};
+use super::after_cursors::AfterCursors;
 use super::changes::{deleted_after, stub_hidden};
 use super::conversations::{MemberCache, insert_member_if_absent, members_at};
 use super::{CHUNK, ids};
 use crate::model::*;
+use crate::store::mentions::mentioned_members;
 use crate::store::{StoreError, StoreResult};
 use diesel::dsl::count_star;
 use diesel::prelude::{BoolExpressionMethods, ExpressionMethods, JoinOnDsl, OptionalExtension, QueryDsl};
@@ -117,6 +119,18 @@ pub(crate) fn append_message<C: SqlConnection>(
         // Rolls back with the savepoint if a file is missing: nothing stored.
         super::share_files(c, &file_ids, conv_id, new.created_at)?;
     }
+    let mut message = v1::Message {
+        id: 0,
+        conversation_id: new.conversation_id,
+        seq: seq as u64,
+        version: version as u64,
+        sender_id: new.sender_id,
+        client_msg_id: new.client_msg_id.clone().unwrap_or_default(),
+        created_at: new.created_at,
+        forwarded: new.forwarded.clone(),
+        ..Default::default()
+    };
+    attach_links(c, &new, &members, &mut message)?;
     let content = prost::Message::encode_to_vec(&new.content);
     let id: i64 = diesel::insert_into(messages::table)
         .values((
@@ -127,26 +141,74 @@ pub(crate) fn append_message<C: SqlConnection>(
             messages::client_msg_id.eq(&new.client_msg_id),
             messages::created_at.eq(new.created_at),
             messages::content.eq(&content),
+            messages::thread_root_id.eq(message.thread_root_id as i64),
+            messages::meta.eq(encode_meta(&message)),
         ))
         .returning(messages::id)
         .row(c)?;
+    // One row per mentioned user, or one for everyone (user 0).
+    let mentioned = if message.mention_all {
+        vec![0]
+    } else {
+        message.mention_user_ids.clone()
+    };
+    for user in mentioned {
+        diesel::insert_into(mentions::table)
+            .values((
+                mentions::conversation_id.eq(conv_id),
+                mentions::user_id.eq(user as i64),
+                mentions::seq.eq(seq),
+                mentions::sender_id.eq(new.sender_id as i64),
+            ))
+            .run(c)?;
+    }
+    message.id = id as u64;
+    message.content = Some(new.content);
     Ok(Appended {
-        message: v1::Message {
-            id: id as u64,
-            conversation_id: new.conversation_id,
-            seq: seq as u64,
-            version: version as u64,
-            sender_id: new.sender_id,
-            client_msg_id: new.client_msg_id.unwrap_or_default(),
-            created_at: new.created_at,
-            content: Some(new.content),
-            ..Default::default()
-        },
+        message,
         duplicate: false,
         member_count: member_count as u32,
         members,
         member_version: member_version as u64,
     })
+}
+
+/// The reply, thread and mentions of a new message, checked against the
+/// conversation: the quoted message and the thread root must be in it
+/// (the root not itself in a thread); only members stay mentioned.
+fn attach_links<C: SqlConnection>(
+    c: &mut C,
+    new: &NewMessage,
+    members: &[UserId],
+    message: &mut v1::Message,
+) -> StoreResult<()> {
+    let find = |c: &mut C, id: MessageId, what: &str| {
+        super::changes::message(c, new.conversation_id, id)?.ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "{what} {id} is not in conversation {}",
+                new.conversation_id
+            ))
+        })
+    };
+    if let Some(id) = new.reply_to {
+        let quoted = find(c, id, "quoted message")?;
+        message.reply_to = Some(v1::ReplyRef {
+            message_id: quoted.id,
+            seq: quoted.seq,
+            sender_id: quoted.sender_id,
+        });
+    }
+    if let Some(id) = new.thread_root {
+        if find(c, id, "thread root")?.thread_root_id != 0 {
+            return Err(StoreError::Invalid(format!(
+                "message {id} is a reply in a thread: reply in its root's thread"
+            )));
+        }
+        message.thread_root_id = id;
+    }
+    message.mention_user_ids = mentioned_members(&new.mentions, members);
+    message.mention_all = new.mention_all;
+    Ok(())
 }
 
 pub(crate) fn history<C: SqlConnection>(
@@ -222,6 +284,7 @@ pub(crate) fn unread_count<C: SqlConnection>(
         .filter(messages::seq.gt(after_seq as i64))
         .filter(messages::sender_id.ne(user as i64))
         .filter(messages::recalled_at.eq(0))
+        .filter(messages::thread_root_id.eq(0))
         .count()
         .row(c)?;
     Ok(n as u64)
@@ -274,7 +337,8 @@ pub(crate) fn unread_counts<C: SqlConnection>(
         let rows: Vec<(i64, i64)> = messages::table
             .filter(messages::sender_id.ne(user as i64))
             .filter(messages::recalled_at.eq(0))
-            .filter(AfterCursors(chunk.to_vec()))
+            .filter(messages::thread_root_id.eq(0))
+            .filter(AfterCursors::new(chunk, messages::conversation_id, messages::seq))
             .group_by(messages::conversation_id)
             .select((messages::conversation_id, count_star()))
             .rows(c)?;
@@ -337,65 +401,4 @@ pub(crate) fn set_member_settings<C: SqlConnection>(
         .row(c)
         .optional()?;
     Ok(row.map(Into::into))
-}
-
-/// The SQL condition "a message after its conversation's cursor":
-/// `((conversation_id = ? AND seq > ?) OR ...)` for `(conversation, after_seq)`
-/// pairs; false for none. A query fragment of our own because the number of
-/// branches is known only at run time and, unlike a boxed filter, it is not
-/// tied to one backend.
-#[derive(Debug, Clone)]
-struct AfterCursors(Vec<(i64, i64)>);
-
-impl diesel::Expression for AfterCursors {
-    type SqlType = diesel::sql_types::Bool;
-}
-
-impl diesel::AppearsOnTable<messages::table> for AfterCursors {}
-
-impl<GroupBy> diesel::expression::ValidGrouping<GroupBy> for AfterCursors {
-    type IsAggregate = diesel::expression::is_aggregate::No;
-}
-
-impl diesel::query_builder::QueryId for AfterCursors {
-    type QueryId = ();
-    // The SQL text depends on the number of cursors.
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<DB> diesel::query_builder::QueryFragment<DB> for AfterCursors
-where
-    DB: diesel::backend::Backend,
-    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
-    messages::conversation_id: diesel::query_builder::QueryFragment<DB>,
-    messages::seq: diesel::query_builder::QueryFragment<DB>,
-{
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
-    ) -> diesel::QueryResult<()> {
-        // One statement per number of cursors: not worth a cached statement each.
-        out.unsafe_to_cache_prepared();
-        if self.0.is_empty() {
-            out.push_sql("1 = 0");
-            return Ok(());
-        }
-        out.push_sql("(");
-        for (i, (conversation, after_seq)) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push_sql(" OR ");
-            }
-            out.push_sql("(");
-            messages::conversation_id.walk_ast(out.reborrow())?;
-            out.push_sql(" = ");
-            out.push_bind_param::<diesel::sql_types::BigInt, _>(conversation)?;
-            out.push_sql(" AND ");
-            messages::seq.walk_ast(out.reborrow())?;
-            out.push_sql(" > ");
-            out.push_bind_param::<diesel::sql_types::BigInt, _>(after_seq)?;
-            out.push_sql(")");
-        }
-        out.push_sql(")");
-        Ok(())
-    }
 }

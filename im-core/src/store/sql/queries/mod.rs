@@ -10,19 +10,23 @@
 //! | `changes` | edits, recalls, reactions, deletions for one member, the edit history |
 //! | `conversations` | conversations, members, the member-list cache of the sending path |
 //! | `files` | file metadata, shares, the clean-up |
+//! | `threads` | threads and their read cursors, pinned messages, unread-mention counts |
 //! | `messages` | the append (sending path), history, changes, last messages, unread counts, cursors |
 
 mod accounts;
+mod after_cursors;
 mod changes;
 mod conversations;
 mod files;
 mod messages;
+mod threads;
 
 pub(crate) use accounts::*;
 pub(crate) use changes::*;
 pub(crate) use conversations::*;
 pub(crate) use files::*;
 pub(crate) use messages::*;
+pub(crate) use threads::*;
 
 /// Most ids bound in one `IN (...)` list (SQLite allows 32,766 parameters,
 /// PostgreSQL 65,535); longer lists take a few queries.

@@ -1,0 +1,236 @@
+//! Replies, threads, mentions and pins: checked in the append, counted per
+//! member, erased with a recall.
+
+use super::{group, text, user};
+use crate::model::*;
+use crate::store::{Store, StoreError};
+use std::sync::Arc;
+
+pub async fn replies_threads_and_mentions_are_checked_and_counted(store: Arc<dyn Store>) {
+    let a = user(&store, "a").await;
+    let b = user(&store, "b").await;
+    let outsider = user(&store, "o").await;
+    let g = group(&store, a.id, vec![b.id]).await;
+    let root = store
+        .append_message(text(g.id, a.id, "root", None))
+        .await
+        .unwrap()
+        .message;
+    let with = |body: &str, f: &dyn Fn(&mut NewMessage)| {
+        let mut m = text(g.id, b.id, body, None);
+        f(&mut m);
+        m
+    };
+    // A reply quotes a message of the same conversation.
+    let reply = store
+        .append_message(with("re", &|m| m.reply_to = Some(root.id)))
+        .await
+        .unwrap()
+        .message;
+    let quoted = reply.reply_to.clone().unwrap();
+    assert_eq!(
+        (quoted.message_id, quoted.seq, quoted.sender_id),
+        (root.id, 1, a.id)
+    );
+    assert_eq!(store.message(g.id, reply.id).await.unwrap().unwrap(), reply);
+    let elsewhere = group(&store, a.id, vec![b.id]).await;
+    let foreign = store
+        .append_message(text(elsewhere.id, a.id, "x", None))
+        .await
+        .unwrap()
+        .message;
+    for bad in [
+        with("x", &|m| m.reply_to = Some(foreign.id)),
+        with("x", &|m| m.thread_root = Some(foreign.id)),
+    ] {
+        assert!(matches!(
+            store.append_message(bad).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    // Thread replies, and no thread under a thread reply.
+    let in_thread = store
+        .append_message(with("t1", &|m| m.thread_root = Some(root.id)))
+        .await
+        .unwrap()
+        .message;
+    assert_eq!(in_thread.thread_root_id, root.id);
+    assert!(matches!(
+        store
+            .append_message(with("t", &|m| m.thread_root = Some(in_thread.id)))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    let conv = store.conversation(g.id).await.unwrap().unwrap();
+    assert_eq!(conv.last_seq, 3, "refused appends use no seq");
+    // Mentions: members only, once; counted for the mentioned, not the sender.
+    let mention = store
+        .append_message(with("hey", &|m| m.mentions = vec![a.id, outsider.id, a.id, b.id]))
+        .await
+        .unwrap()
+        .message;
+    assert_eq!(mention.mention_user_ids, [a.id, b.id]);
+    store
+        .append_message(with("all", &|m| {
+            m.mention_all = true;
+            m.mentions = vec![a.id];
+            m.thread_root = Some(root.id);
+        }))
+        .await
+        .unwrap();
+    let counts = store.unread_mention_counts(a.id, &[(g.id, 0)]).await.unwrap();
+    assert_eq!(counts, [(g.id, 2)], "one each, a mention of all included");
+    assert!(
+        store
+            .unread_mention_counts(b.id, &[(g.id, 0)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.unread_mention_counts(a.id, &[(g.id, 4)]).await.unwrap(),
+        [(g.id, 1)]
+    );
+    // Thread replies are not unread in the main timeline.
+    assert_eq!(store.unread_count(g.id, a.id, 1).await.unwrap(), 2, "re and hey");
+    assert_eq!(
+        store.unread_counts(a.id, &[(g.id, 1)]).await.unwrap(),
+        [(g.id, 2)]
+    );
+    // The thread, as each member sees it.
+    let stats = store.threads(g.id, a.id, Some(root.id), 1).await.unwrap();
+    assert_eq!(stats.len(), 1);
+    let t = &stats[0];
+    assert_eq!(
+        (
+            t.root.id,
+            t.reply_count,
+            t.unread_count,
+            t.read_seq,
+            t.last_reply_seq
+        ),
+        (root.id, 2, 2, 0, 5)
+    );
+    let replies = store
+        .thread_replies(g.id, root.id, a.id, Page::After(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(replies.iter().map(|m| m.seq).collect::<Vec<_>>(), [3, 5]);
+    assert_eq!(store.mark_thread_read(g.id, root.id, a.id, 3).await.unwrap(), 3);
+    assert_eq!(
+        store.mark_thread_read(g.id, root.id, a.id, 1).await.unwrap(),
+        3,
+        "never back"
+    );
+    assert_eq!(
+        store.mark_thread_read(g.id, root.id, a.id, 99).await.unwrap(),
+        5,
+        "never past the end"
+    );
+    let t = store.threads(g.id, a.id, None, 10).await.unwrap();
+    assert_eq!((t.len(), t[0].unread_count, t[0].read_seq), (1, 0, 5));
+    assert_eq!(
+        store.threads(g.id, b.id, None, 10).await.unwrap()[0].unread_count,
+        0,
+        "b's own replies"
+    );
+    assert!(
+        store
+            .threads(g.id, a.id, Some(reply.id), 1)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no replies, no thread"
+    );
+    assert!(matches!(
+        store.mark_thread_read(g.id, root.id, outsider.id, 1).await,
+        Err(StoreError::NotMember(_))
+    ));
+    // A recall takes the mention (and the reply link) away.
+    let recall = MessageChange {
+        conversation_id: g.id,
+        message_id: mention.id,
+        actor: b.id,
+        at: 9,
+        kind: ChangeKind::Recall,
+    };
+    let recalled = store
+        .change_message(recall, Box::new(|_| {}))
+        .await
+        .unwrap()
+        .message;
+    assert!(recalled.mention_user_ids.is_empty());
+    assert_eq!(
+        store.unread_mention_counts(a.id, &[(g.id, 0)]).await.unwrap(),
+        [(g.id, 1)]
+    );
+    let unchanged = store.message(g.id, reply.id).await.unwrap().unwrap();
+    assert_eq!(unchanged.reply_to, reply.reply_to, "other messages keep theirs");
+}
+
+pub async fn pins_are_message_changes(store: Arc<dyn Store>) {
+    let a = user(&store, "a").await;
+    let g = group(&store, a.id, vec![]).await;
+    let mut sent = Vec::new();
+    for body in ["one", "two", "three"] {
+        sent.push(
+            store
+                .append_message(text(g.id, a.id, body, None))
+                .await
+                .unwrap()
+                .message,
+        );
+    }
+    let pin = |id, pinned, at| MessageChange {
+        conversation_id: g.id,
+        message_id: id,
+        actor: a.id,
+        at,
+        kind: ChangeKind::Pin { pinned },
+    };
+    let pinned = store
+        .change_message(pin(sent[0].id, true, 10), Box::new(|_| {}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            pinned.message.pinned_at,
+            pinned.message.pinned_by,
+            pinned.message.version
+        ),
+        (10, a.id, 4)
+    );
+    let again = store
+        .change_message(pin(sent[0].id, true, 11), Box::new(|_| panic!("no change")))
+        .await
+        .unwrap();
+    assert!(!again.changed);
+    store
+        .change_message(pin(sent[2].id, true, 12), Box::new(|_| {}))
+        .await
+        .unwrap();
+    let list = store.pinned(g.id, a.id, 10).await.unwrap();
+    assert_eq!(
+        list.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [sent[2].id, sent[0].id]
+    );
+    store
+        .change_message(pin(sent[2].id, false, 13), Box::new(|_| {}))
+        .await
+        .unwrap();
+    let recall = MessageChange {
+        kind: ChangeKind::Recall,
+        ..pin(sent[0].id, false, 14)
+    };
+    store.change_message(recall, Box::new(|_| {})).await.unwrap();
+    assert!(
+        store.pinned(g.id, a.id, 10).await.unwrap().is_empty(),
+        "unpinned, and recalled"
+    );
+    assert!(matches!(
+        store
+            .change_message(pin(sent[0].id, true, 15), Box::new(|_| {}))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+}
