@@ -110,9 +110,8 @@ struct ConnState {
 }
 
 struct OutboxItem {
-    client_msg_id: String,
-    target: v1::send_message::Target,
-    content: v1::Content,
+    /// The request, its client message id set.
+    message: v1::SendMessage,
     waiter: Option<oneshot::Sender<Result<v1::SendAck>>>,
 }
 
@@ -155,7 +154,7 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     let mut raw = [0u8; 16];
     rand::Rng::fill(&mut rand::rng(), &mut raw);
     raw.iter().map(|b| format!("{b:02x}")).collect()
@@ -276,14 +275,30 @@ impl Client {
         content: v1::Content,
         client_msg_id: String,
     ) -> impl Future<Output = Result<v1::SendAck>> + use<> {
+        self.send_message(v1::SendMessage {
+            target: Some(target),
+            client_msg_id,
+            content: Some(content),
+            ..Default::default()
+        })
+    }
+
+    /// Queues a whole `SendMessage` (a reply, mentions, a thread reply:
+    /// see [`crate::SendOptions`]) in the outbox, like [`Client::send`];
+    /// an empty `client_msg_id` gets a random one.
+    pub fn send_message(
+        &self,
+        mut message: v1::SendMessage,
+    ) -> impl Future<Output = Result<v1::SendAck>> + use<> {
+        if message.client_msg_id.is_empty() {
+            message.client_msg_id = random_id();
+        }
         let (tx, rx) = oneshot::channel();
         if self.inner.closed.load(Ordering::SeqCst) {
             let _ = tx.send(Err(Error::Closed));
         } else {
             self.inner.outbox.lock().push_back(OutboxItem {
-                client_msg_id,
-                target,
-                content,
+                message,
                 waiter: Some(tx),
             });
             self.inner.outbox_changed.notify_one();
@@ -1037,30 +1052,18 @@ async fn flush_outbox(inner: Arc<Inner>) {
             s.connected && s.synced
         };
         let next = if ready {
-            inner
-                .outbox
-                .lock()
-                .front()
-                .map(|item| (item.client_msg_id.clone(), item.target, item.content.clone()))
+            inner.outbox.lock().front().map(|item| item.message.clone())
         } else {
             None
         };
-        let Some((client_msg_id, target, content)) = next else {
+        let Some(message) = next else {
             tokio::select! {
                 _ = state.changed() => {}
                 _ = inner.outbox_changed.notified() => {}
             }
             continue;
         };
-        let result = match inner
-            .request(Body::Send(v1::SendMessage {
-                target: Some(target),
-                client_msg_id: client_msg_id.clone(),
-                content: Some(content),
-                ..Default::default()
-            }))
-            .await
-        {
+        let result = match inner.request(Body::Send(message.clone())).await {
             Ok(Reply::Ack(ack)) => Ok(ack),
             Ok(other) => Err(unexpected(other)),
             Err(e) => Err(e),
@@ -1073,7 +1076,9 @@ async fn flush_outbox(inner: Arc<Inner>) {
             result => {
                 failures = 0;
                 let mut outbox = inner.outbox.lock();
-                if outbox.front().is_some_and(|i| i.client_msg_id == client_msg_id)
+                if outbox
+                    .front()
+                    .is_some_and(|i| i.message.client_msg_id == message.client_msg_id)
                     && let Some(w) = outbox.pop_front().and_then(|i| i.waiter)
                 {
                     let _ = w.send(result);

@@ -60,6 +60,7 @@ mod conversation_settings;
 pub mod files;
 mod link;
 mod message_changes;
+mod threads;
 pub mod tls;
 mod tracker;
 pub mod transport;
@@ -69,6 +70,7 @@ pub use client::{Client, ClientConfig, Credentials, Events};
 pub use conversation_settings::{MUTED_FOREVER, SettingsChange};
 pub use files::{FileClient, FileInfo, MediaKind, Progress, Upload};
 pub use im_protocol::{self, Format, v1};
+pub use threads::{ForwardTo, SendOptions};
 pub use tls::TlsConfig;
 
 /// Everything the client reports.

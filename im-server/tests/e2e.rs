@@ -21,6 +21,12 @@ mod sqlite {
         use im_client_sdk::{Event, Events, v1};
         include!("support/changes_cases.rs");
     }
+    mod threads {
+        use super::BACKEND;
+        use crate::support::*;
+        use im_client_sdk::{Event, v1};
+        include!("support/threads_cases.rs");
+    }
     mod transport {
         use super::{BACKEND, TRANSPORT};
         include!("support/transport_cases.rs");
@@ -42,6 +48,12 @@ mod postgres {
         use crate::support::*;
         use im_client_sdk::{Event, Events, v1};
         include!("support/changes_cases.rs");
+    }
+    mod threads {
+        use super::BACKEND;
+        use crate::support::*;
+        use im_client_sdk::{Event, v1};
+        include!("support/threads_cases.rs");
     }
     mod transport {
         use super::{BACKEND, TRANSPORT};
