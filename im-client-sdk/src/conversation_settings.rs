@@ -48,4 +48,17 @@ impl Client {
         }))
         .await
     }
+
+    /// Makes messages sent from now on in a conversation disappear
+    /// `ttl_ms` after sending (0: they stay; otherwise 5 s to 365 days):
+    /// any member of a direct conversation, owners and admins of groups.
+    /// The server erases each when its time is up; every device gets the
+    /// erased state (`recalled_at` set, `recalled_by` 0).
+    pub async fn set_message_ttl(&self, conversation_id: u64, ttl_ms: i64) -> Result<v1::Conversation> {
+        self.conversation_call(Body::SetMessageTtl(v1::SetMessageTtl {
+            conversation_id,
+            ttl_ms,
+        }))
+        .await
+    }
 }

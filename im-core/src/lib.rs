@@ -60,8 +60,8 @@ pub use clock::{Clock, SystemClock};
 pub use connection::{Connection, ConnectionConfig};
 pub use engine::{
     Authenticated, Caller, Engine, EngineBuilder, EngineConfig, FileDownload, FileSweep, FilesConfig,
-    MAX_DELETE_BATCH, MAX_EMOJI_BYTES, MAX_FILE_NAME_BYTES, MAX_FORWARD, MAX_MENTIONS, UploadRequest,
-    UploadState, sanitize_file_name,
+    MAX_DELETE_BATCH, MAX_EMOJI_BYTES, MAX_FILE_NAME_BYTES, MAX_FORWARD, MAX_MENTIONS, MAX_MESSAGE_TTL_MS,
+    MIN_MESSAGE_TTL_MS, UploadRequest, UploadState, sanitize_file_name,
 };
 pub use error::{Error, Result};
 pub use event::SharedEvent;

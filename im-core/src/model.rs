@@ -132,6 +132,8 @@ pub struct ConversationRecord {
     pub last_version: u64,
     /// Current number of members.
     pub member_count: u32,
+    /// Messages sent now disappear this long after sending, ms (0: never).
+    pub message_ttl_ms: i64,
 }
 
 impl ConversationRecord {
@@ -147,6 +149,7 @@ impl ConversationRecord {
             last_seq: self.last_seq,
             last_version: self.last_version,
             member_count: self.member_count,
+            message_ttl_ms: self.message_ttl_ms,
             ..Default::default()
         }
     }
@@ -278,6 +281,9 @@ pub struct NewMessage {
     pub mention_all: bool,
     /// Where a forwarded copy came from.
     pub forwarded: Option<v1::Forwarded>,
+    /// Sets the conversation's message time to live (ms, 0: off) in the
+    /// same transaction (with the notice announcing it).
+    pub message_ttl: Option<i64>,
 }
 
 /// The outcome of an append.
@@ -342,6 +348,10 @@ pub enum ChangeKind {
         /// Pin, or unpin.
         pinned: bool,
     },
+    /// Erases an expired message as a recall by nobody (`recalled_by` 0):
+    /// made by the server, not a member (the actor is ignored). Changes
+    /// nothing before `expires_at` or if already erased.
+    Expire,
 }
 
 /// The most different emoji on one message.

@@ -312,6 +312,20 @@ impl Server {
                 }
             }
         });
+        // Disappearing messages: erased every second once their time is up.
+        let expiry = shared.clone();
+        shared.tasks.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = expiry.shutdown.cancelled() => break,
+                    _ = every.tick() => if let Err(e) = expiry.engine.expire_messages().await {
+                        tracing::warn!(error = %e, "erasing expired messages failed");
+                    },
+                }
+            }
+        });
         // Stops accepting when `shutdown` completes (the future is dropped
         // with its listener).
         let http = accept_loop(shared.clone(), listener, Refusal::Http503, http::serve_connection);

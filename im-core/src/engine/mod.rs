@@ -255,6 +255,7 @@ fn system(kind: v1::SystemKind, actor: UserId, users: Vec<UserId>, title: &str) 
             actor_id: actor,
             user_ids: users,
             title: title.to_owned(),
+            ..Default::default()
         })),
     }
 }
@@ -267,6 +268,8 @@ pub use changes::{MAX_DELETE_BATCH, MAX_EMOJI_BYTES};
 mod conversations;
 mod delivery;
 mod dispatch;
+mod expiry;
+pub use expiry::{MAX_MESSAGE_TTL_MS, MIN_MESSAGE_TTL_MS};
 mod files;
 pub use files::{
     FileDownload, FileSweep, FilesConfig, MAX_FILE_NAME_BYTES, UploadRequest, UploadState, sanitize_file_name,

@@ -302,6 +302,10 @@ pub trait Store: Send + Sync + 'static {
         root: Option<MessageId>,
         limit: u32,
     ) -> StoreResult<Vec<ThreadStats>>;
+    /// Messages whose `expires_at` is at or before `now` and that are not
+    /// erased yet, soonest first, at most `limit`: what to erase with
+    /// [`ChangeKind::Expire`].
+    async fn expired_messages(&self, now: i64, limit: u32) -> StoreResult<Vec<(ConversationId, MessageId)>>;
     /// Moves a member's read cursor in a thread forward (never back, never
     /// past the conversation's `last_seq`); returns it. `NotMember` if not
     /// a member.
@@ -384,6 +388,16 @@ pub trait Store: Send + Sync + 'static {
     /// Flushes and closes: called once at shutdown, after the last write.
     async fn close(&self) -> StoreResult<()> {
         Ok(())
+    }
+}
+
+/// When a message sent at `created_at` in a conversation whose messages
+/// live `ttl_ms` disappears (0: never; messages written by the server stay).
+pub(crate) fn expiry(sender: UserId, created_at: i64, ttl_ms: i64) -> i64 {
+    if sender == 0 || ttl_ms <= 0 {
+        0
+    } else {
+        created_at.saturating_add(ttl_ms)
     }
 }
 

@@ -160,3 +160,48 @@ async fn replies_forwards_and_pins_reach_the_other_side() {
     alice.unpin(g, first.message_id).await.unwrap();
     assert!(bob.pinned(g, 10).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disappearing_messages_are_erased_on_every_device() {
+    let server = TestServer::start(BACKEND).await;
+    let (alice, _a) = server.register("alice").await;
+    let (bob, mut bob_events) = server.register("bob").await;
+    let (mallory, _m) = server.register("mallory").await;
+    let g = alice.create_group("ephemeral", &[bob.user().id, mallory.user().id]).await.unwrap().id;
+    let err = mallory.set_message_ttl(g, 5_000).await.unwrap_err();
+    assert_eq!(err.code(), Some(v1::ErrorCode::PermissionDenied), "owners and admins only");
+    for bad in [-1, 1_000, 400 * 86_400_000] {
+        let err = alice.set_message_ttl(g, bad).await.unwrap_err();
+        assert_eq!(err.code(), Some(v1::ErrorCode::InvalidArgument), "{bad}");
+    }
+    let conv = alice.set_message_ttl(g, 5_000).await.unwrap();
+    assert_eq!(conv.message_ttl_ms, 5_000);
+    let sent = alice.send_text(g, "this will self-destruct").await.unwrap();
+    let seen = messages(&mut bob_events, g, 3).await;
+    let notice = &seen[1];
+    let Some(v1::content::Kind::System(s)) = notice.content.as_ref().and_then(|c| c.kind.clone()) else {
+        panic!("a notice: {notice:?}");
+    };
+    assert_eq!((s.kind, s.ttl_ms, s.actor_id), (v1::SystemKind::MessageTtl as i32, 5_000, alice.user().id));
+    assert_eq!(seen[2].expires_at, sent.server_time + 5_000);
+    // Erased by the server when due (swept every second), on every device.
+    let erased = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match bob_events.next().await {
+                Some(Event::MessageUpdated(m)) if m.id == sent.message_id => return m,
+                Some(_) => {}
+                None => panic!("events ended"),
+            }
+        }
+    })
+    .await
+    .expect("erased within the sweep");
+    assert!(erased.content.is_none() && erased.recalled_at >= erased.expires_at && erased.recalled_by == 0);
+    let history = alice.history(g, 0, 10).await.unwrap().messages;
+    assert!(history.last().unwrap().content.is_none());
+    // Turned off: new messages stay.
+    alice.set_message_ttl(g, 0).await.unwrap();
+    let stays = alice.send_text(g, "this stays").await.unwrap();
+    let last = bob.history(g, 0, 1).await.unwrap().messages.pop().unwrap();
+    assert_eq!((last.id, last.expires_at), (stays.message_id, 0));
+}

@@ -50,7 +50,7 @@ macro_rules! store_conformance_tests {
             edits_take_versions_and_keep_the_former_contents, recall_erases_content_reactions_and_edits,
             reactions_are_one_per_user_per_emoji, deletions_for_me_are_each_members_own,
             changes_and_appends_commit_in_version_order, replies_threads_and_mentions_are_checked_and_counted,
-            pins_are_message_changes);
+            pins_are_message_changes, expiring_messages_are_erased_when_due);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(

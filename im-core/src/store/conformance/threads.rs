@@ -234,3 +234,73 @@ pub async fn pins_are_message_changes(store: Arc<dyn Store>) {
         Err(StoreError::Conflict(_))
     ));
 }
+
+pub async fn expiring_messages_are_erased_when_due(store: Arc<dyn Store>) {
+    let a = user(&store, "a").await;
+    let g = group(&store, a.id, vec![]).await;
+    let before = store
+        .append_message(text(g.id, a.id, "stays", None))
+        .await
+        .unwrap()
+        .message;
+    assert_eq!(before.expires_at, 0);
+    // The setting is stored with its notice; the notice itself stays.
+    let notice = NewMessage {
+        conversation_id: g.id,
+        content: im_protocol::v1::Content::text("ttl notice"),
+        created_at: 100,
+        message_ttl: Some(1_000),
+        ..Default::default()
+    };
+    let notice = store.append_message(notice).await.unwrap().message;
+    assert_eq!(notice.expires_at, 0, "server-written messages stay");
+    assert_eq!(
+        store.conversation(g.id).await.unwrap().unwrap().message_ttl_ms,
+        1_000
+    );
+    let mut m = text(g.id, a.id, "goes", None);
+    m.created_at = 200;
+    let goes = store.append_message(m).await.unwrap().message;
+    assert_eq!(goes.expires_at, 1_200);
+    assert_eq!(
+        store.message(g.id, goes.id).await.unwrap().unwrap().expires_at,
+        1_200
+    );
+    assert!(store.expired_messages(1_199, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.expired_messages(1_200, 10).await.unwrap(),
+        [(g.id, goes.id)]
+    );
+    let expire = |at| MessageChange {
+        conversation_id: g.id,
+        message_id: goes.id,
+        actor: 0,
+        at,
+        kind: ChangeKind::Expire,
+    };
+    // Not before its time; then erased as a recall by nobody, once.
+    let early = store
+        .change_message(expire(1_100), Box::new(|_| panic!("not yet")))
+        .await
+        .unwrap();
+    assert!(!early.changed);
+    let erased = store
+        .change_message(expire(1_300), Box::new(|_| {}))
+        .await
+        .unwrap();
+    let m = &erased.message;
+    assert!(erased.changed && m.content.is_none());
+    assert_eq!((m.recalled_at, m.recalled_by), (1_300, 0));
+    assert!(store.expired_messages(5_000, 10).await.unwrap().is_empty());
+    let stays = MessageChange {
+        message_id: before.id,
+        ..expire(9_000)
+    };
+    assert!(
+        !store
+            .change_message(stays, Box::new(|_| panic!("never expires")))
+            .await
+            .unwrap()
+            .changed
+    );
+}

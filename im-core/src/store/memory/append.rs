@@ -4,6 +4,7 @@
 
 use super::Inner;
 use crate::model::*;
+use crate::store::expiry;
 use crate::store::mentions::mentioned_members;
 use crate::store::{StoreError, StoreResult};
 use im_protocol::v1;
@@ -77,6 +78,10 @@ impl Inner {
         self.next_message += 1;
         let id = self.next_message;
         let conv = self.conv(new.conversation_id)?;
+        if let Some(ttl) = new.message_ttl {
+            conv.record.message_ttl_ms = ttl;
+        }
+        let expires_at = expiry(new.sender_id, new.created_at, conv.record.message_ttl_ms);
         match &new.membership {
             Some(Membership::Add(users)) => {
                 for &(user_id, role) in users {
@@ -117,6 +122,7 @@ impl Inner {
             mention_all: new.mention_all,
             thread_root_id: new.thread_root.unwrap_or(0),
             forwarded: new.forwarded,
+            expires_at,
             ..Default::default()
         };
         conv.messages.push(message.clone());

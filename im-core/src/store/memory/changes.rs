@@ -15,7 +15,7 @@ impl Inner {
         on_commit: ChangeHook,
     ) -> StoreResult<Changed> {
         let conv = self.conv(change.conversation_id)?;
-        if !conv.members.contains_key(&change.actor) {
+        if change.kind != ChangeKind::Expire && !conv.members.contains_key(&change.actor) {
             return Err(StoreError::NotMember(change.conversation_id));
         }
         let index = conv
@@ -45,13 +45,16 @@ impl Inner {
                 }
                 !same
             }
-            ChangeKind::Recall => {
-                if !recalled {
+            ChangeKind::Recall | ChangeKind::Expire => {
+                let expire = change.kind == ChangeKind::Expire;
+                let due = !expire || (next.expires_at != 0 && next.expires_at <= change.at);
+                let erase = !recalled && due;
+                if erase {
                     next.content = None;
                     next.edited_at = 0;
                     next.reactions.clear();
                     next.recalled_at = change.at;
-                    next.recalled_by = change.actor;
+                    next.recalled_by = if expire { 0 } else { change.actor };
                     next.reply_to = None;
                     next.mention_user_ids.clear();
                     next.mention_all = false;
@@ -61,7 +64,7 @@ impl Inner {
                     conv.edits.remove(&id);
                     conv.reactions.remove(&id);
                 }
-                !recalled
+                erase
             }
             ChangeKind::React { emoji, remove } => {
                 let kinds = conv.reactions.entry(id).or_default();

@@ -118,6 +118,7 @@ impl Inner {
             last_seq: 0,
             last_version: 0,
             member_count: members.len() as u32,
+            message_ttl_ms: 0,
         };
         if let Some(key) = &direct_key {
             self.direct.insert(key.clone(), id);
@@ -571,6 +572,23 @@ impl Store for MemoryStore {
         limit: u32,
     ) -> StoreResult<Vec<ThreadStats>> {
         Ok(self.inner.lock().threads(conversation, viewer, root, limit))
+    }
+
+    async fn expired_messages(&self, now: i64, limit: u32) -> StoreResult<Vec<(ConversationId, MessageId)>> {
+        let inner = self.inner.lock();
+        let mut due: Vec<(i64, ConversationId, MessageId)> = inner
+            .conversations
+            .values()
+            .flat_map(|c| c.messages.iter())
+            .filter(|m| m.expires_at != 0 && m.expires_at <= now && m.recalled_at == 0)
+            .map(|m| (m.expires_at, m.conversation_id, m.id))
+            .collect();
+        due.sort_unstable();
+        Ok(due
+            .into_iter()
+            .take(limit as usize)
+            .map(|(_, c, m)| (c, m))
+            .collect())
     }
 
     async fn mark_thread_read(

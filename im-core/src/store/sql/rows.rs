@@ -68,6 +68,7 @@ pub(crate) const CONVERSATION: (
     conversations::last_seq,
     conversations::last_version,
     conversations::member_count,
+    conversations::message_ttl_ms,
 ) = (
     conversations::id,
     conversations::kind,
@@ -78,6 +79,7 @@ pub(crate) const CONVERSATION: (
     conversations::last_seq,
     conversations::last_version,
     conversations::member_count,
+    conversations::message_ttl_ms,
 );
 
 /// A conversation as stored (without its direct key and member version).
@@ -92,6 +94,7 @@ pub(crate) struct ConvRow {
     pub(crate) last_seq: i64,
     pub(crate) last_version: i64,
     pub(crate) member_count: i32,
+    pub(crate) message_ttl_ms: i64,
 }
 
 impl From<ConvRow> for ConversationRecord {
@@ -106,6 +109,7 @@ impl From<ConvRow> for ConversationRecord {
             last_seq: r.last_seq as u64,
             last_version: r.last_version as u64,
             member_count: r.member_count as u32,
+            message_ttl_ms: r.message_ttl_ms,
         }
     }
 }
@@ -191,6 +195,7 @@ pub(crate) const MESSAGE: (
     messages::pinned_at,
     messages::pinned_by,
     messages::meta,
+    messages::expires_at,
 ) = (
     messages::id,
     messages::conversation_id,
@@ -208,6 +213,7 @@ pub(crate) const MESSAGE: (
     messages::pinned_at,
     messages::pinned_by,
     messages::meta,
+    messages::expires_at,
 );
 
 /// A message as stored; the content is the encoded `v1::Content` (empty
@@ -231,6 +237,7 @@ pub(crate) struct MessageRow {
     pub(crate) pinned_at: i64,
     pub(crate) pinned_by: i64,
     pub(crate) meta: Option<Vec<u8>>,
+    pub(crate) expires_at: i64,
 }
 
 impl From<MessageRow> for v1::Message {
@@ -269,6 +276,7 @@ impl From<MessageRow> for v1::Message {
             forwarded: meta.forwarded,
             pinned_at: r.pinned_at,
             pinned_by: r.pinned_by as u64,
+            expires_at: r.expires_at,
         }
     }
 }

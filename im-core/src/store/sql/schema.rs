@@ -44,6 +44,7 @@ diesel::table! {
         member_count -> Integer,
         direct_key -> Nullable<Text>,
         member_version -> BigInt,
+        message_ttl_ms -> BigInt,
     }
 }
 
@@ -81,6 +82,7 @@ diesel::table! {
         pinned_at -> BigInt,
         pinned_by -> BigInt,
         meta -> Nullable<Binary>,
+        expires_at -> BigInt,
     }
 }
 

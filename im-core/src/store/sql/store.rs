@@ -453,6 +453,12 @@ impl<C: SqlConnection> Store for DieselStore<C> {
             .await
     }
 
+    async fn expired_messages(&self, now: i64, limit: u32) -> StoreResult<Vec<(ConversationId, MessageId)>> {
+        self.core
+            .read(move |c| queries::expired_messages(c, now, limit))
+            .await
+    }
+
     async fn mark_thread_read(
         &self,
         conversation: ConversationId,

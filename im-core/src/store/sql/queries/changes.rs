@@ -49,7 +49,9 @@ pub(crate) fn change_message<C: SqlConnection>(
 ) -> StoreResult<Changed> {
     let conv_id = change.conversation_id as i64;
     let id = change.message_id as i64;
-    member_of(c, conv_id, change.actor as i64)?;
+    if change.kind != ChangeKind::Expire {
+        member_of(c, conv_id, change.actor as i64)?;
+    }
     let mut next = message(c, change.conversation_id, change.message_id)?
         .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
     let recalled = next.recalled_at != 0;
@@ -88,15 +90,16 @@ pub(crate) fn change_message<C: SqlConnection>(
                 Ok(())
             })
         }
-        ChangeKind::Recall => {
-            if recalled {
+        ChangeKind::Recall | ChangeKind::Expire => {
+            let expire = change.kind == ChangeKind::Expire;
+            if recalled || (expire && (next.expires_at == 0 || next.expires_at > change.at)) {
                 return unchanged(c, cache, conv_id, next);
             }
             next.content = None;
             next.edited_at = 0;
             next.reactions.clear();
             next.recalled_at = change.at;
-            next.recalled_by = change.actor;
+            next.recalled_by = if expire { 0 } else { change.actor };
             next.reply_to = None;
             next.mention_user_ids.clear();
             next.mention_all = false;

@@ -9,6 +9,7 @@ use super::changes::{deleted_after, stub_hidden};
 use super::conversations::{MemberCache, insert_member_if_absent, members_at};
 use super::{CHUNK, ids};
 use crate::model::*;
+use crate::store::expiry;
 use crate::store::mentions::mentioned_members;
 use crate::store::{StoreError, StoreResult};
 use diesel::dsl::count_star;
@@ -74,14 +75,20 @@ pub(crate) fn append_message<C: SqlConnection>(
         }
         None => {}
     }
+    if let Some(ttl) = new.message_ttl {
+        diesel::update(conversations::table.find(conv_id))
+            .set(conversations::message_ttl_ms.eq(ttl))
+            .run(c)?;
+    }
     let returned = (
         conversations::last_seq,
         conversations::last_version,
         conversations::member_version,
         conversations::member_count,
+        conversations::message_ttl_ms,
     );
     // Takes the row lock that orders every writer of this conversation.
-    let bumped: Option<(i64, i64, i64, i32)> = if new.membership.is_some() {
+    let bumped: Option<(i64, i64, i64, i32, i64)> = if new.membership.is_some() {
         let member_count: i64 = members::table
             .filter(members::conversation_id.eq(conv_id))
             .count()
@@ -106,7 +113,7 @@ pub(crate) fn append_message<C: SqlConnection>(
             .row(c)
             .optional()?
     };
-    let Some((seq, version, member_version, member_count)) = bumped else {
+    let Some((seq, version, member_version, member_count, ttl)) = bumped else {
         return Err(StoreError::NotFound(format!("conversation {conv_id}")));
     };
     let members = members_at(c, cache, conv_id, member_version)?;
@@ -128,6 +135,7 @@ pub(crate) fn append_message<C: SqlConnection>(
         client_msg_id: new.client_msg_id.clone().unwrap_or_default(),
         created_at: new.created_at,
         forwarded: new.forwarded.clone(),
+        expires_at: expiry(new.sender_id, new.created_at, ttl),
         ..Default::default()
     };
     attach_links(c, &new, &members, &mut message)?;
@@ -143,6 +151,7 @@ pub(crate) fn append_message<C: SqlConnection>(
             messages::content.eq(&content),
             messages::thread_root_id.eq(message.thread_root_id as i64),
             messages::meta.eq(encode_meta(&message)),
+            messages::expires_at.eq(message.expires_at),
         ))
         .returning(messages::id)
         .row(c)?;
@@ -209,6 +218,23 @@ fn attach_links<C: SqlConnection>(
     message.mention_user_ids = mentioned_members(&new.mentions, members);
     message.mention_all = new.mention_all;
     Ok(())
+}
+
+/// See `Store::expired_messages`.
+pub(crate) fn expired_messages<C: SqlConnection>(
+    c: &mut C,
+    now: i64,
+    limit: u32,
+) -> StoreResult<Vec<(ConversationId, MessageId)>> {
+    let rows: Vec<(i64, i64)> = messages::table
+        .filter(messages::expires_at.ne(0))
+        .filter(messages::expires_at.le(now))
+        .filter(messages::recalled_at.eq(0))
+        .order(messages::expires_at.asc())
+        .limit(limit as i64)
+        .select((messages::conversation_id, messages::id))
+        .rows(c)?;
+    Ok(rows.into_iter().map(|(c, m)| (c as u64, m as u64)).collect())
 }
 
 pub(crate) fn history<C: SqlConnection>(
