@@ -146,6 +146,7 @@ impl Engine {
 
     /// The former contents of one of the caller's own messages, oldest first.
     pub async fn edit_history(&self, caller: Caller, req: v1::GetEditHistory) -> Result<v1::EditHistory> {
+        self.require_member(&caller, req.conversation_id).await?;
         self.own_message(&caller, req.conversation_id, req.message_id, "see the edits of")
             .await?;
         let edits = self

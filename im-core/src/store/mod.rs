@@ -208,7 +208,8 @@ pub trait Store: Send + Sync + 'static {
     /// conversation's appends, unless nothing changed. The change takes the
     /// conversation's next version, which becomes the message's.
     ///
-    /// * `NotMember` if the actor is not a member now; `NotFound` if the
+    /// * `NotMember` if the actor is not a member now (or there is no such
+    ///   conversation: the answer tells nothing about which exist); `NotFound` if the
     ///   message is not in the conversation; `Conflict` for an edit of, or a
     ///   reaction to, a recalled message, or a reaction beyond
     ///   [`MAX_REACTION_KINDS`] emoji. Nothing is written then.
@@ -308,7 +309,8 @@ pub trait Store: Send + Sync + 'static {
     async fn expired_messages(&self, now: i64, limit: u32) -> StoreResult<Vec<(ConversationId, MessageId)>>;
     /// Moves a member's read cursor in a thread forward (never back, never
     /// past the conversation's `last_seq`); returns it. `NotMember` if not
-    /// a member.
+    /// a member (or no such conversation), `NotFound` if `root` is not a
+    /// message of the conversation that can have a thread.
     async fn mark_thread_read(
         &self,
         conversation: ConversationId,

@@ -115,6 +115,17 @@ pub async fn edits_take_versions_and_keep_the_former_contents(store: Arc<dyn Sto
         Err(StoreError::NotFound(_))
     ));
     assert!(store.message(elsewhere.id, sent.id).await.unwrap().is_none());
+    let nowhere = change(987_654, sent.id, a.id, 40, react("👍", false));
+    assert!(matches!(
+        store.change_message(nowhere, no_hook()).await,
+        Err(StoreError::NotMember(_))
+    ));
+    assert!(matches!(
+        store
+            .hide_messages(987_654, a.id, &[sent.id], Box::new(|_| {}))
+            .await,
+        Err(StoreError::NotMember(_))
+    ));
 }
 
 pub async fn recall_erases_content_reactions_and_edits(store: Arc<dyn Store>) {

@@ -146,6 +146,16 @@ pub async fn replies_threads_and_mentions_are_checked_and_counted(store: Arc<dyn
         store.mark_thread_read(g.id, root.id, outsider.id, 1).await,
         Err(StoreError::NotMember(_))
     ));
+    for not_a_thread in [in_thread.id, foreign.id, 987_654] {
+        assert!(matches!(
+            store.mark_thread_read(g.id, not_a_thread, a.id, 1).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    assert!(matches!(
+        store.mark_thread_read(987_654, root.id, a.id, 1).await,
+        Err(StoreError::NotMember(_))
+    ));
     // A recall takes the mention (and the reply link) away.
     let recall = MessageChange {
         conversation_id: g.id,

@@ -14,7 +14,7 @@ impl Inner {
         change: MessageChange,
         on_commit: ChangeHook,
     ) -> StoreResult<Changed> {
-        let conv = self.conv(change.conversation_id)?;
+        let conv = self.member_conv(change.conversation_id)?;
         if change.kind != ChangeKind::Expire && !conv.members.contains_key(&change.actor) {
             return Err(StoreError::NotMember(change.conversation_id));
         }
@@ -135,7 +135,7 @@ impl Inner {
         ids: &[MessageId],
         on_commit: HideHook,
     ) -> StoreResult<Hidden> {
-        let conv = self.conv(conversation)?;
+        let conv = self.member_conv(conversation)?;
         let Some(member) = conv.members.get(&user) else {
             return Err(StoreError::NotMember(conversation));
         };
@@ -168,6 +168,15 @@ impl Inner {
         hidden.private_version = version;
         on_commit(&hidden);
         Ok(hidden)
+    }
+}
+
+impl Inner {
+    /// A conversation for a member's request: an unknown one answers as
+    /// one the user is not a member of (as the SQL stores do), so the
+    /// answer tells nothing about which conversations exist.
+    pub(super) fn member_conv(&mut self, id: ConversationId) -> StoreResult<&mut super::Conv> {
+        self.conversations.get_mut(&id).ok_or(StoreError::NotMember(id))
     }
 }
 

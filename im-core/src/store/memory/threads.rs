@@ -133,9 +133,17 @@ impl Inner {
         user: UserId,
         seq: u64,
     ) -> StoreResult<u64> {
-        let conv = self.conv(conversation)?;
+        let conv = self.member_conv(conversation)?;
         if !conv.members.contains_key(&user) {
             return Err(StoreError::NotMember(conversation));
+        }
+        let is_root = conv
+            .index_of(root)
+            .is_some_and(|i| conv.messages[i].thread_root_id == 0);
+        if !is_root {
+            return Err(StoreError::NotFound(format!(
+                "thread {root} in conversation {conversation}"
+            )));
         }
         let last = conv.record.last_seq;
         let read = conv.thread_reads.entry((root, user)).or_insert(0);

@@ -119,6 +119,8 @@ pub(crate) fn delete_conversation<C: SqlConnection>(c: &mut C, id: ConversationI
     diesel::delete(message_edits::table.filter(message_edits::message_id.eq_any(of_conversation))).run(c)?;
     diesel::delete(reactions::table.filter(reactions::message_id.eq_any(of_conversation))).run(c)?;
     diesel::delete(hidden_messages::table.filter(hidden_messages::conversation_id.eq(id))).run(c)?;
+    diesel::delete(mentions::table.filter(mentions::conversation_id.eq(id))).run(c)?;
+    diesel::delete(thread_reads::table.filter(thread_reads::conversation_id.eq(id))).run(c)?;
     diesel::delete(messages::table.filter(messages::conversation_id.eq(id))).run(c)?;
     diesel::delete(file_shares::table.filter(file_shares::conversation_id.eq(id))).run(c)?;
     diesel::delete(members::table.filter(members::conversation_id.eq(id))).run(c)?;

@@ -8,7 +8,7 @@ use super::CHUNK;
 use super::after_cursors::AfterCursors;
 use super::changes::{member_of, stub_hidden};
 use crate::model::*;
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 use diesel::dsl::{count_star, max};
 use diesel::prelude::{ExpressionMethods, OptionalExtension, QueryDsl};
 use im_protocol::v1;
@@ -168,6 +168,12 @@ pub(crate) fn mark_thread_read<C: SqlConnection>(
 ) -> StoreResult<u64> {
     let conv_id = conversation as i64;
     member_of(c, conv_id, user as i64)?;
+    let is_root = super::changes::message(c, conversation, root)?.is_some_and(|m| m.thread_root_id == 0);
+    if !is_root {
+        return Err(StoreError::NotFound(format!(
+            "thread {root} in conversation {conversation}"
+        )));
+    }
     let last: i64 = conversations::table
         .find(conv_id)
         .select(conversations::last_seq)
