@@ -60,6 +60,7 @@ mod conversation_settings;
 pub mod files;
 mod link;
 mod message_changes;
+mod search;
 mod threads;
 pub mod tls;
 mod tracker;

@@ -51,6 +51,7 @@ mod event;
 pub mod fanout;
 pub mod model;
 pub mod presence;
+pub mod search;
 pub mod sessions;
 pub mod store;
 

@@ -90,6 +90,7 @@ impl Engine {
                 ..Default::default()
             }),
             Body::ListThreads(r) => Reply::Threads(self.list_threads(caller, r).await?),
+            Body::SearchMessages(r) => Reply::Messages(self.search_messages(caller, r).await?),
             Body::SetMessageTtl(r) => Reply::Conversation(self.set_message_ttl(caller, r).await?),
             Body::Ping(_) => Reply::Pong(v1::Pong {
                 server_time: self.now_ms(),

@@ -284,6 +284,7 @@ pub use messages::MAX_MENTIONS;
 mod outbox;
 mod presence;
 mod receipts;
+mod search;
 mod send;
 mod settings;
 mod sync;

@@ -303,6 +303,19 @@ pub trait Store: Send + Sync + 'static {
         root: Option<MessageId>,
         limit: u32,
     ) -> StoreResult<Vec<ThreadStats>>;
+    /// Full-text search ([`crate::search`]): the messages matching `query`
+    /// in the conversations `user` is a member of (only `conversation` if
+    /// given), newest first, with ids below `before` if given, at most
+    /// `limit`; never a recalled message or one `user` deleted for
+    /// themselves.
+    async fn search_messages(
+        &self,
+        user: UserId,
+        query: &crate::search::SearchQuery,
+        conversation: Option<ConversationId>,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::Message>>;
     /// Messages whose `expires_at` is at or before `now` and that are not
     /// erased yet, soonest first, at most `limit`: what to erase with
     /// [`ChangeKind::Expire`].

@@ -9,13 +9,15 @@
 //! Migrations from `migrations/postgres` are embedded and run at open.
 
 use super::sql::{
-    BatchConfig, DieselCore, DieselStore, Executes, Loads, SqlConnection, WriterHooks, unavailable,
+    BatchConfig, DieselCore, DieselStore, Executes, IdRow, Loads, SqlConnection, WriterHooks,
+    reindex_if_needed, unavailable,
 };
 use crate::error::{Error, Result};
 use crate::store::{StoreError, StoreResult};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{Builder, ConnectionManager, Pool};
+use diesel::sql_types::{BigInt, Text};
 use diesel::{Connection, QueryResult, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use std::time::Duration;
@@ -78,6 +80,60 @@ impl SqlConnection for PgConnection {
     fn execute_statement<Q: Executes>(&mut self, statement: Q) -> QueryResult<usize> {
         statement.execute(self)
     }
+
+    fn index_text(&mut self, message: i64, conversation: i64, tokens: &str) -> QueryResult<()> {
+        diesel::sql_query(
+            "INSERT INTO message_search (message_id, conversation_id, tsv) \
+             VALUES ($1, $2, to_tsvector('simple', $3)) \
+             ON CONFLICT (message_id) DO UPDATE SET tsv = EXCLUDED.tsv",
+        )
+        .bind::<BigInt, _>(message)
+        .bind::<BigInt, _>(conversation)
+        .bind::<Text, _>(tokens)
+        .execute(self)
+        .map(drop)
+    }
+
+    fn unindex_text(&mut self, message: i64, _tokens: &str) -> QueryResult<()> {
+        diesel::sql_query("DELETE FROM message_search WHERE message_id = $1")
+            .bind::<BigInt, _>(message)
+            .execute(self)
+            .map(drop)
+    }
+
+    fn clear_text_index(&mut self) -> QueryResult<()> {
+        self.batch_execute("DELETE FROM message_search")
+    }
+
+    fn search_ids(
+        &mut self,
+        user: i64,
+        query: &crate::search::SearchQuery,
+        conversation: i64,
+        before: i64,
+        limit: i64,
+    ) -> QueryResult<Vec<i64>> {
+        // A custom plan for each query: the generic plan of a prepared
+        // statement can walk a common term's whole posting list.
+        self.transaction(|c| {
+            c.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan")?;
+            let rows: Vec<IdRow> = diesel::sql_query(
+                "SELECT s.message_id AS id FROM message_search s JOIN messages m ON m.id = s.message_id \
+                 WHERE s.tsv @@ to_tsquery('simple', $1) AND s.message_id < $2 AND m.recalled_at = 0 \
+                 AND ($3 = 0 OR s.conversation_id = $3) \
+                 AND s.conversation_id IN (SELECT conversation_id FROM members WHERE user_id = $4) \
+                 AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $4 AND h.message_id = s.message_id) \
+                 ORDER BY s.message_id DESC LIMIT $5",
+            )
+            .bind::<Text, _>(query.tsquery())
+            .bind::<BigInt, _>(before)
+            .bind::<BigInt, _>(conversation)
+            .bind::<BigInt, _>(user)
+            .bind::<BigInt, _>(limit)
+            .load(c)?;
+            Ok(rows.into_iter().map(|r| r.id).collect())
+        })
+    }
 }
 
 /// A deadlock (SQLSTATE 40P01): PostgreSQL aborted this side of a lock cycle
@@ -112,7 +168,8 @@ pub(crate) fn connect_migrated(url: &str, connect_timeout: Duration) -> StoreRes
     let migrated = conn
         .run_pending_migrations(MIGRATIONS)
         .map(|_| ())
-        .map_err(|e| StoreError::Backend(format!("postgres migrations: {e}")));
+        .map_err(|e| StoreError::Backend(format!("postgres migrations: {e}")))
+        .and_then(|()| reindex_if_needed(&mut conn));
     conn.batch_execute("SELECT pg_advisory_unlock(7426001)")
         .map_err(unavailable)?;
     migrated?;

@@ -9,12 +9,15 @@
 //! is upgraded in place.
 
 use super::sql::{
-    BatchConfig, DieselCore, DieselStore, Executes, Loads, SqlConnection, WriterHooks, unavailable,
+    BatchConfig, DieselCore, DieselStore, Executes, IdRow, Loads, SqlConnection, WriterHooks,
+    reindex_if_needed, unavailable,
 };
 use crate::error::{Error, Result};
 use crate::store::{StoreError, StoreResult};
+use diesel::RunQueryDsl;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::sql_types::{BigInt, Text};
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, QueryResult};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -76,6 +79,55 @@ impl SqlConnection for SqliteConnection {
 
     fn execute_statement<Q: Executes>(&mut self, statement: Q) -> QueryResult<usize> {
         statement.execute(self)
+    }
+
+    fn index_text(&mut self, message: i64, _conversation: i64, tokens: &str) -> QueryResult<()> {
+        diesel::sql_query("INSERT INTO message_fts (rowid, tokens) VALUES (?, ?)")
+            .bind::<BigInt, _>(message)
+            .bind::<Text, _>(tokens)
+            .execute(self)
+            .map(drop)
+    }
+
+    fn unindex_text(&mut self, message: i64, tokens: &str) -> QueryResult<()> {
+        // A contentless index forgets a row given its tokens again; with
+        // its secure-delete option they leave the file.
+        diesel::sql_query("INSERT INTO message_fts (message_fts, rowid, tokens) VALUES ('delete', ?, ?)")
+            .bind::<BigInt, _>(message)
+            .bind::<Text, _>(tokens)
+            .execute(self)
+            .map(drop)
+    }
+
+    fn clear_text_index(&mut self) -> QueryResult<()> {
+        self.batch_execute("INSERT INTO message_fts (message_fts) VALUES ('delete-all')")
+    }
+
+    fn search_ids(
+        &mut self,
+        user: i64,
+        query: &crate::search::SearchQuery,
+        conversation: i64,
+        before: i64,
+        limit: i64,
+    ) -> QueryResult<Vec<i64>> {
+        let rows: Vec<IdRow> = diesel::sql_query(
+            "SELECT m.id AS id FROM message_fts f JOIN messages m ON m.id = f.rowid \
+             WHERE message_fts MATCH ? AND f.rowid < ? AND m.recalled_at = 0 \
+             AND (? = 0 OR m.conversation_id = ?) \
+             AND m.conversation_id IN (SELECT conversation_id FROM members WHERE user_id = ?) \
+             AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = ? AND h.message_id = m.id) \
+             ORDER BY f.rowid DESC LIMIT ?",
+        )
+        .bind::<Text, _>(query.fts5())
+        .bind::<BigInt, _>(before)
+        .bind::<BigInt, _>(conversation)
+        .bind::<BigInt, _>(conversation)
+        .bind::<BigInt, _>(user)
+        .bind::<BigInt, _>(user)
+        .bind::<BigInt, _>(limit)
+        .load(self)?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
     }
 }
 
@@ -150,6 +202,7 @@ pub(crate) fn open_migrated(path: &Path, synchronous_full: bool) -> StoreResult<
     writer
         .run_pending_migrations(MIGRATIONS)
         .map_err(|e| StoreError::Backend(format!("sqlite migrations: {e}")))?;
+    reindex_if_needed(&mut writer)?;
     Ok((writer, url))
 }
 

@@ -1,5 +1,6 @@
 //! A recalled message leaves no trace of its text in the SQLite database
-//! file: not in the message row, its edit history or its reactions' row,
+//! file: not in the message row, its edit history, its reactions' row or
+//! the full-text index,
 //! and not in the write-ahead log once the server stopped (SQLite's
 //! `secure_delete` zeroes freed space; a clean shutdown checkpoints and
 //! truncates the log).
@@ -22,7 +23,10 @@ async fn a_recalled_message_leaves_no_trace_in_the_database_file() {
     let (alice, _a) = server.register("alice").await;
     let (bob, _b) = server.register("bob").await;
     let g = alice.create_group("secrets", &[bob.user().id]).await.unwrap().id;
-    let secret = "quixotic-zebra-7431";
+    // One word: the index keeps it as one term (front-compressed against the
+    // term before it, so its tail is what can be found in the file).
+    let secret = "quixoticzebra7431";
+    let tail = "zebra7431";
     let id = alice
         .send_text(g, &format!("the code is {secret}"))
         .await
@@ -43,13 +47,26 @@ async fn a_recalled_message_leaves_no_trace_in_the_database_file() {
         database_holds(&db, secret),
         "the text is stored before the recall"
     );
+    let hits = bob.search("quixoticzebra", None, 0, 10).await.unwrap().messages;
+    assert_eq!(
+        hits.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [id],
+        "and searchable"
+    );
 
     alice.recall(g, id).await.unwrap();
     assert!(alice.edit_history(g, id).await.unwrap().is_empty());
+    assert!(
+        bob.search("quixoticzebra", None, 0, 10)
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
     // Stopped, the files kept.
     let _stopped = server.stop_and_keep().await;
     assert!(
-        !database_holds(&db, secret),
+        !database_holds(&db, secret) && !database_holds(&db, tail),
         "no trace of a recalled message's text"
     );
     assert!(database_holds(&db, kept), "what was not recalled is still there");

@@ -16,12 +16,14 @@ mod batch;
 mod changes;
 mod files;
 mod identities;
+mod search;
 mod settings;
 mod threads;
 pub use batch::*;
 pub use changes::*;
 pub use files::*;
 pub use identities::*;
+pub use search::*;
 pub use settings::*;
 pub use threads::*;
 
@@ -50,7 +52,8 @@ macro_rules! store_conformance_tests {
             edits_take_versions_and_keep_the_former_contents, recall_erases_content_reactions_and_edits,
             reactions_are_one_per_user_per_emoji, deletions_for_me_are_each_members_own,
             changes_and_appends_commit_in_version_order, replies_threads_and_mentions_are_checked_and_counted,
-            pins_are_message_changes, expiring_messages_are_erased_when_due);
+            pins_are_message_changes, expiring_messages_are_erased_when_due,
+            search_finds_words_in_the_members_conversations_only);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(

@@ -574,6 +574,36 @@ impl Store for MemoryStore {
         Ok(self.inner.lock().threads(conversation, viewer, root, limit))
     }
 
+    async fn search_messages(
+        &self,
+        user: UserId,
+        query: &crate::search::SearchQuery,
+        conversation: Option<ConversationId>,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::Message>> {
+        let inner = self.inner.lock();
+        let mut hits: Vec<v1::Message> = inner
+            .conversations
+            .values()
+            .filter(|c| c.members.contains_key(&user) && conversation.is_none_or(|id| id == c.record.id))
+            .flat_map(|c| {
+                c.messages.iter().filter(move |m| {
+                    m.recalled_at == 0
+                        && before.is_none_or(|b| m.id < b)
+                        && !c.hidden.contains_key(&(user, m.id))
+                        && m.content
+                            .as_ref()
+                            .is_some_and(|content| query.matches(&crate::search::content_tokens(content)))
+                })
+            })
+            .cloned()
+            .collect();
+        hits.sort_unstable_by_key(|m| std::cmp::Reverse(m.id));
+        hits.truncate(limit as usize);
+        Ok(hits)
+    }
+
     async fn expired_messages(&self, now: i64, limit: u32) -> StoreResult<Vec<(ConversationId, MessageId)>> {
         let inner = self.inner.lock();
         let mut due: Vec<(i64, ConversationId, MessageId)> = inner

@@ -45,6 +45,7 @@ mod store;
 mod writer;
 
 pub(crate) use error::unavailable;
+pub(crate) use queries::reindex_if_needed;
 pub use store::DieselStore;
 pub use writer::WriteStats;
 pub(crate) use writer::{BatchConfig, DieselCore, WriterHooks};
@@ -102,6 +103,33 @@ pub trait SqlConnection: LoadConnection + R2D2Connection + sealed::Sealed + Send
     fn get_row<'q, Q: Loads<'q, U>, U>(&mut self, query: Q) -> QueryResult<U>;
     /// Runs a statement; the number of rows it changed.
     fn execute_statement<Q: Executes>(&mut self, statement: Q) -> QueryResult<usize>;
+
+    /// Adds a message's search tokens to the full-text index.
+    fn index_text(&mut self, message: i64, conversation: i64, tokens: &str) -> QueryResult<()>;
+    /// Removes a message from the full-text index; `tokens` are exactly
+    /// those indexed (SQLite's contentless index needs them again).
+    fn unindex_text(&mut self, message: i64, tokens: &str) -> QueryResult<()>;
+    /// Empties the full-text index.
+    fn clear_text_index(&mut self) -> QueryResult<()>;
+    /// Ids of the messages matching `query`, newest first, at most `limit`,
+    /// below `before`: in the conversations `user` is a member of (only
+    /// `conversation` unless 0), not recalled, not deleted by `user` for
+    /// themselves.
+    fn search_ids(
+        &mut self,
+        user: i64,
+        query: &crate::search::SearchQuery,
+        conversation: i64,
+        before: i64,
+        limit: i64,
+    ) -> QueryResult<Vec<i64>>;
+}
+
+/// A row of one id, for the search statements written in SQL.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct IdRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) id: i64,
 }
 
 #[cfg(feature = "sqlite")]

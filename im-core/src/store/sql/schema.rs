@@ -96,6 +96,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    search_index (id) {
+        id -> Integer,
+        tokenizer_version -> Integer,
+    }
+}
+
+diesel::table! {
     thread_reads (conversation_id, root_id, user_id) {
         conversation_id -> BigInt,
         root_id -> BigInt,

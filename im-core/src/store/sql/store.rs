@@ -453,6 +453,20 @@ impl<C: SqlConnection> Store for DieselStore<C> {
             .await
     }
 
+    async fn search_messages(
+        &self,
+        user: UserId,
+        query: &crate::search::SearchQuery,
+        conversation: Option<ConversationId>,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<v1::Message>> {
+        let query = query.clone();
+        self.core
+            .read(move |c| queries::search_messages(c, user, &query, conversation, before, limit))
+            .await
+    }
+
     async fn expired_messages(&self, now: i64, limit: u32) -> StoreResult<Vec<(ConversationId, MessageId)>> {
         self.core
             .read(move |c| queries::expired_messages(c, now, limit))

@@ -7,6 +7,7 @@ use super::super::rows::*;
 use super::super::schema::*;
 use super::super::{Run, SqlConnection};
 use super::conversations::{MemberCache, members_at};
+use super::search::{index_content, unindex_content};
 use super::{CHUNK, ids};
 use crate::model::*;
 use crate::store::{StoreError, StoreResult, reactions as summary};
@@ -69,9 +70,17 @@ pub(crate) fn change_message<C: SqlConnection>(
             } else {
                 next.created_at
             };
-            let former = next.content.replace(content).unwrap_or_default().encode_to_vec();
+            let former_content = next.content.replace(content).unwrap_or_default();
+            let former = former_content.encode_to_vec();
             next.edited_at = change.at;
             Box::new(move |c: &mut C, m: &v1::Message| {
+                unindex_content(c, id, &former_content)?;
+                index_content(
+                    c,
+                    id,
+                    conv_id,
+                    m.content.as_ref().unwrap_or(&v1::Content::default()),
+                )?;
                 diesel::insert_into(message_edits::table)
                     .values((
                         message_edits::message_id.eq(id),
@@ -95,6 +104,7 @@ pub(crate) fn change_message<C: SqlConnection>(
             if recalled || (expire && (next.expires_at == 0 || next.expires_at > change.at)) {
                 return unchanged(c, cache, conv_id, next);
             }
+            let erased = next.content.clone().unwrap_or_default();
             next.content = None;
             next.edited_at = 0;
             next.reactions.clear();
@@ -107,6 +117,7 @@ pub(crate) fn change_message<C: SqlConnection>(
             next.pinned_at = 0;
             next.pinned_by = 0;
             Box::new(move |c: &mut C, m: &v1::Message| {
+                unindex_content(c, id, &erased)?;
                 diesel::delete(message_edits::table.filter(message_edits::message_id.eq(id))).run(c)?;
                 diesel::delete(reactions::table.filter(reactions::message_id.eq(id))).run(c)?;
                 diesel::delete(

@@ -113,6 +113,15 @@ pub(crate) fn conversation<C: SqlConnection>(
 
 pub(crate) fn delete_conversation<C: SqlConnection>(c: &mut C, id: ConversationId) -> StoreResult<()> {
     let id = id as i64;
+    let indexed: Vec<(i64, Vec<u8>)> = messages::table
+        .filter(messages::conversation_id.eq(id))
+        .filter(messages::recalled_at.eq(0))
+        .select((messages::id, messages::content))
+        .rows(c)?;
+    for (message, content) in indexed {
+        let content = <v1::Content as prost::Message>::decode(&content[..]).unwrap_or_default();
+        super::search::unindex_content(c, message, &content)?;
+    }
     let of_conversation = messages::table
         .filter(messages::conversation_id.eq(id))
         .select(messages::id);

@@ -171,6 +171,7 @@ pub(crate) fn append_message<C: SqlConnection>(
             ))
             .run(c)?;
     }
+    super::search::index_content(c, id, conv_id, &new.content)?;
     message.id = id as u64;
     message.content = Some(new.content);
     Ok(Appended {

@@ -11,6 +11,7 @@
 //! | `conversations` | conversations, members, the member-list cache of the sending path |
 //! | `files` | file metadata, shares, the clean-up |
 //! | `threads` | threads and their read cursors, pinned messages, unread-mention counts |
+//! | `search` | the full-text index (through the backend's [`SqlConnection`](super::SqlConnection) methods), search, reindexing |
 //! | `messages` | the append (sending path), history, changes, last messages, unread counts, cursors |
 
 mod accounts;
@@ -19,6 +20,7 @@ mod changes;
 mod conversations;
 mod files;
 mod messages;
+mod search;
 mod threads;
 
 pub(crate) use accounts::*;
@@ -26,6 +28,7 @@ pub(crate) use changes::*;
 pub(crate) use conversations::*;
 pub(crate) use files::*;
 pub(crate) use messages::*;
+pub(crate) use search::*;
 pub(crate) use threads::*;
 
 /// Most ids bound in one `IN (...)` list (SQLite allows 32,766 parameters,

@@ -1,0 +1,2 @@
+DROP TABLE search_index;
+DROP TABLE message_search;
