@@ -11,5 +11,6 @@ pub mod client;
 pub mod cluster;
 pub mod inbox;
 pub mod scenario;
+pub mod search;
 pub mod stats;
 pub mod typing;

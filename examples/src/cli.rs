@@ -2,12 +2,15 @@
 //! text lines, prints messages, joins, leaves and typing as they arrive.
 
 use im_client_sdk::{Client, ClientConfig, Credentials, Event, Events, MediaKind, Upload, v1};
+
+#[path = "cli_messages.rs"]
+mod messages;
 use std::collections::HashMap;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
 const HELP: &str = "commands: /register USER PASS | /login USER PASS | /rooms | /join ROOM_ID | /create TITLE \
 | /group TITLE USER... | /dm USER | /users PREFIX | /conversations | /history | /leave \
-| /file PATH | /files | /download FILE_ID PATH | /quit; anything else is sent to the current conversation";
+| /file PATH | /files | /download FILE_ID PATH | /quit; on messages (MSG: the m-number shown): ";
 
 enum Target {
     None,
@@ -21,6 +24,8 @@ struct Cli<W> {
     session: Option<(Client, Events)>,
     target: Target,
     names: HashMap<u64, String>,
+    /// The conversation of each message shown, for the commands on messages.
+    conversation_of: HashMap<u64, u64>,
 }
 
 /// Runs the client until `/quit` or end of input, connecting with
@@ -36,8 +41,13 @@ where
         session: None,
         target: Target::None,
         names: HashMap::new(),
+        conversation_of: HashMap::new(),
     };
-    cli.say(HELP).await?;
+    cli.say(&format!(
+        "{HELP}{}; anything else is sent to the current conversation",
+        messages::HELP
+    ))
+    .await?;
     let mut lines = input.lines();
     loop {
         let event = async {
@@ -295,12 +305,15 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
                 ))
                 .await?;
             }
+            "/reply" | "/edit" | "/recall" | "/react" | "/unreact" | "/delete" | "/search" => {
+                self.message_command(cmd, &rest).await?;
+            }
             "" => {
                 let target = self.send_target()?;
                 let ack = self.client()?.send(target, v1::Content::text(line)).await?;
                 self.target = Target::Conversation(ack.conversation_id);
             }
-            other => anyhow::bail!("unknown command {other}; {HELP}"),
+            other => anyhow::bail!("unknown command {other}; {HELP}{}", messages::HELP),
         }
         Ok(true)
     }
@@ -315,11 +328,12 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
     }
 
     async fn render(&mut self, m: &v1::Message) -> String {
+        self.conversation_of.insert(m.id, m.conversation_id);
         let content = m.content.clone().unwrap_or_default();
         match content.kind {
             Some(v1::content::Kind::Text(t)) => {
                 let who = self.name(m.sender_id).await;
-                format!("[#{}] {who}: {}", m.conversation_id, t.body)
+                format!("[#{}] (m{}) {who}: {}", m.conversation_id, m.id, t.body)
             }
             Some(v1::content::Kind::System(s)) => {
                 let actor = self.name(s.actor_id).await;
@@ -333,6 +347,12 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
                     v1::SystemKind::Left => format!("{} left", users.join(", ")),
                     v1::SystemKind::Added => format!("{actor} added {}", users.join(", ")),
                     v1::SystemKind::Renamed => format!("{actor} renamed it to {}", s.title),
+                    v1::SystemKind::MessageTtl if s.ttl_ms == 0 => {
+                        format!("{actor} turned disappearing messages off")
+                    }
+                    v1::SystemKind::MessageTtl => {
+                        format!("{actor} made messages disappear after {} s", s.ttl_ms / 1000)
+                    }
                     v1::SystemKind::Unspecified => "?".into(),
                 };
                 format!("[#{}] * {what}", m.conversation_id)
@@ -366,6 +386,7 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
     async fn show(&mut self, event: Event) -> anyhow::Result<()> {
         let line = match event {
             Event::Message(m) => self.render(&m).await,
+            Event::MessageUpdated(m) => self.render_update(&m).await,
             Event::Typing(t) if t.typing => format!(
                 "[#{}] {} is typing...",
                 t.conversation_id,

@@ -47,21 +47,44 @@ impl Session {
     }
 }
 
+/// A reference server on 127.0.0.1 with a SQLite file in a temporary
+/// directory, stopped by [`Running::stop`].
+struct Running {
+    url: String,
+    dir: tempfile::TempDir,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), im_server::ServerError>>,
+}
+
+impl Running {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = im_server::ServerConfig::default();
+        config.server.listen = "127.0.0.1:0".into();
+        config.grpc.listen = "127.0.0.1:0".into();
+        config.store.url = format!("sqlite://{}", dir.path().join("im.sqlite3").display());
+        config.files.dir = dir.path().join("files").display().to_string();
+        config.auth.argon2_m_cost = 256;
+        config.auth.argon2_t_cost = 1;
+        let server = im_server::Server::bind(config).await.unwrap();
+        let url = format!("ws://{}/v1/ws", server.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Self { url, dir, stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_terminal_users_chat_in_a_room_and_directly() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = im_server::ServerConfig::default();
-    config.server.listen = "127.0.0.1:0".into();
-    config.grpc.listen = "127.0.0.1:0".into();
-    config.store.url = format!("sqlite://{}", dir.path().join("im.sqlite3").display());
-    config.auth.argon2_m_cost = 256;
-    config.auth.argon2_t_cost = 1;
-    let server = im_server::Server::bind(config).await.unwrap();
-    let url = format!("ws://{}/v1/ws", server.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server_task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let server = Running::start().await;
+    let url = server.url.clone();
 
     let mut alice = Session::start(&url);
     let mut bob = Session::start(&url);
@@ -108,25 +131,14 @@ async fn two_terminal_users_chat_in_a_room_and_directly() {
     bob.type_line("/quit").await;
     alice.task.await.unwrap().unwrap();
     bob.task.await.unwrap().unwrap();
-    stop.send(()).unwrap();
-    server_task.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminal_users_send_list_and_download_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = im_server::ServerConfig::default();
-    config.server.listen = "127.0.0.1:0".into();
-    config.store.url = format!("sqlite://{}", dir.path().join("im.sqlite3").display());
-    config.files.dir = dir.path().join("files").display().to_string();
-    config.auth.argon2_m_cost = 256;
-    config.auth.argon2_t_cost = 1;
-    let server = im_server::Server::bind(config).await.unwrap();
-    let url = format!("ws://{}/v1/ws", server.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server_task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let server = Running::start().await;
+    let url = server.url.clone();
+    let dir = &server.dir;
     let photo = dir.path().join("my photo.png");
     let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
     png.extend((0..100_000u32).map(|i| (i * 7 % 251) as u8));
@@ -178,6 +190,52 @@ async fn terminal_users_send_list_and_download_files() {
     bob.type_line("/quit").await;
     alice.task.await.unwrap().unwrap();
     bob.task.await.unwrap().unwrap();
-    stop.send(()).unwrap();
-    server_task.await.unwrap().unwrap();
+    server.stop().await;
+}
+
+/// The message id (`m123`) in a line the client printed.
+fn message_id(line: &str) -> String {
+    line.split("(m")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no message id in {line:?}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_users_reply_edit_react_recall_and_search() {
+    let server = Running::start().await;
+    let url = server.url.clone();
+
+    let mut alice = Session::start(&url);
+    let mut bob = Session::start(&url);
+    alice.type_line("/register alice password123").await;
+    alice.expect("signed in as alice").await;
+    bob.type_line("/register bob password123").await;
+    bob.expect("signed in as bob").await;
+    alice.type_line("/group team bob").await;
+    alice.expect("created group #").await;
+    alice.type_line("lunch at noon?").await;
+    let line = bob.expect("alice: lunch at noon?").await;
+    let id = message_id(&line);
+    bob.type_line(&format!("/reply m{id} sure, see you")).await;
+    alice.expect("bob: sure, see you").await;
+    bob.type_line(&format!("/react m{id} 👍")).await;
+    alice.expect("lunch at noon? 👍1").await;
+    alice.type_line(&format!("/edit m{id} lunch at one?")).await;
+    bob.expect("lunch at one? (edited) 👍1").await;
+    bob.type_line("/search LUNCH").await;
+    bob.expect("alice: lunch at one?").await;
+    alice.type_line(&format!("/recall m{id}")).await;
+    bob.expect(&format!("(m{id}) recalled by alice")).await;
+    bob.type_line("/search lunch").await;
+    bob.expect("no message found").await;
+    bob.type_line("/edit m1 nope").await;
+    bob.expect("! ").await;
+
+    alice.type_line("/quit").await;
+    bob.type_line("/quit").await;
+    alice.task.await.unwrap().unwrap();
+    bob.task.await.unwrap().unwrap();
+    server.stop().await;
 }

@@ -163,19 +163,27 @@ impl Engine {
             .store
             .history(req.conversation_id, caller.user_id, page, limit + 1)
             .await?;
-        let has_more = messages.len() > limit as usize;
-        if has_more {
-            match page {
-                Page::After(_) => {
-                    messages.pop();
-                }
-                Page::Before(_) => {
-                    messages.remove(0);
-                }
-            }
-        }
+        let has_more = trim_page(&mut messages, page, limit);
         Ok(v1::Messages { messages, has_more })
     }
+}
+
+/// A page read with one message more than `limit`: drops the one beyond
+/// the page (the oldest for `Before`, the newest for `After`); true if
+/// there was one, so more follow.
+pub(super) fn trim_page(messages: &mut Vec<v1::Message>, page: Page, limit: u32) -> bool {
+    let has_more = messages.len() > limit as usize;
+    if has_more {
+        match page {
+            Page::After(_) => {
+                messages.pop();
+            }
+            Page::Before(_) => {
+                messages.remove(0);
+            }
+        }
+    }
+    has_more
 }
 
 /// The most users one message mentions.

@@ -66,17 +66,7 @@ impl Engine {
             .store
             .thread_replies(req.conversation_id, req.root_id, caller.user_id, page, limit + 1)
             .await?;
-        let has_more = replies.len() > limit as usize;
-        if has_more {
-            match page {
-                Page::After(_) => {
-                    replies.pop();
-                }
-                Page::Before(_) => {
-                    replies.remove(0);
-                }
-            }
-        }
+        let has_more = super::messages::trim_page(&mut replies, page, limit);
         Ok(v1::Thread {
             summary: Some(summary),
             replies,
