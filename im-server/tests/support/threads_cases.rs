@@ -105,7 +105,7 @@ async fn replies_forwards_and_pins_reach_the_other_side() {
     let reply = bob.send_text_with(g, "about the first", quote).await.unwrap();
     let seen = messages(&mut bob_events, g, 4).await;
     let reply_seen = seen.iter().find(|m| m.id == reply.message_id).unwrap();
-    let quoted = reply_seen.reply_to.clone().unwrap();
+    let quoted = reply_seen.reply_to.unwrap();
     assert_eq!((quoted.message_id, quoted.seq, quoted.sender_id), (first.message_id, first.seq, alice.user().id));
 
     // Forwarded to Bob directly: as copies, and as one bundle.
@@ -116,7 +116,7 @@ async fn replies_forwards_and_pins_reach_the_other_side() {
     let bundle = alice.forward(g, &ids, ForwardTo::Conversation(dm), true).await.unwrap();
     assert_eq!(bundle.len(), 1);
     let in_dm = messages(&mut bob_events, dm, 3).await;
-    let origin = in_dm[0].forwarded.clone().unwrap();
+    let origin = in_dm[0].forwarded.unwrap();
     assert_eq!((origin.sender_id, text_of(&in_dm[0])), (alice.user().id, "first".to_owned()));
     let Some(v1::content::Kind::Bundle(b)) = in_dm[2].content.clone().and_then(|c| c.kind) else {
         panic!("a bundle: {:?}", in_dm[2]);

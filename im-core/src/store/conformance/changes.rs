@@ -175,7 +175,7 @@ pub async fn recall_erases_content_reactions_and_edits(store: Arc<dyn Store>) {
         ));
     }
     let last = store.last_messages(b.id, &[g.id]).await.unwrap();
-    assert_eq!(last, [m.clone()]);
+    assert_eq!(last, std::slice::from_ref(m));
 }
 
 pub async fn reactions_are_one_per_user_per_emoji(store: Arc<dyn Store>) {
@@ -315,7 +315,7 @@ pub async fn deletions_for_me_are_each_members_own(store: Arc<dyn Store>) {
         "once each, in the order asked"
     );
     assert_eq!(hidden.private_version, 1);
-    assert_eq!(*seen.lock(), [hidden.clone()]);
+    assert_eq!(*seen.lock(), std::slice::from_ref(&hidden));
     // Nothing new: nothing changes, no hook.
     let again = store
         .hide_messages(g.id, b.id, &[sent[0].id], Box::new(|_| panic!("no hook")))

@@ -27,7 +27,7 @@ pub async fn replies_threads_and_mentions_are_checked_and_counted(store: Arc<dyn
         .await
         .unwrap()
         .message;
-    let quoted = reply.reply_to.clone().unwrap();
+    let quoted = reply.reply_to.unwrap();
     assert_eq!(
         (quoted.message_id, quoted.seq, quoted.sender_id),
         (root.id, 1, a.id)

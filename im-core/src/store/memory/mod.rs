@@ -44,6 +44,10 @@ struct Inner {
     files: files::Files,
 }
 
+/// Who reacted to one message: each emoji in first-use order, with its
+/// users ordered by (time, user).
+type Reactions = Vec<(String, Vec<(i64, UserId)>)>;
+
 struct Conv {
     record: ConversationRecord,
     direct_key: Option<String>,
@@ -59,7 +63,7 @@ struct Conv {
     edits: HashMap<MessageId, Vec<FormerContent>>,
     /// Who reacted with what: per message, each emoji in first-use order
     /// with its users ordered by (time, user).
-    reactions: HashMap<MessageId, Vec<(String, Vec<(i64, UserId)>)>>,
+    reactions: HashMap<MessageId, Reactions>,
     /// Each member's read cursor in each thread: (root, user) to seq.
     thread_reads: HashMap<(MessageId, UserId), u64>,
 }

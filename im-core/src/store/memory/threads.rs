@@ -50,7 +50,7 @@ impl Inner {
             return Vec::new();
         };
         let mut list: Vec<&v1::Message> = conv.messages.iter().filter(|m| m.pinned_at != 0).collect();
-        list.sort_by(|a, b| (b.pinned_at, b.seq).cmp(&(a.pinned_at, a.seq)));
+        list.sort_by_key(|m| std::cmp::Reverse((m.pinned_at, m.seq)));
         list.into_iter()
             .take(limit as usize)
             .map(|m| conv.seen_by(viewer, m))

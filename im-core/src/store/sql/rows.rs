@@ -178,6 +178,7 @@ impl From<MemberRow> for MemberRecord {
 }
 
 /// The columns of a [`MessageRow`], in field order.
+#[allow(clippy::type_complexity)]
 pub(crate) const MESSAGE: (
     messages::id,
     messages::conversation_id,
@@ -285,10 +286,10 @@ impl From<MessageRow> for v1::Message {
 /// message's reply, mentions and forwarding origin.
 pub(crate) fn encode_meta(m: &v1::Message) -> Option<Vec<u8>> {
     let meta = v1::Message {
-        reply_to: m.reply_to.clone(),
+        reply_to: m.reply_to,
         mention_user_ids: m.mention_user_ids.clone(),
         mention_all: m.mention_all,
-        forwarded: m.forwarded.clone(),
+        forwarded: m.forwarded,
         ..Default::default()
     };
     (meta != v1::Message::default()).then(|| meta.encode_to_vec())

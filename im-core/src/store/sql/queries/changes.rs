@@ -41,6 +41,9 @@ pub(crate) fn message<C: SqlConnection>(
     Ok(row.map(Into::into))
 }
 
+/// The writes of a change, given the message's new state.
+type Write<C> = Box<dyn FnOnce(&mut C, &v1::Message) -> StoreResult<()>>;
+
 /// See `Store::change_message`: the checks, then (if something changes)
 /// the conversation's next version and the writes.
 pub(crate) fn change_message<C: SqlConnection>(
@@ -57,7 +60,7 @@ pub(crate) fn change_message<C: SqlConnection>(
         .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
     let recalled = next.recalled_at != 0;
     // The writes, run once the change is known to change something.
-    let write: Box<dyn FnOnce(&mut C, &v1::Message) -> StoreResult<()>> = match change.kind {
+    let write: Write<C> = match change.kind {
         ChangeKind::Edit(_) | ChangeKind::React { .. } | ChangeKind::Pin { pinned: true } if recalled => {
             return Err(StoreError::Conflict(format!("message {id} was recalled")));
         }

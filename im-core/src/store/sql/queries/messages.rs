@@ -134,7 +134,7 @@ pub(crate) fn append_message<C: SqlConnection>(
         sender_id: new.sender_id,
         client_msg_id: new.client_msg_id.clone().unwrap_or_default(),
         created_at: new.created_at,
-        forwarded: new.forwarded.clone(),
+        forwarded: new.forwarded,
         expires_at: expiry(new.sender_id, new.created_at, ttl),
         ..Default::default()
     };
