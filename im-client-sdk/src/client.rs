@@ -160,6 +160,19 @@ pub(crate) fn random_id() -> String {
     raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// True for a system message that ends `me`'s membership: removed or
+/// banned, or the group dissolved.
+fn ends_membership(m: &v1::Message, me: u64) -> bool {
+    let Some(v1::content::Kind::System(n)) = m.content.as_ref().and_then(|c| c.kind.as_ref()) else {
+        return false;
+    };
+    match v1::SystemKind::try_from(n.kind) {
+        Ok(v1::SystemKind::Dissolved) => true,
+        Ok(v1::SystemKind::Removed | v1::SystemKind::Banned) => n.user_ids.contains(&me),
+        _ => false,
+    }
+}
+
 pub(crate) fn unexpected(reply: Reply) -> Error {
     Error::Protocol(format!("unexpected response {reply:?}"))
 }
@@ -606,9 +619,23 @@ impl Inner {
         match kind {
             v1::event::Kind::Message(m) => {
                 let conv = m.conversation_id;
-                let outcome = self.tracker.lock().live(m, &mut |e| self.emit(e));
+                let me = self.auth.lock().user.id;
+                let mut gone = false;
+                let outcome = self.tracker.lock().live(m, &mut |e| {
+                    gone |= matches!(&e, Event::Message(m) if ends_membership(m, me));
+                    self.emit(e)
+                });
+                if gone {
+                    // Removed, banned, or the group was dissolved: as sync
+                    // would say, without waiting for the next one.
+                    self.tracker.lock().convs.remove(&conv);
+                    self.emit(Event::ConversationRemoved(conv));
+                    return;
+                }
                 self.fill_if(outcome, conv);
             }
+            v1::event::Kind::Invitation(i) => self.emit(Event::Invitation(i)),
+            v1::event::Kind::Notice(n) => self.emit(Event::Notice(n)),
             v1::event::Kind::Deleted(d) => {
                 let conv = d.conversation_id;
                 let outcome = self.tracker.lock().live_deleted(d, &mut |e| self.emit(e));

@@ -17,6 +17,10 @@
 //! * **An outbox**: [`Client::send`] queues the message with a client message
 //!   id; it is (re)sent until the server acks it, across reconnects, and the
 //!   server's deduplication makes sure it is stored once.
+//! * **Group administration**: invitations, join policies and requests,
+//!   kick, ban, mute, roles, ownership, dissolve, the member list
+//!   ([`Client::invite_members`], [`Client::kick`], [`Client::ban`],
+//!   [`Client::mute_member`] ...).
 //! * **Call signalling**: typed requests ([`Client::call_invite`],
 //!   [`Client::call_accept`], [`Client::call_signal`], [`Client::ice_servers`]
 //!   ...) and call events ([`Event::Call`], or a stream of their own with
@@ -58,6 +62,7 @@ pub mod calls;
 mod client;
 mod conversation_settings;
 pub mod files;
+mod group_admin;
 mod link;
 mod message_changes;
 mod search;
@@ -70,6 +75,7 @@ pub use call_api::{CallError, CallEventReceiver};
 pub use client::{Client, ClientConfig, Credentials, Events};
 pub use conversation_settings::{MUTED_FOREVER, SettingsChange};
 pub use files::{FileClient, FileInfo, MediaKind, Progress, Upload};
+pub use group_admin::MUTED_UNTIL_LIFTED;
 pub use im_protocol::{self, Format, v1};
 pub use threads::{ForwardTo, SendOptions};
 pub use tls::TlsConfig;
@@ -115,7 +121,8 @@ pub enum Event {
     Typing(v1::TypingEvent),
     /// A contact came online or went offline.
     Presence(v1::Presence),
-    /// We are no longer a member of this conversation.
+    /// We are no longer a member of this conversation (we left, were
+    /// removed or banned, or it was dissolved): drop it.
     ConversationRemoved(u64),
     /// The server asked to rebuild this conversation from scratch; messages
     /// will be delivered again from seq 1.
@@ -129,6 +136,13 @@ pub enum Event {
     /// end), unless taken with [`Client::take_call_events`], as the calls
     /// manager does.
     Call(v1::CallEvent),
+    /// We were invited to a group or room: accept with
+    /// [`Client::accept_invitation`] or decline.
+    Invitation(v1::Invitation),
+    /// A change that concerns us in a conversation we are not a member of
+    /// (a refused join request, a ban, an invitation declined on another
+    /// of our devices).
+    Notice(v1::ConversationNotice),
 }
 
 /// Errors of the client.

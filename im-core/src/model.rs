@@ -134,6 +134,11 @@ pub struct ConversationRecord {
     pub member_count: u32,
     /// Messages sent now disappear this long after sending, ms (0: never).
     pub message_ttl_ms: i64,
+    /// Who may become a member: open (rooms always), approval or invite
+    /// only (the default of groups); unspecified for direct conversations.
+    pub join_policy: v1::JoinPolicy,
+    /// Only owners and admins may send (the whole group is muted).
+    pub members_muted: bool,
 }
 
 impl ConversationRecord {
@@ -150,7 +155,18 @@ impl ConversationRecord {
             last_version: self.last_version,
             member_count: self.member_count,
             message_ttl_ms: self.message_ttl_ms,
+            join_policy: self.join_policy as i32,
+            members_muted: self.members_muted,
             ..Default::default()
+        }
+    }
+
+    /// The join policy a new conversation of this kind starts with.
+    pub fn default_join_policy(kind: v1::ConversationKind) -> v1::JoinPolicy {
+        match kind {
+            v1::ConversationKind::Room => v1::JoinPolicy::Open,
+            v1::ConversationKind::Group => v1::JoinPolicy::InviteOnly,
+            _ => v1::JoinPolicy::Unspecified,
         }
     }
 }
@@ -192,6 +208,11 @@ pub struct MemberRecord {
     /// The member's private change-log position: bumped by each deletion
     /// "for me" (see [`Store::hide_messages`](crate::store::Store::hide_messages)).
     pub private_version: u64,
+    /// The member may not send until then (Unix ms; 0: not muted;
+    /// `i64::MAX`: until lifted), set by an owner or admin
+    /// ([`Membership::Mute`]). Not to be confused with
+    /// [`MemberSettings::muted_until`], the member's own notification mute.
+    pub send_muted_until: i64,
 }
 
 /// A member's own settings of a conversation (each member has theirs).
@@ -228,7 +249,15 @@ impl MemberRecord {
             joined_at: self.joined_at,
             read_seq: self.read_seq,
             delivered_seq: self.delivered_seq,
+            send_muted_until: self.send_muted_until,
         }
+    }
+
+    /// True if the member may send at `now` in a conversation whose
+    /// members are muted or not: owners and admins always; members unless
+    /// muted (alone, until after `now`, or all of them).
+    pub fn may_send(&self, members_muted: bool, now: i64) -> bool {
+        may_send(self.role, self.send_muted_until, members_muted, now)
     }
 
     /// A new member's record, with nothing read and default settings.
@@ -242,17 +271,135 @@ impl MemberRecord {
             delivered_seq: 0,
             settings: MemberSettings::default(),
             private_version: 0,
+            send_muted_until: 0,
         }
     }
 }
 
-/// A membership change stored atomically with the system message announcing it.
+/// The sending rule, once for every store: owners and admins may always
+/// send; members unless the whole conversation is muted or they are muted
+/// until after `now`.
+pub fn may_send(role: v1::Role, send_muted_until: i64, members_muted: bool, now: i64) -> bool {
+    matches!(role, v1::Role::Owner | v1::Role::Admin) || (!members_muted && send_muted_until <= now)
+}
+
+/// A change of who belongs to a conversation, or of its administration,
+/// stored atomically with the system message announcing it (see the
+/// [`Store`](crate::store::Store) docs). Each one bumps the conversation's
+/// member list version, so caches of members, roles and mutes keyed by it
+/// stay exact.
+///
+/// What must hold in the transaction is checked there: a variant that
+/// fails writes nothing and uses no sequence number.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Membership {
-    /// Add these users with these roles (users already members are left as they are).
+    /// Add these users with these roles (users already members are left as
+    /// they are); their pending invitations and join requests are dropped.
+    /// [`StoreError::Forbidden`](crate::store::StoreError::Forbidden) if
+    /// one of them is banned.
     Add(Vec<(UserId, v1::Role)>),
     /// Remove this user.
     Remove(UserId),
+    /// Invite these users (`by` invites): members and users invited
+    /// already are skipped. `Forbidden` if one of them is banned.
+    Invite {
+        /// The invitees.
+        users: Vec<UserId>,
+        /// Who invites.
+        by: UserId,
+    },
+    /// The user accepts their invitation: a member (role member), the
+    /// invitation dropped. `NotFound` if they have none.
+    AcceptInvitation(UserId),
+    /// The user declines their invitation: dropped. `NotFound` if none.
+    DeclineInvitation(UserId),
+    /// The user asks to join (a join request; one asked already stays as
+    /// it was). `Forbidden` if banned, `Conflict` if a member.
+    RequestJoin(UserId),
+    /// A join request is approved (the user becomes a member) or refused;
+    /// either way it is dropped. `NotFound` if there is none.
+    DecideJoin {
+        /// Who asked.
+        user: UserId,
+        /// Approve (else refuse).
+        approve: bool,
+    },
+    /// Ban a user: removed if a member, their invitation and join request
+    /// dropped, the ban recorded (a ban recorded already stays as it was).
+    Ban {
+        /// The banned user.
+        user: UserId,
+        /// Who bans.
+        by: UserId,
+    },
+    /// Lift a ban. `NotFound` if the user is not banned.
+    Unban(UserId),
+    /// Give members these roles. `NotFound` if one is not a member.
+    Roles(Vec<(UserId, v1::Role)>),
+    /// Mute a member until a time (Unix ms; 0 lifts the mute). `NotFound`
+    /// if not a member.
+    Mute {
+        /// The member.
+        user: UserId,
+        /// Until when.
+        until: i64,
+    },
+    /// Mute (or unmute) the conversation: only owners and admins may send.
+    MuteAll(bool),
+    /// Set the join policy.
+    Policy(v1::JoinPolicy),
+}
+
+/// A pending invitation to a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationRecord {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The invitee.
+    pub user_id: UserId,
+    /// Who invited them.
+    pub invited_by: UserId,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// A pending request to join a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequestRecord {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Who asks.
+    pub user_id: UserId,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// A user banned from a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanRecord {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The banned user.
+    pub user_id: UserId,
+    /// Who banned them.
+    pub banned_by: UserId,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// Where a user stands with a conversation besides membership (see
+/// [`Store::standing`](crate::store::Store::standing)).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Standing {
+    /// Their membership, if a member.
+    pub member: Option<MemberRecord>,
+    /// Their ban, if banned.
+    pub ban: Option<BanRecord>,
+    /// Their pending invitation.
+    pub invitation: Option<InvitationRecord>,
+    /// Their pending join request.
+    pub join_request: Option<JoinRequestRecord>,
 }
 
 /// A message to append.

@@ -12,6 +12,9 @@ mod memory_store {
 #[path = "core/files.rs"]
 mod files;
 
+#[path = "core/group_admin.rs"]
+mod group_admin;
+
 mod memory_blobs {
     use im_core::blob::{BlobStore, MemoryBlobStore};
     use std::sync::Arc;

@@ -63,6 +63,15 @@ impl Engine {
             )));
         }
         let content = edited_content(current.content.as_ref(), req.content.unwrap_or_default())?;
+        // Editing is sending again: a muted member may not.
+        let (conv, me) = self.require_member(&caller, req.conversation_id).await?;
+        if !me.may_send(conv.members_muted, self.now_ms()) {
+            return Err(Error::PermissionDenied(crate::store::muted_message(
+                conv.id,
+                conv.members_muted,
+                me.send_muted_until,
+            )));
+        }
         self.change(&caller, current, ChangeKind::Edit(content)).await
     }
 

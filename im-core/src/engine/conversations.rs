@@ -1,7 +1,7 @@
 //! Conversations: groups, rooms and direct chats, their members and the
 //! caller's view of them.
 
-use super::authz::require_manager;
+use super::authz::{Act, may};
 use super::system;
 use super::{Caller, Engine};
 use crate::error::{Error, Result};
@@ -96,35 +96,19 @@ impl Engine {
             .collect())
     }
 
-    /// Joins a public room (joining twice is a no-op).
-    pub async fn join(&self, caller: Caller, id: ConversationId) -> Result<v1::Conversation> {
-        let conv = self.conversation(id).await?;
-        if conv.kind != v1::ConversationKind::Room {
-            return Err(Error::PermissionDenied(
-                "only public rooms can be joined; groups need an invitation".into(),
-            ));
-        }
-        if self.inner.store.member(id, caller.user_id).await?.is_none() {
-            if conv.member_count >= self.inner.config.max_group_members {
-                return Err(Error::TooLarge("the room is full".into()));
-            }
-            self.append_system(
-                id,
-                system(v1::SystemKind::Joined, caller.user_id, vec![caller.user_id], ""),
-                Some(Membership::Add(vec![(caller.user_id, v1::Role::Member)])),
-            )
-            .await?;
-        }
-        self.conversation_for(&caller, id).await
-    }
-
-    /// Leaves a group or room. An ephemeral room is deleted when its last member leaves.
+    /// Leaves a group or room. An ephemeral room is deleted when its last
+    /// member leaves. An owner who leaves others behind passes ownership
+    /// first, to the longest-standing admin, else the longest-standing
+    /// member (an `OWNERSHIP_TRANSFERRED` system message before `LEFT`).
     pub async fn leave(&self, caller: Caller, id: ConversationId) -> Result<()> {
-        let (conv, _) = self.require_member(&caller, id).await?;
+        let (conv, me) = self.require_member(&caller, id).await?;
         if conv.kind == v1::ConversationKind::Direct {
             return Err(Error::InvalidArgument(
                 "a direct conversation cannot be left".into(),
             ));
+        }
+        if me.role == v1::Role::Owner {
+            self.pass_ownership_on(&caller, id).await?;
         }
         // The leaver's other devices must learn it too, unless the room
         // vanishes with them: nobody is told about a room that no longer exists.
@@ -150,7 +134,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Adds users to a group (owner or admin only).
+    /// Adds users to a group at once, with no invitation to accept: owners
+    /// and admins; in an open group any member who may send. Banned users
+    /// are refused (`PERMISSION_DENIED`).
     pub async fn add_members(
         &self,
         caller: Caller,
@@ -158,12 +144,7 @@ impl Engine {
         users: &[UserId],
     ) -> Result<v1::Conversation> {
         let (conv, me) = self.require_member(&caller, id).await?;
-        if conv.kind != v1::ConversationKind::Group {
-            return Err(Error::InvalidArgument(
-                "members can only be added to groups".into(),
-            ));
-        }
-        require_manager(&me, "add members")?;
+        may(&conv, &me, Act::Add, self.now_ms())?;
         let mut ids = users.to_vec();
         ids.sort_unstable();
         ids.dedup();
@@ -200,7 +181,7 @@ impl Engine {
                 "a direct conversation has no title".into(),
             ));
         }
-        require_manager(&me, "rename")?;
+        may(&conv, &me, Act::Rename, self.now_ms())?;
         self.inner.store.rename_conversation(id, &title).await?;
         self.append_system(
             id,
@@ -345,6 +326,7 @@ impl Engine {
                     wire.role = m.role as i32;
                     wire.settings = Some(m.settings.to_wire());
                     wire.private_version = m.private_version;
+                    wire.send_muted_until = m.send_muted_until;
                 }
                 wire
             })

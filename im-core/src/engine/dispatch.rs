@@ -92,6 +92,28 @@ impl Engine {
             Body::ListThreads(r) => Reply::Threads(self.list_threads(caller, r).await?),
             Body::SearchMessages(r) => Reply::Messages(self.search_messages(caller, r).await?),
             Body::SetMessageTtl(r) => Reply::Conversation(self.set_message_ttl(caller, r).await?),
+            Body::InviteMembers(r) => Reply::Conversation(self.invite_members(caller, r).await?),
+            Body::ListInvitations(r) => Reply::Invitations(self.list_invitations(caller, r).await?),
+            Body::RespondInvitation(r) => match self.respond_invitation(caller, r).await? {
+                Some(conversation) => Reply::Conversation(conversation),
+                None => Reply::Ok(v1::Empty {}),
+            },
+            Body::SetJoinPolicy(r) => Reply::Conversation(self.set_join_policy(caller, r).await?),
+            Body::ListJoinRequests(r) => Reply::JoinRequests(self.list_join_requests(caller, r).await?),
+            Body::DecideJoinRequest(r) => Reply::Conversation(self.decide_join_request(caller, r).await?),
+            Body::KickMember(r) => Reply::Conversation(self.kick_member(caller, r).await?),
+            Body::BanMember(r) => Reply::Conversation(self.ban_member(caller, r).await?),
+            Body::UnbanMember(r) => Reply::Conversation(self.unban_member(caller, r).await?),
+            Body::ListBans(r) => Reply::Bans(self.list_bans(caller, r).await?),
+            Body::MuteMember(r) => Reply::Conversation(self.mute_member(caller, r).await?),
+            Body::MuteGroup(r) => Reply::Conversation(self.mute_group(caller, r).await?),
+            Body::TransferOwnership(r) => Reply::Conversation(self.transfer_ownership(caller, r).await?),
+            Body::SetRole(r) => Reply::Conversation(self.set_role(caller, r).await?),
+            Body::DissolveGroup(r) => {
+                self.dissolve_group(caller, r).await?;
+                Reply::Ok(v1::Empty {})
+            }
+            Body::ListMembers(r) => Reply::Members(self.list_members(caller, r).await?),
             Body::Ping(_) => Reply::Pong(v1::Pong {
                 server_time: self.now_ms(),
             }),

@@ -260,6 +260,8 @@ fn system(kind: v1::SystemKind, actor: UserId, users: Vec<UserId>, title: &str) 
     }
 }
 
+mod admin;
+mod admission;
 mod authz;
 mod call_relay;
 mod calls;

@@ -11,6 +11,7 @@
 //! | `NotFound` | `NotFound` | `NOT_FOUND` |
 //! | `Invalid` | `InvalidArgument` | `INVALID_ARGUMENT` |
 //! | `NotMember` | `PermissionDenied` | `PERMISSION_DENIED` |
+//! | `Forbidden` | `PermissionDenied` | `PERMISSION_DENIED` |
 //! | `Backend` | `Internal` | `INTERNAL` |
 
 use crate::error::Error;
@@ -41,6 +42,12 @@ pub enum StoreError {
     /// append's membership change; nothing was written.
     #[error("not a member of conversation {0}")]
     NotMember(ConversationId),
+    /// A rule of the conversation's administration, checked in the
+    /// transaction, refuses the write: the sender is muted (alone, or with
+    /// every member), or a banned user would be added, invited or asked to
+    /// join. Nothing was written; the message says which rule.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// Any other failure of the backend (a bug, a schema that does not match,
     /// unreadable data); retrying will not help.
     #[error("store backend: {0}")]
@@ -70,6 +77,7 @@ impl From<StoreError> for Error {
             S::NotMember(conversation) => {
                 Error::PermissionDenied(format!("not a member of conversation {conversation}"))
             }
+            S::Forbidden(m) => Error::PermissionDenied(m),
             S::Backend(m) => Error::Internal(m),
         }
     }
@@ -98,6 +106,11 @@ mod tests {
                 StoreError::NotMember(7),
                 ErrorCode::PermissionDenied,
                 "not a member of conversation 7",
+            ),
+            (
+                StoreError::Forbidden("muted".into()),
+                ErrorCode::PermissionDenied,
+                "muted",
             ),
             (
                 StoreError::Backend("store: bug".into()),

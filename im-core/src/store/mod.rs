@@ -18,8 +18,19 @@
 //! * **Authorized in the same transaction**: a message from a user
 //!   (`sender_id != 0`) is refused with [`StoreError::NotMember`], consuming no
 //!   sequence number, unless the sender is a member after the message's
-//!   membership change; the append returns the members (the recipients), so
-//!   the sending path needs no other store round trip.
+//!   membership change, and with [`StoreError::Forbidden`] unless they may
+//!   send then ([`may_send`]: owners and admins always, members unless the
+//!   conversation is muted or they are muted until after the message's
+//!   `created_at`); the append returns the members (the recipients), so
+//!   the sending path needs no other store round trip (backends cache the
+//!   members with their roles and mutes by the member list version, which
+//!   every [`Membership`] change bumps).
+//! * **Administration is atomic and enforced**: every [`Membership`]
+//!   change (joins, invitations, join requests, bans, roles, mutes, the
+//!   join policy) commits with its system message or not at all; a banned
+//!   user is never added, invited or left with a join request, and a
+//!   member never has a pending invitation or join request. Who may make a
+//!   change is the engine's rule.
 //! * **Batch reads**: the engine reads what it needs for many conversations
 //!   ([`Store::members_of`], [`Store::last_messages`], [`Store::unread_counts`])
 //!   in a bounded number of round trips, never one per conversation.
@@ -111,13 +122,16 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes tokens that expired at or before `now`; returns how many.
     async fn purge_expired_tokens(&self, now: i64) -> StoreResult<u64>;
 
-    /// Creates a group or room; the creator becomes owner, the others members.
+    /// Creates a group or room; the creator becomes owner, the others
+    /// members. It starts with [`ConversationRecord::default_join_policy`]
+    /// and unmuted.
     async fn create_conversation(&self, new: NewConversation) -> StoreResult<ConversationRecord>;
     /// The direct conversation of two users, created if needed: exactly one per pair.
     async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> StoreResult<ConversationRecord>;
     /// A conversation by id.
     async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>>;
-    /// Deletes a conversation, its members and its messages.
+    /// Deletes a conversation, its members and its messages, and its
+    /// bans, invitations and join requests.
     async fn delete_conversation(&self, id: ConversationId) -> StoreResult<()>;
     /// Renames a conversation.
     async fn rename_conversation(&self, id: ConversationId, title: &str) -> StoreResult<()>;
@@ -161,6 +175,53 @@ pub trait Store: Send + Sync + 'static {
         &self,
         conversations: &[ConversationId],
     ) -> StoreResult<Vec<(ConversationId, UserId)>>;
+
+    /// A page of the members of a conversation: those with a user id above
+    /// `after_user`, ascending, at most `limit` (none for an unknown
+    /// conversation). The default filters [`Store::members`]; backends
+    /// override it with a ranged read.
+    async fn members_page(
+        &self,
+        conversation: ConversationId,
+        after_user: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<MemberRecord>> {
+        let mut page: Vec<MemberRecord> = self
+            .members(conversation)
+            .await?
+            .into_iter()
+            .filter(|m| m.user_id > after_user)
+            .collect();
+        page.sort_unstable_by_key(|m| m.user_id);
+        page.truncate(limit as usize);
+        Ok(page)
+    }
+    /// Where a user stands with a conversation: their membership, ban,
+    /// pending invitation and join request, in one consistent read (all
+    /// empty for an unknown conversation).
+    async fn standing(&self, conversation: ConversationId, user: UserId) -> StoreResult<Standing>;
+    /// The user's pending invitations with their conversations, newest
+    /// first (ties by conversation id), at most `limit`.
+    async fn invitations_of(
+        &self,
+        user: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<(ConversationRecord, InvitationRecord)>>;
+    /// A conversation's pending join requests, oldest first (ties by user
+    /// id), at most `limit`.
+    async fn join_requests(
+        &self,
+        conversation: ConversationId,
+        limit: u32,
+    ) -> StoreResult<Vec<JoinRequestRecord>>;
+    /// A conversation's bans with a user id above `after_user`, ascending,
+    /// at most `limit`.
+    async fn bans(
+        &self,
+        conversation: ConversationId,
+        after_user: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<BanRecord>>;
 
     /// Appends a message: see the trait docs for the guarantees.
     /// `NotFound` if the conversation does not exist.
@@ -413,6 +474,17 @@ pub(crate) fn expiry(sender: UserId, created_at: i64, ttl_ms: i64) -> i64 {
         0
     } else {
         created_at.saturating_add(ttl_ms)
+    }
+}
+
+/// Why a member may not send, in words (shared by every store).
+pub(crate) fn muted_message(conversation: ConversationId, members_muted: bool, until: i64) -> String {
+    if members_muted {
+        format!("only owners and admins can send in conversation {conversation} now")
+    } else if until == i64::MAX {
+        format!("you are muted in conversation {conversation}")
+    } else {
+        format!("you are muted in conversation {conversation} until {until} (Unix ms)")
     }
 }
 

@@ -12,6 +12,7 @@ use crate::model::*;
 use im_protocol::v1;
 use std::sync::Arc;
 
+mod admin;
 mod batch;
 mod changes;
 mod files;
@@ -19,6 +20,7 @@ mod identities;
 mod search;
 mod settings;
 mod threads;
+pub use admin::*;
 pub use batch::*;
 pub use changes::*;
 pub use files::*;
@@ -53,7 +55,9 @@ macro_rules! store_conformance_tests {
             reactions_are_one_per_user_per_emoji, deletions_for_me_are_each_members_own,
             changes_and_appends_commit_in_version_order, replies_threads_and_mentions_are_checked_and_counted,
             pins_are_message_changes, expiring_messages_are_erased_when_due,
-            search_finds_words_in_the_members_conversations_only);
+            search_finds_words_in_the_members_conversations_only,
+            administration_commits_with_its_message, mutes_are_enforced_by_the_append,
+            administration_reads_page_and_order);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(

@@ -35,17 +35,9 @@ impl Inner {
         let file_ids = content_file_ids(&new.content);
         self.files.check_shareable(&file_ids)?;
         let conv = self.conv(new.conversation_id)?;
-        if new.sender_id != 0 {
-            let member_after = match &new.membership {
-                Some(Membership::Add(users)) if users.iter().any(|(u, _)| *u == new.sender_id) => true,
-                Some(Membership::Remove(u)) if *u == new.sender_id => false,
-                _ => conv.members.contains_key(&new.sender_id),
-            };
-            if !member_after {
-                return Err(StoreError::NotMember(new.conversation_id));
-            }
+        if new.sender_id != 0 && new.membership.is_none() {
+            may_send(conv, new.sender_id, new.created_at)?;
         }
-        let conv = self.conv(new.conversation_id)?;
         let reply_to = match new.reply_to {
             None => None,
             Some(id) => {
@@ -75,6 +67,18 @@ impl Inner {
                 )));
             }
         }
+        // The membership change. A user's message with one (tests do that)
+        // is checked after it: keep what to put back if it is refused.
+        if let Some(change) = &new.membership {
+            let snapshot = (new.sender_id != 0).then(|| conv.snapshot());
+            super::admin::apply(conv, change, new.created_at)?;
+            if let Some(snapshot) = snapshot
+                && let Err(refused) = may_send(conv, new.sender_id, new.created_at)
+            {
+                conv.restore(snapshot);
+                return Err(refused);
+            }
+        }
         self.next_message += 1;
         let id = self.next_message;
         let conv = self.conv(new.conversation_id)?;
@@ -82,23 +86,6 @@ impl Inner {
             conv.record.message_ttl_ms = ttl;
         }
         let expires_at = expiry(new.sender_id, new.created_at, conv.record.message_ttl_ms);
-        match &new.membership {
-            Some(Membership::Add(users)) => {
-                for &(user_id, role) in users {
-                    conv.members.entry(user_id).or_insert(MemberRecord::new(
-                        new.conversation_id,
-                        user_id,
-                        role,
-                        new.created_at,
-                    ));
-                }
-            }
-            Some(Membership::Remove(user)) => {
-                conv.members.remove(user);
-                super::changes::forget_member(conv, *user);
-            }
-            None => {}
-        }
         if new.membership.is_some() {
             conv.member_version += 1;
         }
@@ -145,5 +132,20 @@ impl Inner {
         // Under the lock: hooks run in commit order.
         on_commit(&appended);
         Ok(appended)
+    }
+}
+
+/// The sending rule (see the `Store` docs): a member who may send now.
+fn may_send(conv: &super::Conv, sender: UserId, now: i64) -> StoreResult<()> {
+    let id = conv.record.id;
+    let member = conv.members.get(&sender).ok_or(StoreError::NotMember(id))?;
+    if member.may_send(conv.record.members_muted, now) {
+        Ok(())
+    } else {
+        Err(StoreError::Forbidden(crate::store::muted_message(
+            id,
+            conv.record.members_muted,
+            member.send_muted_until,
+        )))
     }
 }

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+mod admin;
 mod append;
 mod changes;
 mod files;
@@ -66,6 +67,8 @@ struct Conv {
     reactions: HashMap<MessageId, Reactions>,
     /// Each member's read cursor in each thread: (root, user) to seq.
     thread_reads: HashMap<(MessageId, UserId), u64>,
+    /// Bans, pending invitations and join requests, by user.
+    admin: admin::Admin,
 }
 
 impl Conv {
@@ -123,6 +126,8 @@ impl Inner {
             last_version: 0,
             member_count: members.len() as u32,
             message_ttl_ms: 0,
+            join_policy: ConversationRecord::default_join_policy(kind),
+            members_muted: false,
         };
         if let Some(key) = &direct_key {
             self.direct.insert(key.clone(), id);
@@ -139,6 +144,7 @@ impl Inner {
                 edits: HashMap::new(),
                 reactions: HashMap::new(),
                 thread_reads: HashMap::new(),
+                admin: admin::Admin::default(),
             },
         );
         record
@@ -409,6 +415,52 @@ impl Store for MemoryStore {
             .filter_map(|id| inner.conversations.get(id))
             .flat_map(|c| c.members.keys().map(|&user| (c.record.id, user)))
             .collect())
+    }
+
+    async fn members_page(
+        &self,
+        conversation: ConversationId,
+        after_user: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<MemberRecord>> {
+        use std::ops::Bound;
+        let inner = self.inner.lock();
+        Ok(inner.conversations.get(&conversation).map_or_else(Vec::new, |c| {
+            c.members
+                .range((Bound::Excluded(after_user), Bound::Unbounded))
+                .take(limit as usize)
+                .map(|(_, m)| m.clone())
+                .collect()
+        }))
+    }
+
+    async fn standing(&self, conversation: ConversationId, user: UserId) -> StoreResult<Standing> {
+        Ok(self.inner.lock().standing(conversation, user))
+    }
+
+    async fn invitations_of(
+        &self,
+        user: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<(ConversationRecord, InvitationRecord)>> {
+        Ok(self.inner.lock().invitations_of(user, limit))
+    }
+
+    async fn join_requests(
+        &self,
+        conversation: ConversationId,
+        limit: u32,
+    ) -> StoreResult<Vec<JoinRequestRecord>> {
+        Ok(self.inner.lock().join_requests(conversation, limit))
+    }
+
+    async fn bans(
+        &self,
+        conversation: ConversationId,
+        after_user: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<BanRecord>> {
+        Ok(self.inner.lock().bans(conversation, after_user, limit))
     }
 
     async fn append_message_then(&self, new: NewMessage, on_commit: CommitHook) -> StoreResult<Appended> {

@@ -69,6 +69,8 @@ pub(crate) const CONVERSATION: (
     conversations::last_version,
     conversations::member_count,
     conversations::message_ttl_ms,
+    conversations::join_policy,
+    conversations::members_muted,
 ) = (
     conversations::id,
     conversations::kind,
@@ -80,6 +82,8 @@ pub(crate) const CONVERSATION: (
     conversations::last_version,
     conversations::member_count,
     conversations::message_ttl_ms,
+    conversations::join_policy,
+    conversations::members_muted,
 );
 
 /// A conversation as stored (without its direct key and member version).
@@ -95,6 +99,8 @@ pub(crate) struct ConvRow {
     pub(crate) last_version: i64,
     pub(crate) member_count: i32,
     pub(crate) message_ttl_ms: i64,
+    pub(crate) join_policy: i32,
+    pub(crate) members_muted: bool,
 }
 
 impl From<ConvRow> for ConversationRecord {
@@ -110,6 +116,8 @@ impl From<ConvRow> for ConversationRecord {
             last_version: r.last_version as u64,
             member_count: r.member_count as u32,
             message_ttl_ms: r.message_ttl_ms,
+            join_policy: v1::JoinPolicy::try_from(r.join_policy).unwrap_or(v1::JoinPolicy::Unspecified),
+            members_muted: r.members_muted,
         }
     }
 }
@@ -127,6 +135,7 @@ pub(crate) const MEMBER: (
     members::archived,
     members::marked_unread,
     members::private_version,
+    members::send_muted_until,
 ) = (
     members::conversation_id,
     members::user_id,
@@ -139,6 +148,7 @@ pub(crate) const MEMBER: (
     members::archived,
     members::marked_unread,
     members::private_version,
+    members::send_muted_until,
 );
 
 /// A membership as stored.
@@ -155,6 +165,7 @@ pub(crate) struct MemberRow {
     pub(crate) archived: bool,
     pub(crate) marked_unread: bool,
     pub(crate) private_version: i64,
+    pub(crate) send_muted_until: i64,
 }
 
 impl From<MemberRow> for MemberRecord {
@@ -173,6 +184,7 @@ impl From<MemberRow> for MemberRecord {
                 marked_unread: r.marked_unread,
             },
             private_version: r.private_version as u64,
+            send_muted_until: r.send_muted_until,
         }
     }
 }
@@ -396,6 +408,101 @@ impl From<FileRow> for FileRecord {
                 duration_ms: r.duration_ms.map(|v| v as u32),
                 thumbnail_id: r.thumbnail_id,
             },
+        }
+    }
+}
+
+/// The columns of a [`BanRow`], in field order.
+pub(crate) const BAN: (
+    bans::conversation_id,
+    bans::user_id,
+    bans::banned_by,
+    bans::created_at,
+) = (
+    bans::conversation_id,
+    bans::user_id,
+    bans::banned_by,
+    bans::created_at,
+);
+
+/// A ban as stored.
+#[derive(Queryable)]
+pub(crate) struct BanRow {
+    pub(crate) conversation_id: i64,
+    pub(crate) user_id: i64,
+    pub(crate) banned_by: i64,
+    pub(crate) created_at: i64,
+}
+
+impl From<BanRow> for BanRecord {
+    fn from(r: BanRow) -> Self {
+        BanRecord {
+            conversation_id: r.conversation_id as u64,
+            user_id: r.user_id as u64,
+            banned_by: r.banned_by as u64,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// The columns of an [`InvitationRow`], in field order.
+pub(crate) const INVITATION: (
+    invitations::conversation_id,
+    invitations::user_id,
+    invitations::invited_by,
+    invitations::created_at,
+) = (
+    invitations::conversation_id,
+    invitations::user_id,
+    invitations::invited_by,
+    invitations::created_at,
+);
+
+/// A pending invitation as stored.
+#[derive(Queryable)]
+pub(crate) struct InvitationRow {
+    pub(crate) conversation_id: i64,
+    pub(crate) user_id: i64,
+    pub(crate) invited_by: i64,
+    pub(crate) created_at: i64,
+}
+
+impl From<InvitationRow> for InvitationRecord {
+    fn from(r: InvitationRow) -> Self {
+        InvitationRecord {
+            conversation_id: r.conversation_id as u64,
+            user_id: r.user_id as u64,
+            invited_by: r.invited_by as u64,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// The columns of a [`JoinRequestRow`], in field order.
+pub(crate) const JOIN_REQUEST: (
+    join_requests::conversation_id,
+    join_requests::user_id,
+    join_requests::created_at,
+) = (
+    join_requests::conversation_id,
+    join_requests::user_id,
+    join_requests::created_at,
+);
+
+/// A pending join request as stored.
+#[derive(Queryable)]
+pub(crate) struct JoinRequestRow {
+    pub(crate) conversation_id: i64,
+    pub(crate) user_id: i64,
+    pub(crate) created_at: i64,
+}
+
+impl From<JoinRequestRow> for JoinRequestRecord {
+    fn from(r: JoinRequestRow) -> Self {
+        JoinRequestRecord {
+            conversation_id: r.conversation_id as u64,
+            user_id: r.user_id as u64,
+            created_at: r.created_at,
         }
     }
 }

@@ -45,6 +45,8 @@ diesel::table! {
         direct_key -> Nullable<Text>,
         member_version -> BigInt,
         message_ttl_ms -> BigInt,
+        join_policy -> Integer,
+        members_muted -> Bool,
     }
 }
 
@@ -61,6 +63,33 @@ diesel::table! {
         archived -> Bool,
         marked_unread -> Bool,
         private_version -> BigInt,
+        send_muted_until -> BigInt,
+    }
+}
+
+diesel::table! {
+    bans (conversation_id, user_id) {
+        conversation_id -> BigInt,
+        user_id -> BigInt,
+        banned_by -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    invitations (conversation_id, user_id) {
+        conversation_id -> BigInt,
+        user_id -> BigInt,
+        invited_by -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    join_requests (conversation_id, user_id) {
+        conversation_id -> BigInt,
+        user_id -> BigInt,
+        created_at -> BigInt,
     }
 }
 
@@ -177,5 +206,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     reactions,
     hidden_messages,
     mentions,
-    thread_reads
+    thread_reads,
+    bans,
+    invitations,
+    join_requests
 );

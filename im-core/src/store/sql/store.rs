@@ -223,6 +223,54 @@ impl<C: SqlConnection> Store for DieselStore<C> {
             .await
     }
 
+    async fn members_page(
+        &self,
+        conversation: ConversationId,
+        after_user: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<MemberRecord>> {
+        self.core
+            .read(move |c| queries::members_page(c, conversation, after_user, limit))
+            .await
+    }
+
+    async fn standing(&self, conversation: ConversationId, user: UserId) -> StoreResult<Standing> {
+        self.core
+            .read(move |c| queries::standing(c, conversation, user))
+            .await
+    }
+
+    async fn invitations_of(
+        &self,
+        user: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<(ConversationRecord, InvitationRecord)>> {
+        self.core
+            .read(move |c| queries::invitations_of(c, user, limit))
+            .await
+    }
+
+    async fn join_requests(
+        &self,
+        conversation: ConversationId,
+        limit: u32,
+    ) -> StoreResult<Vec<JoinRequestRecord>> {
+        self.core
+            .read(move |c| queries::join_requests(c, conversation, limit))
+            .await
+    }
+
+    async fn bans(
+        &self,
+        conversation: ConversationId,
+        after_user: UserId,
+        limit: u32,
+    ) -> StoreResult<Vec<BanRecord>> {
+        self.core
+            .read(move |c| queries::bans(c, conversation, after_user, limit))
+            .await
+    }
+
     async fn append_message_then(&self, new: NewMessage, on_commit: CommitHook) -> StoreResult<Appended> {
         let cache = self.members.clone();
         let dedup_key = new.client_msg_id.clone().map(|id| (new.sender_id as i64, id));

@@ -227,7 +227,7 @@ pub(crate) fn change_message<C: SqlConnection>(
     Ok(Changed {
         message: next,
         changed: true,
-        members: members_at(c, cache, conv_id, member_version)?,
+        members: members_at(c, cache, conv_id, member_version)?.ids.clone(),
         member_version: member_version as u64,
     })
 }
@@ -246,7 +246,7 @@ fn unchanged<C: SqlConnection>(
     Ok(Changed {
         message,
         changed: false,
-        members: members_at(c, cache, conv_id, member_version)?,
+        members: members_at(c, cache, conv_id, member_version)?.ids.clone(),
         member_version: member_version as u64,
     })
 }

@@ -5,16 +5,84 @@ use super::super::schema::*;
 use super::super::{Run, SqlConnection};
 use super::{CHUNK, ids};
 use crate::model::*;
-use crate::store::direct_new;
-use crate::store::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult, direct_new, muted_message};
 use diesel::prelude::{ExpressionMethods, JoinOnDsl, OptionalExtension, QueryDsl};
 use im_protocol::v1;
 use std::sync::Arc;
 
 /// Member lists by conversation, tagged with the `member_version` they were
-/// read at. Every membership change bumps `member_version` in the database,
-/// so a list is used only while it is current, whichever node changed it.
-pub(crate) type MemberCache = Arc<parking_lot::Mutex<std::collections::HashMap<i64, (i64, Arc<[UserId]>)>>>;
+/// read at. Every membership change (roles and mutes included) bumps
+/// `member_version` in the database, so a list is used only while it is
+/// current, whichever node changed it.
+pub(crate) type MemberCache =
+    Arc<parking_lot::Mutex<std::collections::HashMap<i64, (i64, Arc<CachedMembers>)>>>;
+
+/// The members of a conversation at one member list version, with what the
+/// sending rule needs: who manages it and who is muted. Read with the list,
+/// in the same query, so checking a sender costs no round trip.
+#[derive(Debug)]
+pub(crate) struct CachedMembers {
+    /// Every member, ascending.
+    pub(crate) ids: Arc<[UserId]>,
+    /// Owners and admins, ascending.
+    managers: Box<[UserId]>,
+    /// Members muted until a time, ascending by user.
+    muted: Box<[(UserId, i64)]>,
+}
+
+impl CachedMembers {
+    fn from_rows(rows: Vec<(i64, i32, i64)>) -> Self {
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut managers = Vec::new();
+        let mut muted = Vec::new();
+        for (user, role, until) in rows {
+            let user = user as u64;
+            ids.push(user);
+            if role == v1::Role::Owner as i32 || role == v1::Role::Admin as i32 {
+                managers.push(user);
+            } else if until != 0 {
+                muted.push((user, until));
+            }
+        }
+        Self {
+            ids: ids.into(),
+            managers: managers.into(),
+            muted: muted.into(),
+        }
+    }
+
+    /// The sending rule ([`may_send`]) for `sender` at `now`:
+    /// `NotMember`, `Forbidden`, or `Ok`.
+    pub(crate) fn check_sender(
+        &self,
+        conversation: ConversationId,
+        sender: UserId,
+        members_muted: bool,
+        now: i64,
+    ) -> StoreResult<()> {
+        if self.ids.binary_search(&sender).is_err() {
+            return Err(StoreError::NotMember(conversation));
+        }
+        let role = if self.managers.binary_search(&sender).is_ok() {
+            v1::Role::Admin
+        } else {
+            v1::Role::Member
+        };
+        let until = self
+            .muted
+            .binary_search_by_key(&sender, |&(u, _)| u)
+            .map_or(0, |i| self.muted[i].1);
+        if may_send(role, until, members_muted, now) {
+            Ok(())
+        } else {
+            Err(StoreError::Forbidden(muted_message(
+                conversation,
+                members_muted,
+                until,
+            )))
+        }
+    }
+}
 
 /// Most conversations whose member lists are cached; past it the cache starts over.
 const MEMBER_CACHE_ENTRIES: usize = 100_000;
@@ -35,6 +103,7 @@ fn insert_conversation<C: SqlConnection>(
             conversations::created_at.eq(now),
             conversations::member_count.eq(members_in.len() as i32),
             conversations::direct_key.eq(key),
+            conversations::join_policy.eq(ConversationRecord::default_join_policy(new.kind) as i32),
         ))
         .returning(conversations::id)
         .row(c)?;
@@ -133,6 +202,9 @@ pub(crate) fn delete_conversation<C: SqlConnection>(c: &mut C, id: ConversationI
     diesel::delete(messages::table.filter(messages::conversation_id.eq(id))).run(c)?;
     diesel::delete(file_shares::table.filter(file_shares::conversation_id.eq(id))).run(c)?;
     diesel::delete(members::table.filter(members::conversation_id.eq(id))).run(c)?;
+    diesel::delete(bans::table.filter(bans::conversation_id.eq(id))).run(c)?;
+    diesel::delete(invitations::table.filter(invitations::conversation_id.eq(id))).run(c)?;
+    diesel::delete(join_requests::table.filter(join_requests::conversation_id.eq(id))).run(c)?;
     diesel::delete(conversations::table.find(id)).run(c)?;
     Ok(())
 }
@@ -299,24 +371,25 @@ pub(super) fn insert_member_if_absent<C: SqlConnection>(
     Ok(())
 }
 
-/// The members of a conversation at `member_version`, from the cache or the database.
+/// The members of a conversation at `member_version`, with their roles and
+/// mutes, from the cache or the database (one query).
 pub(super) fn members_at<C: SqlConnection>(
     c: &mut C,
     cache: &MemberCache,
     conversation: i64,
     member_version: i64,
-) -> StoreResult<Arc<[UserId]>> {
+) -> StoreResult<Arc<CachedMembers>> {
     if let Some((v, list)) = cache.lock().get(&conversation)
         && *v == member_version
     {
         return Ok(list.clone());
     }
-    let ids: Vec<i64> = members::table
+    let rows: Vec<(i64, i32, i64)> = members::table
         .filter(members::conversation_id.eq(conversation))
         .order(members::user_id.asc())
-        .select(members::user_id)
+        .select((members::user_id, members::role, members::send_muted_until))
         .rows(c)?;
-    let list: Arc<[UserId]> = ids.into_iter().map(|i| i as u64).collect::<Vec<_>>().into();
+    let list = Arc::new(CachedMembers::from_rows(rows));
     let mut cache = cache.lock();
     if cache.len() >= MEMBER_CACHE_ENTRIES {
         cache.clear();

@@ -6,7 +6,7 @@ use super::super::schema::*;
 use super::super::{Run, SqlConnection};
 use super::after_cursors::AfterCursors;
 use super::changes::{deleted_after, stub_hidden};
-use super::conversations::{MemberCache, insert_member_if_absent, members_at};
+use super::conversations::{MemberCache, members_at};
 use super::{CHUNK, ids};
 use crate::model::*;
 use crate::store::expiry;
@@ -57,23 +57,8 @@ pub(crate) fn append_message<C: SqlConnection>(
             member_version: 0,
         });
     }
-    match &new.membership {
-        Some(Membership::Add(list)) => {
-            for &(user, role) in list {
-                insert_member_if_absent(c, conv_id, user as i64, role as i32, new.created_at)?;
-            }
-        }
-        Some(Membership::Remove(user)) => {
-            diesel::delete(members::table.find((conv_id, *user as i64))).run(c)?;
-            // A member who comes back starts a new private log.
-            diesel::delete(
-                hidden_messages::table
-                    .filter(hidden_messages::conversation_id.eq(conv_id))
-                    .filter(hidden_messages::user_id.eq(*user as i64)),
-            )
-            .run(c)?;
-        }
-        None => {}
+    if let Some(change) = &new.membership {
+        super::admin::apply_membership(c, conv_id, change, new.created_at)?;
     }
     if let Some(ttl) = new.message_ttl {
         diesel::update(conversations::table.find(conv_id))
@@ -86,9 +71,10 @@ pub(crate) fn append_message<C: SqlConnection>(
         conversations::member_version,
         conversations::member_count,
         conversations::message_ttl_ms,
+        conversations::members_muted,
     );
     // Takes the row lock that orders every writer of this conversation.
-    let bumped: Option<(i64, i64, i64, i32, i64)> = if new.membership.is_some() {
+    let bumped: Option<(i64, i64, i64, i32, i64, bool)> = if new.membership.is_some() {
         let member_count: i64 = members::table
             .filter(members::conversation_id.eq(conv_id))
             .count()
@@ -113,14 +99,16 @@ pub(crate) fn append_message<C: SqlConnection>(
             .row(c)
             .optional()?
     };
-    let Some((seq, version, member_version, member_count, ttl)) = bumped else {
+    let Some((seq, version, member_version, member_count, ttl, members_muted)) = bumped else {
         return Err(StoreError::NotFound(format!("conversation {conv_id}")));
     };
-    let members = members_at(c, cache, conv_id, member_version)?;
-    if new.sender_id != 0 && members.binary_search(&new.sender_id).is_err() {
-        // Rolls back to the savepoint: no sequence number is used.
-        return Err(StoreError::NotMember(new.conversation_id));
+    let cached = members_at(c, cache, conv_id, member_version)?;
+    if new.sender_id != 0 {
+        // A member who may send (roles and mutes come with the cached
+        // list): else this rolls back to the savepoint, no seq is used.
+        cached.check_sender(new.conversation_id, new.sender_id, members_muted, new.created_at)?;
     }
+    let members = cached.ids.clone();
     let file_ids = content_file_ids(&new.content);
     if !file_ids.is_empty() {
         // Rolls back with the savepoint if a file is missing: nothing stored.

@@ -7,6 +7,7 @@
 //! | module | statements |
 //! |---|---|
 //! | `accounts` | users and tokens |
+//! | `admin` | membership changes (joins, invitations, join requests, bans, roles, mutes, the join policy) and their reads |
 //! | `changes` | edits, recalls, reactions, deletions for one member, the edit history |
 //! | `conversations` | conversations, members, the member-list cache of the sending path |
 //! | `files` | file metadata, shares, the clean-up |
@@ -15,6 +16,7 @@
 //! | `messages` | the append (sending path), history, changes, last messages, unread counts, cursors |
 
 mod accounts;
+mod admin;
 mod after_cursors;
 mod changes;
 mod conversations;
@@ -24,6 +26,7 @@ mod search;
 mod threads;
 
 pub(crate) use accounts::*;
+pub(crate) use admin::*;
 pub(crate) use changes::*;
 pub(crate) use conversations::*;
 pub(crate) use files::*;
