@@ -27,6 +27,12 @@ mod sqlite {
         use im_client_sdk::{Event, v1};
         include!("support/threads_cases.rs");
     }
+    mod group_admin {
+        use super::BACKEND;
+        use crate::support::*;
+        use im_client_sdk::{Event, Events, v1};
+        include!("support/admin_cases.rs");
+    }
     mod transport {
         use super::{BACKEND, TRANSPORT};
         include!("support/transport_cases.rs");
@@ -54,6 +60,12 @@ mod postgres {
         use crate::support::*;
         use im_client_sdk::{Event, v1};
         include!("support/threads_cases.rs");
+    }
+    mod group_admin {
+        use super::BACKEND;
+        use crate::support::*;
+        use im_client_sdk::{Event, Events, v1};
+        include!("support/admin_cases.rs");
     }
     mod transport {
         use super::{BACKEND, TRANSPORT};
