@@ -161,7 +161,7 @@ pub(crate) fn random_id() -> String {
 }
 
 /// True for a system message that ends `me`'s membership: removed or
-/// banned, or the group dissolved.
+/// banned, or the group dissolved (`me` 0: only the latter).
 fn ends_membership(m: &v1::Message, me: u64) -> bool {
     let Some(v1::content::Kind::System(n)) = m.content.as_ref().and_then(|c| c.kind.as_ref()) else {
         return false;
@@ -721,7 +721,19 @@ impl Inner {
                         continue;
                     }
                     let has_more = c.has_more;
-                    t.page(conv, c, &mut |e| self.emit(e));
+                    let mut dissolved = false;
+                    t.page(conv, c, &mut |e| {
+                        // A page cannot hold our own removal (we would not
+                        // be allowed to fetch it), but it can hold the end
+                        // of a dissolved group fetched just before it went.
+                        dissolved |= matches!(&e, Event::Message(m) if ends_membership(m, 0));
+                        self.emit(e)
+                    });
+                    if dissolved {
+                        t.convs.remove(&conv);
+                        self.emit(Event::ConversationRemoved(conv));
+                        return;
+                    }
                     if has_more {
                         continue;
                     }

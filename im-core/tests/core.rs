@@ -1216,9 +1216,15 @@ mod engine {
         ));
         let g = e.rename(a.clone(), g.id, "renamed").await.unwrap();
         assert_eq!(g.title, "renamed");
+        let d = user(&e, "dave").await;
         assert!(
-            matches!(e.join(c.clone(), g.id).await, Err(Error::PermissionDenied(_))),
-            "groups are invitation only"
+            matches!(e.join(d.clone(), g.id).await, Err(Error::PermissionDenied(_))),
+            "groups are invitation only by default"
+        );
+        assert_eq!(
+            e.join(c.clone(), g.id).await.unwrap().member_count,
+            3,
+            "joining as a member changes nothing"
         );
         e.leave(b.clone(), g.id).await.unwrap();
         assert!(matches!(
