@@ -239,3 +239,54 @@ async fn terminal_users_reply_edit_react_recall_and_search() {
     bob.task.await.unwrap().unwrap();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_owner_invites_mutes_and_kicks() {
+    let server = Running::start().await;
+    let url = server.url.clone();
+
+    let mut alice = Session::start(&url);
+    let mut bob = Session::start(&url);
+    alice.type_line("/register alice password123").await;
+    alice.expect("signed in as alice").await;
+    bob.type_line("/register bob password123").await;
+    bob.expect("signed in as bob").await;
+
+    alice.type_line("/group club").await;
+    let created = alice.expect("created group #").await;
+    let group: u64 = created
+        .split('#')
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    alice.type_line("/invite bob").await;
+    bob.expect(&format!("alice invited you to #{group} club")).await;
+    bob.type_line(&format!("/accept {group}")).await;
+    bob.expect(&format!("joined #{group}")).await;
+    alice.expect("* bob joined").await;
+
+    alice.type_line("/mute bob").await;
+    bob.expect("* alice muted bob").await;
+    bob.type_line("can I talk?").await;
+    bob.expect("! PermissionDenied").await;
+    alice.type_line("/members").await;
+    alice.expect("bob (ROLE_MEMBER, muted)").await;
+    alice.type_line("/mute bob 0").await;
+    bob.expect("* alice unmuted bob").await;
+
+    alice.type_line("/kick bob").await;
+    bob.expect("* alice removed bob").await;
+    bob.expect(&format!("you are no longer in #{group}")).await;
+    bob.type_line(&format!("/join {group}")).await;
+    bob.expect("! PermissionDenied").await;
+
+    alice.type_line("/quit").await;
+    bob.type_line("/quit").await;
+    alice.task.await.unwrap().unwrap();
+    bob.task.await.unwrap().unwrap();
+    server.stop().await;
+}
