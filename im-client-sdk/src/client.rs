@@ -634,7 +634,7 @@ impl Inner {
                 }
                 self.fill_if(outcome, conv);
             }
-            v1::event::Kind::Invitation(i) => self.emit(Event::Invitation(i)),
+            v1::event::Kind::Invitation(i) => self.emit(Event::Invitation(Box::new(i))),
             v1::event::Kind::Notice(n) => self.emit(Event::Notice(n)),
             v1::event::Kind::Deleted(d) => {
                 let conv = d.conversation_id;

@@ -138,7 +138,7 @@ pub enum Event {
     Call(v1::CallEvent),
     /// We were invited to a group or room: accept with
     /// [`Client::accept_invitation`] or decline.
-    Invitation(v1::Invitation),
+    Invitation(Box<v1::Invitation>),
     /// A change that concerns us in a conversation we are not a member of
     /// (a refused join request, a ban, an invitation declined on another
     /// of our devices).

@@ -502,7 +502,7 @@ async fn administration_flows(store: Arc<dyn Store>) {
         accept: false,
     };
     assert!(
-        e.respond_invitation(cast.newcomer.clone(), declined.clone())
+        e.respond_invitation(cast.newcomer.clone(), declined)
             .await
             .unwrap()
             .is_none()
