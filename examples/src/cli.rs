@@ -8,11 +8,12 @@ mod messages;
 use std::collections::HashMap;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
+#[path = "cli_admin.rs"]
+mod admin;
+
 const HELP: &str = "commands: /register USER PASS | /login USER PASS | /rooms | /join ROOM_ID | /create TITLE \
 | /group TITLE USER... | /dm USER | /users PREFIX | /conversations | /history | /leave \
-| /file PATH | /files | /download FILE_ID PATH \
-| /members | /invite USER... | /invitations | /accept ID | /kick USER | /ban USER | /unban USER \
-| /mute USER [MINUTES, 0 lifts; none: until lifted] | /quit; on messages (MSG: the m-number shown): ";
+| /file PATH | /files | /download FILE_ID PATH | /quit; on messages (MSG: the m-number shown): ";
 
 enum Target {
     None,
@@ -50,6 +51,7 @@ where
         messages::HELP
     ))
     .await?;
+    cli.say(admin::HELP).await?;
     let mut lines = input.lines();
     loop {
         let event = async {
@@ -315,82 +317,21 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
             "/reply" | "/edit" | "/recall" | "/react" | "/unreact" | "/delete" | "/search" => {
                 self.message_command(cmd, &rest).await?;
             }
-            "/members" => {
-                let id = self.current()?;
-                let (members, more) = self.client()?.members_page(id, 0, 50).await?;
-                for m in members {
-                    let role = v1::Role::try_from(m.role).unwrap_or_default().as_str_name();
-                    let muted = if m.send_muted_until > 0 { ", muted" } else { "" };
-                    let name = self.name(m.user_id).await;
-                    self.say(&format!("  {name} ({role}{muted})")).await?;
-                }
-                if more {
-                    self.say("  ...").await?;
-                }
-            }
-            "/invite" => {
-                anyhow::ensure!(!rest.is_empty(), "usage: /invite USER...");
-                let id = self.current()?;
-                let mut ids = Vec::new();
-                for u in &rest {
-                    ids.push(self.user_id(u).await?);
-                }
-                self.client()?.invite_members(id, &ids).await?;
-            }
-            "/invitations" => {
-                for i in self.client()?.invitations().await? {
-                    let c = i.conversation.unwrap_or_default();
-                    let by = self.name(i.invited_by).await;
-                    self.say(&format!("  #{} {} from {by}: /accept {}", c.id, c.title, c.id))
-                        .await?;
-                }
-            }
-            "/accept" => {
-                let id: u64 = rest
-                    .first()
-                    .and_then(|s| s.trim_start_matches('#').parse().ok())
-                    .ok_or_else(|| anyhow::anyhow!("usage: /accept ID"))?;
-                let c = self.client()?.accept_invitation(id).await?;
-                self.target = Target::Conversation(c.id);
-                self.say(&format!("joined #{} {}", c.id, c.title)).await?;
-            }
-            "/kick" | "/ban" | "/unban" | "/mute" => {
-                let user = rest.first().ok_or_else(|| anyhow::anyhow!("usage: {cmd} USER"))?;
-                let id = self.current()?;
-                let user_id = self.user_id(user).await?;
-                let client = self.client()?;
-                match cmd {
-                    "/kick" => client.kick(id, user_id).await?,
-                    "/ban" => client.ban(id, user_id).await?,
-                    "/unban" => client.unban(id, user_id).await?,
-                    _ => {
-                        let until = match rest.get(1) {
-                            None => im_client_sdk::MUTED_UNTIL_LIFTED,
-                            Some(m) => match m.parse::<i64>()? {
-                                0 => 0,
-                                minutes => now_ms() + minutes.max(1) * 60_000,
-                            },
-                        };
-                        client.mute_member(id, user_id, until).await?
-                    }
-                };
+            "/members" | "/invite" | "/invitations" | "/accept" | "/kick" | "/ban" | "/unban" | "/mute" => {
+                self.admin_command(cmd, &rest).await?;
             }
             "" => {
                 let target = self.send_target()?;
                 let ack = self.client()?.send(target, v1::Content::text(line)).await?;
                 self.target = Target::Conversation(ack.conversation_id);
             }
-            other => anyhow::bail!("unknown command {other}; {HELP}{}", messages::HELP),
+            other => anyhow::bail!(
+                "unknown command {other}; {HELP}{}; {}",
+                messages::HELP,
+                admin::HELP
+            ),
         }
         Ok(true)
-    }
-
-    /// The current conversation, for commands about it.
-    fn current(&self) -> anyhow::Result<u64> {
-        match self.target {
-            Target::Conversation(id) => Ok(id),
-            _ => anyhow::bail!("no current group or room: /join or /group first"),
-        }
     }
 
     /// Where a message typed now goes.
@@ -419,7 +360,7 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
                 format!(
                     "[#{}] * {}",
                     m.conversation_id,
-                    describe(&s, &actor, &users.join(", "))
+                    admin::describe(&s, &actor, &users.join(", "))
                 )
             }
             Some(
@@ -465,65 +406,11 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
             Event::Disconnected { reason } => format!("* disconnected ({reason}), reconnecting..."),
             Event::Closing { reason } => format!("* server: {reason}"),
             Event::AuthFailed(e) => format!("! {e}"),
-            Event::Invitation(i) => {
-                let c = i.conversation.unwrap_or_default();
-                let by = self.name(i.invited_by).await;
-                format!("* {by} invited you to #{} {}: /accept {}", c.id, c.title, c.id)
+            Event::Invitation(_) | Event::Notice(_) | Event::ConversationRemoved(_) => {
+                self.admin_event(event).await
             }
-            Event::Notice(n) => {
-                let notice = n.notice.unwrap_or_default();
-                let actor = self.name(notice.actor_id).await;
-                format!("[#{}] * {}", n.conversation_id, describe(&notice, &actor, "you"))
-            }
-            Event::ConversationRemoved(id) => format!("* you are no longer in #{id}"),
             _ => return Ok(()),
         };
         self.say(&line).await
     }
-}
-
-/// A system notice in words; `actor` and `users` are already names.
-fn describe(s: &v1::SystemNotice, actor: &str, users: &str) -> String {
-    use v1::SystemKind as K;
-    match K::try_from(s.kind).unwrap_or_default() {
-        K::Created => format!("{actor} created {}", s.title),
-        K::Joined => format!("{users} joined"),
-        K::Left => format!("{users} left"),
-        K::Added => format!("{actor} added {users}"),
-        K::Renamed => format!("{actor} renamed it to {}", s.title),
-        K::MessageTtl if s.ttl_ms == 0 => format!("{actor} turned disappearing messages off"),
-        K::MessageTtl => format!("{actor} made messages disappear after {} s", s.ttl_ms / 1000),
-        K::Invited => format!("{actor} invited {users}"),
-        K::InvitationDeclined => format!("{actor} declined the invitation"),
-        K::JoinRequested => format!("{actor} asked to join"),
-        K::JoinApproved => format!("{actor} let {users} in"),
-        K::JoinRefused => format!("{actor} refused the join request of {users}"),
-        K::Removed => format!("{actor} removed {users}"),
-        K::Banned => format!("{actor} banned {users}"),
-        K::Unbanned => format!("{actor} lifted the ban of {users}"),
-        K::MemberMuted if s.until == i64::MAX => format!("{actor} muted {users}"),
-        K::MemberMuted => format!("{actor} muted {users} for a while"),
-        K::MemberUnmuted => format!("{actor} unmuted {users}"),
-        K::GroupMuted => format!("{actor} muted the group: only admins can send"),
-        K::GroupUnmuted => format!("{actor} unmuted the group"),
-        K::JoinPolicyChanged => format!(
-            "{actor} set joining to {}",
-            v1::JoinPolicy::try_from(s.join_policy)
-                .unwrap_or_default()
-                .as_str_name()
-        ),
-        K::RoleChanged => format!(
-            "{actor} made {users} {}",
-            v1::Role::try_from(s.role).unwrap_or_default().as_str_name()
-        ),
-        K::OwnershipTransferred => format!("{actor} made {users} the owner"),
-        K::Dissolved => format!("{actor} dissolved the group"),
-        K::Unspecified => "?".into(),
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
