@@ -39,7 +39,8 @@ impl Engine {
     ///     target: Some(v1::send_message::Target::ConversationId(room.id)),
     ///     client_msg_id: "m1".into(),
     ///     content: Some(v1::Content::text("helo")),
-    ///, ..Default::default() };
+    ///     ..Default::default()
+    /// };
     /// let ack = engine.send_message(me.clone(), send).await?;
     /// let edit = v1::EditMessage {
     ///     conversation_id: room.id,

@@ -237,7 +237,8 @@ struct Inner {
 ///             target: Some(v1::send_message::Target::ToUserId(bob.user.id)),
 ///             client_msg_id: "m1".into(),
 ///             content: Some(v1::Content::text("hi Bob")),
-///, ..Default::default() },
+///             ..Default::default()
+///         },
 ///     )
 ///     .await?;
 /// assert_eq!(ack.seq, 1);
