@@ -44,6 +44,7 @@ const EVERYONE: [Who; 6] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     Send,
+    Forward,
     EditOwnMessage,
     React,
     ReadHistory,
@@ -53,6 +54,8 @@ enum Action {
     AddMembers,
     AddMembersInOpenGroup,
     Rename,
+    Pin,
+    SetMessageTtl,
     SetJoinPolicy,
     ListJoinRequests,
     DecideJoinRequest,
@@ -82,6 +85,7 @@ const N: bool = false;
 /// (it changes nothing).
 const MATRIX: &[(Action, [bool; 6])] = &[
     (Action::Send, [Y, Y, Y, N, N, N]),
+    (Action::Forward, [Y, Y, Y, N, N, N]),
     (Action::EditOwnMessage, [Y, Y, Y, N, N, N]),
     (Action::React, [Y, Y, Y, Y, N, N]),
     (Action::ReadHistory, [Y, Y, Y, Y, N, N]),
@@ -91,6 +95,8 @@ const MATRIX: &[(Action, [bool; 6])] = &[
     (Action::AddMembers, [Y, Y, N, N, N, N]),
     (Action::AddMembersInOpenGroup, [Y, Y, Y, N, N, N]),
     (Action::Rename, [Y, Y, N, N, N, N]),
+    (Action::Pin, [Y, Y, N, N, N, N]),
+    (Action::SetMessageTtl, [Y, Y, N, N, N, N]),
     (Action::SetJoinPolicy, [Y, Y, N, N, N, N]),
     (Action::ListJoinRequests, [Y, Y, N, N, N, N]),
     (Action::DecideJoinRequest, [Y, Y, N, N, N, N]),
@@ -271,6 +277,30 @@ async fn attempt(e: &Engine, cast: &Cast, action: Action, who: Who) -> Result<bo
     let target = cast.target.user_id;
     let result: Result<(), Error> = match action {
         Action::Send => e.send_message(me, text(g, "hello")).await.map(drop),
+        Action::Forward => {
+            let forward = v1::ForwardMessages {
+                from_conversation_id: g,
+                message_ids: vec![owners_message],
+                target: Some(v1::forward_messages::Target::ConversationId(g)),
+                ..Default::default()
+            };
+            e.forward_messages(me, forward).await.map(drop)
+        }
+        Action::Pin => {
+            let pin = v1::PinMessage {
+                conversation_id: g,
+                message_id: owners_message,
+                unpin: false,
+            };
+            e.pin_message(me, pin).await.map(drop)
+        }
+        Action::SetMessageTtl => {
+            let ttl = v1::SetMessageTtl {
+                conversation_id: g,
+                ttl_ms: 60_000,
+            };
+            e.set_message_ttl(me, ttl).await.map(drop)
+        }
         Action::EditOwnMessage => {
             let edit = v1::EditMessage {
                 conversation_id: g,
