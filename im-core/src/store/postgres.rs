@@ -116,7 +116,9 @@ impl SqlConnection for PgConnection {
         // A custom plan for each query: the generic plan of a prepared
         // statement can walk a common term's whole posting list.
         self.transaction(|c| {
-            c.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan")?;
+            // Bounded: a pathological query fails (retry-able) instead of
+            // holding a reader.
+            c.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL statement_timeout = '5s'")?;
             let rows: Vec<IdRow> = diesel::sql_query(
                 "SELECT s.message_id AS id FROM message_search s JOIN messages m ON m.id = s.message_id \
                  WHERE s.tsv @@ to_tsquery('simple', $1) AND s.message_id < $2 AND m.recalled_at = 0 \

@@ -7,6 +7,10 @@ CREATE TABLE message_search (
     tsv TSVECTOR NOT NULL
 );
 CREATE INDEX message_search_tsv ON message_search USING gin (tsv) WITH (fastupdate = off);
+-- For a user in few conversations, walking their messages newest first and
+-- checking each against the query beats collecting every match of a common
+-- term and sorting it: the planner picks per query (custom plans).
+CREATE INDEX message_search_conversation ON message_search (conversation_id, message_id);
 -- Which tokenizer version the index was built with (messages stored before
 -- are indexed when the store opens).
 CREATE TABLE search_index (
