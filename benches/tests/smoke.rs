@@ -393,3 +393,38 @@ async fn the_binary_runs_the_cluster_scenario_and_reports_json() {
         let _ = stop.send(());
     }
 }
+
+/// The store measurements (`im-store-bench`) on a small store of each kind:
+/// searches find what they look for and a catch-up covers every change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_measurements_run_on_sqlite_and_postgres() {
+    use im_benches::search;
+    use im_core::store::{PostgresStore, PostgresStoreConfig, SqliteStore, SqliteStoreConfig, Store};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let schema = TempSchema::create();
+    let stores: [Arc<dyn Store>; 2] = [
+        Arc::new(
+            SqliteStore::open(SqliteStoreConfig::new(dir.path().join("s.sqlite3")))
+                .await
+                .unwrap(),
+        ),
+        Arc::new(
+            PostgresStore::open(PostgresStoreConfig::new(schema.url()))
+                .await
+                .unwrap(),
+        ),
+    ];
+    for store in stores {
+        let (loaded, members) = search::load(&store, 30, 20, 600, 8).await.unwrap();
+        let report = search::search(&store, loaded, &members, 5).await.unwrap();
+        assert_eq!(
+            report.english_word.count + report.cjk_two.count + report.cjk_one.count,
+            15
+        );
+        assert!(report.mean_hits >= 1.0, "terms come from the users' own messages");
+        let sync = search::sync_after_changes(store.clone(), 300).await.unwrap();
+        assert_eq!((sync.messages, sync.requests), (300, 2));
+        store.close().await.unwrap();
+    }
+}
