@@ -64,6 +64,7 @@ pub use engine::{
     MAX_DELETE_BATCH, MAX_EMOJI_BYTES, MAX_FILE_NAME_BYTES, MAX_FORWARD, MAX_MENTIONS, MAX_MESSAGE_TTL_MS,
     MIN_MESSAGE_TTL_MS, UploadRequest, UploadState, sanitize_file_name,
 };
+pub use engine::{ContactsConfig, MAX_FRIEND_REQUEST_BYTES};
 pub use error::{Error, Result};
 pub use event::SharedEvent;
 pub use fanout::{Audience, Envelope, FanOut, FanOutHandler, LocalBus, LocalFanOut, Payload, Target};

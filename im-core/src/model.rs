@@ -6,6 +6,9 @@
 
 use im_protocol::v1;
 
+mod contacts;
+pub use contacts::*;
+
 /// A user id, assigned by the store.
 pub type UserId = u64;
 /// A conversation id, assigned by the store.
@@ -431,6 +434,10 @@ pub struct NewMessage {
     /// Sets the conversation's message time to live (ms, 0: off) in the
     /// same transaction (with the notice announcing it).
     pub message_ttl: Option<i64>,
+    /// In a direct conversation, the sender must be the other member's
+    /// friend (`Forbidden` otherwise): the engine's
+    /// `direct_requires_friendship`.
+    pub direct_needs_friendship: bool,
 }
 
 /// The outcome of an append.
@@ -448,6 +455,9 @@ pub struct Appended {
     /// The conversation's member list version after the change: increases
     /// with every membership change (0 for a duplicate).
     pub member_version: u64,
+    /// Members the message is hidden from, ascending: they block its
+    /// sender. They read it as a stub, and live delivery leaves them out.
+    pub hidden_from: Vec<UserId>,
 }
 
 /// Called by a store with a message it just stored, right after the commit,
@@ -518,6 +528,9 @@ pub struct Changed {
     pub members: std::sync::Arc<[UserId]>,
     /// The conversation's member list version.
     pub member_version: u64,
+    /// Members the message is hidden from because they block its sender
+    /// (see [`Appended::hidden_from`]): they hear nothing of the change.
+    pub hidden_from: Vec<UserId>,
 }
 
 /// Called with a change right after its commit, in commit order with the

@@ -86,11 +86,19 @@ pub struct Except {
     pub user: Option<UserId>,
     /// This one device.
     pub device: Option<DeviceAddress>,
+    /// Every device of these users, ascending (members who block the
+    /// sender of a message, or the actor of a typing indicator or receipt).
+    pub users: Vec<UserId>,
 }
 
 impl Except {
+    /// Every device of `user` is left out.
+    fn skips_user(&self, user: UserId) -> bool {
+        self.user == Some(user) || (!self.users.is_empty() && self.users.binary_search(&user).is_ok())
+    }
+
     fn skips(&self, user: UserId, device: &DeviceId) -> bool {
-        self.user == Some(user)
+        self.skips_user(user)
             || self
                 .device
                 .as_ref()
@@ -240,7 +248,7 @@ impl Sessions {
     /// Queues an event for every session of these users, except `except`.
     pub fn deliver_to_users(&self, users: &[UserId], except: &Except, event: &Arc<SharedEvent>) {
         for &user_id in users {
-            if except.user == Some(user_id) {
+            if except.skips_user(user_id) {
                 continue;
             }
             let Some(user) = self.by_user.get(&user_id) else {
@@ -333,6 +341,7 @@ mod tests {
                 user_id: 1,
                 device: phone.clone(),
             }),
+            users: Vec::new(),
         };
         sessions.deliver_to_users(&[1, 2], &all_but_a_phone, &event());
         assert_eq!(
@@ -347,6 +356,7 @@ mod tests {
         let all_but_user_2 = Except {
             user: Some(2),
             device: None,
+            users: Vec::new(),
         };
         sessions.deliver_to_users(&[1, 2], &all_but_user_2, &event());
         assert_eq!(

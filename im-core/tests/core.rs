@@ -9,6 +9,8 @@ mod memory_store {
     im_core::store_conformance_tests!(async { (Arc::new(MemoryStore::new()) as Arc<dyn Store>, ()) });
 }
 
+#[path = "core/contacts.rs"]
+mod contacts;
 #[path = "core/files.rs"]
 mod files;
 

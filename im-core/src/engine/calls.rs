@@ -81,7 +81,15 @@ impl Engine {
         let from = endpoint(&caller)?;
         let id = req.conversation_id;
         self.require_member(&caller, id).await?;
-        let invitees = self.invitees(&caller, id, &req.invitee_ids).await?;
+        let mut invitees = self.invitees(&caller, id, &req.invitee_ids).await?;
+        // Nobody rings across a block, either way.
+        let blocks = self.block_relations(caller.user_id).await?;
+        if !blocks.is_empty() && !invitees.is_empty() {
+            invitees.retain(|u| !blocks.either_way(*u));
+            if invitees.is_empty() {
+                return Err(Error::PermissionDenied("cannot call this user".into()));
+            }
+        }
         let media = media_from(req.media.unwrap_or_default());
         if !(media.audio || media.video || media.screen) {
             return Err(Error::InvalidArgument(

@@ -53,22 +53,27 @@ impl Engine {
 
     /// Relays an ephemeral event (typing, a receipt) to a conversation's
     /// members as this node knows them now, leaving out `except_user`.
+    /// `except_users` (ascending) are left out too: those who block the
+    /// actor.
     pub(super) fn relay(
         &self,
         conversation: ConversationId,
         members: &Arc<[UserId]>,
         except_user: Option<UserId>,
+        except_users: Vec<UserId>,
         kind: v1::event::Kind,
     ) {
         let mut audience = audience_of(members);
         audience.except.user = except_user;
+        audience.except.users = except_users;
         let envelope = self.envelope(conversation, audience, 0, kind);
         self.dispatch(&envelope, Some(members));
     }
 
     /// The hook that dispatches a stored message right after its commit, in
-    /// sequence order: to the members after the change, and to a user who
-    /// just left (their other devices must learn it).
+    /// sequence order: to the members after the change but those it is
+    /// hidden from (they block its sender), and to a user who just left
+    /// (their other devices must learn it).
     pub(super) fn dispatch_on_commit(&self, leaver: Option<UserId>) -> CommitHook {
         let engine = self.clone();
         Box::new(move |appended: &Appended| engine.dispatch_appended(appended, leaver))
@@ -81,7 +86,9 @@ impl Engine {
     fn dispatch_appended(&self, appended: &Appended, leaver: Option<UserId>) {
         let conversation = appended.message.conversation_id;
         let kind = v1::event::Kind::Message(appended.message.clone());
-        let envelope = self.members_envelope(conversation, &appended.members, appended.member_version, kind);
+        let mut envelope =
+            self.members_envelope(conversation, &appended.members, appended.member_version, kind);
+        envelope.audience.except.users = appended.hidden_from.clone();
         let to_leaver = leaver.map(|user| Envelope {
             audience: Audience::users(vec![user]),
             ..envelope.clone()
@@ -101,8 +108,9 @@ impl Engine {
         Box::new(move |changed: &Changed| {
             let conversation = changed.message.conversation_id;
             let kind = v1::event::Kind::Message(changed.message.clone());
-            let envelope =
+            let mut envelope =
                 engine.members_envelope(conversation, &changed.members, changed.member_version, kind);
+            envelope.audience.except.users = changed.hidden_from.clone();
             engine.queue(Committed {
                 envelope,
                 members: changed.members.clone(),
@@ -220,6 +228,8 @@ impl FanOutHandler for RemoteEvents {
 
     fn resumed(&self) {
         let Some(inner) = self.inner.upgrade() else { return };
+        // Invalidations of blocks may have been lost with the rest.
+        inner.blocks.clear();
         let sessions = inner.sessions.len();
         tracing::info!(sessions, "fan-out resumed: asking this node's clients to sync");
         let hint = Arc::new(SharedEvent::new(v1::event::Kind::Resync(v1::ResyncHint {
@@ -236,6 +246,13 @@ async fn deliver_remote(inner: &Arc<Inner>, envelope: &Envelope) {
     if let Payload::Call(relay) = &envelope.payload {
         let engine = Engine { inner: inner.clone() };
         engine.receive_call_relay(relay.clone(), envelope.origin_node.clone());
+        return;
+    }
+    if envelope.audience.to == Target::Nodes {
+        // A block changed: forget the two users' blocks (no session gets it).
+        if let Some(v1::event::Kind::Contact(contact)) = envelope.event().and_then(|e| e.kind()) {
+            Engine { inner: inner.clone() }.on_block_envelope(contact);
+        }
         return;
     }
     if envelope.audience.to != Target::Members {

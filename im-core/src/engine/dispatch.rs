@@ -114,6 +114,25 @@ impl Engine {
                 Reply::Ok(v1::Empty {})
             }
             Body::ListMembers(r) => Reply::Members(self.list_members(caller, r).await?),
+            Body::SendFriendRequest(r) => Reply::FriendRequest(self.send_friend_request(caller, r).await?),
+            Body::RespondFriendRequest(r) => {
+                Reply::FriendRequest(self.respond_friend_request(caller, r).await?)
+            }
+            Body::RemoveFriend(r) => {
+                self.remove_friend(caller, r.user_id).await?;
+                Reply::Ok(v1::Empty {})
+            }
+            Body::ListFriends(_) => Reply::Friends(self.list_friends(caller).await?),
+            Body::ListFriendRequests(_) => Reply::FriendRequests(self.list_friend_requests(caller).await?),
+            Body::BlockUser(r) => {
+                self.block_user(caller, r.user_id).await?;
+                Reply::Ok(v1::Empty {})
+            }
+            Body::UnblockUser(r) => {
+                self.unblock_user(caller, r.user_id).await?;
+                Reply::Ok(v1::Empty {})
+            }
+            Body::ListBlocked(_) => Reply::Blocked(self.list_blocked(caller).await?),
             Body::Ping(_) => Reply::Pong(v1::Pong {
                 server_time: self.now_ms(),
             }),

@@ -62,6 +62,7 @@ impl Engine {
             content,
             created_at: self.now_ms(),
             forwarded,
+            direct_needs_friendship: self.inner.config.contacts.direct_requires_friendship,
             ..Default::default()
         };
         let mut acks = Vec::new();

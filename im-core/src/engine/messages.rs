@@ -40,6 +40,7 @@ impl Engine {
             thread_root: (req.thread_root_id != 0).then_some(req.thread_root_id),
             mentions: req.mention_user_ids,
             mention_all: req.mention_all,
+            direct_needs_friendship: self.inner.config.contacts.direct_requires_friendship,
             ..Default::default()
         };
         let appended = self.store_and_dispatch(new).await?;
@@ -112,6 +113,14 @@ impl Engine {
             Some(v1::send_message::Target::ConversationId(id)) => Ok(id),
             Some(v1::send_message::Target::ToUserId(to)) => {
                 self.user(to).await?;
+                if self.inner.config.contacts.direct_requires_friendship && to != caller.user_id {
+                    // Before the conversation is created (the append checks
+                    // again, in its transaction).
+                    let state = self.inner.store.contact_state(caller.user_id, to).await?;
+                    if !state.friends {
+                        return Err(Error::PermissionDenied(FRIENDS_ONLY.into()));
+                    }
+                }
                 let direct = self
                     .inner
                     .store

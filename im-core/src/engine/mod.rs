@@ -47,6 +47,8 @@ pub struct EngineConfig {
     pub calls: crate::call::CallConfig,
     /// The STUN and TURN servers handed to callers.
     pub ice: crate::call::IceConfig,
+    /// Friend requests, friendship for direct messages, the block cache.
+    pub contacts: ContactsConfig,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +67,7 @@ impl Default for EngineConfig {
             files: FilesConfig::default(),
             calls: crate::call::CallConfig::default(),
             ice: crate::call::IceConfig::default(),
+            contacts: ContactsConfig::default(),
         }
     }
 }
@@ -186,6 +189,7 @@ impl EngineBuilder {
                 members: members::MemberDirectory::default(),
                 outbox: outbox::Outbox::default(),
                 calls,
+                blocks: blocks::BlockCache::default(),
                 runtime: tokio::runtime::Handle::try_current().ok(),
             }
         });
@@ -216,6 +220,8 @@ struct Inner {
     outbox: outbox::Outbox,
     /// The calls this node keeps.
     calls: calls::Calls,
+    /// Users' blocks, for what is relayed (presence, typing, receipts).
+    blocks: blocks::BlockCache,
     /// The runtime the engine was built in, for work started off it (a
     /// store writer thread's commit hook).
     runtime: Option<tokio::runtime::Handle>,
@@ -264,10 +270,13 @@ fn system(kind: v1::SystemKind, actor: UserId, users: Vec<UserId>, title: &str) 
 mod admin;
 mod admission;
 mod authz;
+mod blocks;
 mod call_relay;
 mod calls;
 mod changes;
 pub use changes::{MAX_DELETE_BATCH, MAX_EMOJI_BYTES};
+mod contacts;
+pub use contacts::{ContactsConfig, MAX_FRIEND_REQUEST_BYTES};
 mod conversations;
 mod delivery;
 mod dispatch;

@@ -69,7 +69,7 @@ impl Engine {
     }
 
     pub(super) async fn announce_presence(&self, change: PresenceChange) {
-        let contacts = match self.contacts(change.user_id).await {
+        let mut contacts = match self.contacts(change.user_id).await {
             Ok(c) if !c.is_empty() => c,
             Ok(_) => return,
             Err(e) => {
@@ -77,6 +77,19 @@ impl Engine {
                 return;
             }
         };
+        // Neither side of a block sees the other's presence; unsure of the
+        // blocks, say nothing.
+        match self.block_relations(change.user_id).await {
+            Ok(blocks) if blocks.is_empty() => {}
+            Ok(blocks) => contacts.retain(|u| !blocks.either_way(*u)),
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: could not read blocks");
+                return;
+            }
+        }
+        if contacts.is_empty() {
+            return;
+        }
         let presence = v1::Presence {
             user_id: change.user_id,
             online: change.online,
@@ -149,7 +162,8 @@ impl Engine {
     }
 
     /// Presence of users the caller shares a direct conversation or a
-    /// (not large) group with, or of the caller; others are left out.
+    /// (not large) group with, or of the caller; others are left out, and
+    /// so are users the caller blocks or is blocked by (as if unknown).
     pub async fn presence(&self, caller: Caller, ids: &[UserId]) -> Result<Vec<v1::Presence>> {
         if ids.len() > self.inner.config.max_page_size as usize {
             return Err(Error::TooLarge(format!(
@@ -158,10 +172,11 @@ impl Engine {
             )));
         }
         let contacts: BTreeSet<UserId> = self.contacts(caller.user_id).await?.into_iter().collect();
+        let blocks = self.block_relations(caller.user_id).await?;
         let ids: Vec<UserId> = ids
             .iter()
             .copied()
-            .filter(|id| *id == caller.user_id || contacts.contains(id))
+            .filter(|id| *id == caller.user_id || (contacts.contains(id) && !blocks.either_way(*id)))
             .collect();
         let stored: HashMap<UserId, i64> = self
             .inner

@@ -31,7 +31,9 @@ impl Engine {
             });
             if conv.member_count <= self.inner.config.large_group_threshold {
                 let members = self.relay_members(id).await?;
-                self.relay(id, &members, None, receipt);
+                // Those who block the reader do not see their receipts.
+                let blockers = self.block_relations(caller.user_id).await?.blocked_by.clone();
+                self.relay(id, &members, None, blockers, receipt);
             } else {
                 // Large groups: only the reader's own devices (unread counts).
                 let envelope = self.envelope(id, Audience::users(vec![caller.user_id]), 0, receipt);
@@ -62,7 +64,15 @@ impl Engine {
             user_id: caller.user_id,
             typing,
         };
-        self.relay(id, &members, Some(caller.user_id), v1::event::Kind::Typing(event));
+        // Those who block the typist do not see them typing.
+        let blockers = self.block_relations(caller.user_id).await?.blocked_by.clone();
+        self.relay(
+            id,
+            &members,
+            Some(caller.user_id),
+            blockers,
+            v1::event::Kind::Typing(event),
+        );
         Ok(())
     }
 }

@@ -79,6 +79,15 @@ impl Audience {
         self.except.device = Some(device);
         self
     }
+
+    /// The same audience without these users' devices.
+    #[must_use]
+    pub fn except_users(mut self, mut users: Vec<UserId>) -> Self {
+        users.sort_unstable();
+        users.dedup();
+        self.except.users = users;
+        self
+    }
 }
 
 /// One event on its way to the sessions of every node.
@@ -184,6 +193,7 @@ impl Envelope {
                 to: Some(to),
                 except_user: self.audience.except.user.unwrap_or(0),
                 except_device: self.audience.except.device.as_ref().map(device),
+                except_users: self.audience.except.users.clone(),
             }),
             event,
             member_version: self.member_version,
@@ -221,6 +231,11 @@ impl Envelope {
                 except: Except {
                     user: (audience.except_user != 0).then_some(audience.except_user),
                     device: audience.except_device.map(device),
+                    users: {
+                        let mut users = audience.except_users;
+                        users.sort_unstable();
+                        users
+                    },
                 },
             },
             member_version: e.member_version,
@@ -248,10 +263,13 @@ mod tests {
         let envelope = Envelope {
             conversation_id: 9,
             origin_node: "node-a".into(),
-            audience: Audience::members().except_user(3).except_device(DeviceAddress {
-                user_id: 4,
-                device: DeviceId::new("phone"),
-            }),
+            audience: Audience::members()
+                .except_user(3)
+                .except_device(DeviceAddress {
+                    user_id: 4,
+                    device: DeviceId::new("phone"),
+                })
+                .except_users(vec![8, 5]),
             member_version: 12,
             payload: Payload::Event(SharedEvent::new(v1::event::Kind::Typing(v1::TypingEvent {
                 conversation_id: 9,

@@ -42,10 +42,14 @@ pub enum StoreError {
     /// append's membership change; nothing was written.
     #[error("not a member of conversation {0}")]
     NotMember(ConversationId),
-    /// A rule of the conversation's administration, checked in the
-    /// transaction, refuses the write: the sender is muted (alone, or with
+    /// A rule checked in the transaction refuses the write. Of the
+    /// conversation's administration: the sender is muted (alone, or with
     /// every member), or a banned user would be added, invited or asked to
-    /// join. Nothing was written; the message says which rule.
+    /// join. Of contacts: a block between the two users of a direct
+    /// conversation or of a friend request, a direct message between users
+    /// who are not friends where friendship is required. Nothing was
+    /// written; the message says which rule, fit for the user (it never
+    /// tells a blocked user they are blocked).
     #[error("forbidden: {0}")]
     Forbidden(String),
     /// Any other failure of the backend (a bug, a schema that does not match,

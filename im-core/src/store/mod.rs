@@ -44,6 +44,16 @@
 //!   [`StoreError::NotFound`] (nothing stored, no seq used) if one is not a
 //!   complete file; [`Store::delete_expired_file`] never deletes a file
 //!   that a committed message shares, even racing that append.
+//! * **Blocks are applied in the append**: a message from a user is
+//!   recorded as hidden (a stub, as if deleted for themselves, with no
+//!   private version) for every member who blocks its sender when it is
+//!   stored, and [`Appended::hidden_from`] lists them; in a direct
+//!   conversation a block either way refuses the append with
+//!   [`StoreError::Forbidden`], and so does a missing friendship when
+//!   [`NewMessage::direct_needs_friendship`] is set. A user with no block
+//!   costs the append no extra statement: what the blocks among a
+//!   conversation's members are is cached by backends under a version that
+//!   every block, unblock and friendship change of two members bumps.
 //!
 //! Every method reports failures as a typed [`StoreError`]; the engine turns it
 //! into its own [`Error`](crate::Error) in one place.
@@ -126,7 +136,9 @@ pub trait Store: Send + Sync + 'static {
     /// members. It starts with [`ConversationRecord::default_join_policy`]
     /// and unmuted.
     async fn create_conversation(&self, new: NewConversation) -> StoreResult<ConversationRecord>;
-    /// The direct conversation of two users, created if needed: exactly one per pair.
+    /// The direct conversation of two users, created if needed: exactly one
+    /// per pair. `Forbidden` (nothing created) when it does not exist yet
+    /// and either user blocks the other.
     async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> StoreResult<ConversationRecord>;
     /// A conversation by id.
     async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>>;
@@ -300,7 +312,8 @@ pub trait Store: Send + Sync + 'static {
         message: MessageId,
     ) -> StoreResult<Vec<FormerContent>>;
     /// Number of messages of the main timeline (not thread replies) after
-    /// `after_seq`, not sent by `user` and not recalled.
+    /// `after_seq`, not sent by `user`, not recalled and not hidden from
+    /// `user` (deleted for themselves, or sent by a user they blocked).
     async fn unread_count(
         &self,
         conversation: ConversationId,
@@ -318,7 +331,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<v1::Message>>;
     /// [`Store::unread_count`] for several conversations at once: for each
     /// `(conversation, after_seq)`, the number of messages of the main
-    /// timeline after `after_seq` not sent by `user` and not recalled. Conversations with no such message, and unknown
+    /// timeline after `after_seq` not sent by `user`, not recalled and not
+    /// hidden from `user`. Conversations with no such message, and unknown
     /// ones, are left out of the answer (their count is 0), in no particular
     /// order; a conversation listed twice counts from its lowest `after_seq`.
     async fn unread_counts(
@@ -328,8 +342,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<(ConversationId, u64)>>;
     /// [`Store::unread_counts`] for mentions: for each `(conversation,
     /// after_seq)`, the messages after `after_seq` that mention `user` or
-    /// everyone, not sent by `user`, not recalled. Conversations with none
-    /// are left out.
+    /// everyone, not sent by `user`, not recalled, not from a user who was
+    /// blocked by `user` when it was sent. Conversations with none are left
+    /// out.
     async fn unread_mention_counts(
         &self,
         user: UserId,
@@ -453,6 +468,49 @@ pub trait Store: Send + Sync + 'static {
         stale_before: i64,
         unshared_before: i64,
     ) -> StoreResult<bool>;
+
+    /// Records a friend request from `new.from` to `new.to`, or, if `to`
+    /// has a pending request to `from`, makes them friends at once (both
+    /// requests are then `Accepted`). Returns `from`'s request as stored.
+    /// A request answered earlier is replaced by the new one.
+    ///
+    /// `Invalid` to oneself, `NotFound` for an unknown `to`, `Forbidden`
+    /// when either blocks the other, `Conflict` when they are friends or a
+    /// request from `from` is pending; nothing is written then.
+    async fn send_friend_request(&self, new: NewFriendRequest) -> StoreResult<FriendRequestRecord>;
+    /// Accepts (they become friends) or declines the pending request from
+    /// `from` to `to`; returns it. `NotFound` if there is none pending.
+    async fn respond_friend_request(
+        &self,
+        from: UserId,
+        to: UserId,
+        accept: bool,
+        at: i64,
+    ) -> StoreResult<FriendRequestRecord>;
+    /// Ends the friendship of `user` and `other` (their requests go too),
+    /// or else withdraws `user`'s pending request to `other`; says which.
+    /// `NotFound` if there is neither.
+    async fn remove_friend(&self, user: UserId, other: UserId) -> StoreResult<ContactRemoved>;
+    /// The friends of `user` with the time each friendship began, most
+    /// recent first.
+    async fn friends(&self, user: UserId) -> StoreResult<Vec<(UserId, i64)>>;
+    /// The friend requests `user` sent or received, in any state, most
+    /// recently changed first.
+    async fn friend_requests(&self, user: UserId) -> StoreResult<Vec<FriendRequestRecord>>;
+    /// `blocker` blocks `blocked`, atomically ending their friendship and
+    /// dropping every request between them; later appends apply it (see the
+    /// trait docs). `Invalid` to oneself, `NotFound` for an unknown
+    /// `blocked`, `Conflict` if already blocked (nothing written).
+    async fn block_user(&self, blocker: UserId, blocked: UserId, at: i64) -> StoreResult<BlockOutcome>;
+    /// Lifts a block: later messages reach `blocker` again (those hidden
+    /// stay hidden). `NotFound` if there was no such block.
+    async fn unblock_user(&self, blocker: UserId, blocked: UserId) -> StoreResult<()>;
+    /// The users `user` blocks with the time of each block, most recent first.
+    async fn blocked_users(&self, user: UserId) -> StoreResult<Vec<(UserId, i64)>>;
+    /// The blocks `user` is part of, both ways, in one read.
+    async fn block_relations(&self, user: UserId) -> StoreResult<BlockRelations>;
+    /// Friendship and blocks between `a` and `b`, in one read.
+    async fn contact_state(&self, a: UserId, b: UserId) -> StoreResult<ContactState>;
 
     /// `Ok` if the store can serve reads and writes now (for readiness
     /// probes): cheap, and never writes. The default suits stores with

@@ -15,6 +15,7 @@ use std::sync::Arc;
 mod admin;
 mod batch;
 mod changes;
+mod contacts;
 mod files;
 mod identities;
 mod search;
@@ -23,6 +24,7 @@ mod threads;
 pub use admin::*;
 pub use batch::*;
 pub use changes::*;
+pub use contacts::*;
 pub use files::*;
 pub use identities::*;
 pub use search::*;
@@ -57,7 +59,12 @@ macro_rules! store_conformance_tests {
             pins_are_message_changes, expiring_messages_are_erased_when_due,
             search_finds_words_in_the_members_conversations_only,
             administration_commits_with_its_message, mutes_are_enforced_by_the_append,
-            administration_reads_page_and_order);
+            administration_reads_page_and_order,
+            friend_requests_are_sent_answered_and_listed,
+            mutual_requests_make_friends_and_removal_ends_them,
+            blocks_end_friendships_and_refuse_requests,
+            blocks_refuse_direct_messages_and_hide_group_messages,
+            direct_messages_can_require_friendship);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(

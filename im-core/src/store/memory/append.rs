@@ -30,6 +30,7 @@ impl Inner {
                 member_count: conv.record.member_count,
                 members: Arc::from(Vec::new()),
                 member_version: 0,
+                hidden_from: Vec::new(),
             });
         }
         let file_ids = content_file_ids(&new.content);
@@ -38,6 +39,9 @@ impl Inner {
         if new.sender_id != 0 && new.membership.is_none() {
             may_send(conv, new.sender_id, new.created_at)?;
         }
+        let conv = &self.conversations[&new.conversation_id];
+        self.check_direct_send(conv, new.sender_id, new.direct_needs_friendship)?;
+        let conv = self.conv(new.conversation_id)?;
         let reply_to = match new.reply_to {
             None => None,
             Some(id) => {
@@ -113,6 +117,12 @@ impl Inner {
             ..Default::default()
         };
         conv.messages.push(message.clone());
+        let conv = &self.conversations[&new.conversation_id];
+        let hidden_from = self.blockers_among(conv, new.sender_id);
+        let conv = self.conv(new.conversation_id)?;
+        for &user in &hidden_from {
+            conv.hidden.insert((user, id), 0);
+        }
         let member_count = conv.record.member_count;
         let members: Arc<[UserId]> = conv.members.keys().copied().collect::<Vec<_>>().into();
         let member_version = conv.member_version;
@@ -128,6 +138,7 @@ impl Inner {
             member_count,
             members,
             member_version,
+            hidden_from,
         };
         // Under the lock: hooks run in commit order.
         on_commit(&appended);

@@ -114,11 +114,21 @@ impl Inner {
             next.version = conv.record.last_version;
             conv.messages[index] = next.clone();
         }
+        // Hidden when stored from members who blocked the sender (no
+        // private version): they hear nothing of it.
+        let mut hidden_from: Vec<UserId> = conv
+            .hidden
+            .iter()
+            .filter(|&(&(user, m), &pv)| m == id && pv == 0 && conv.members.contains_key(&user))
+            .map(|(&(user, _), _)| user)
+            .collect();
+        hidden_from.sort_unstable();
         let outcome = Changed {
             message: next,
             changed,
             members: conv.members.keys().copied().collect::<Vec<_>>().into(),
             member_version: conv.member_version,
+            hidden_from,
         };
         if changed {
             // Under the lock: hooks run in commit order.
@@ -181,7 +191,8 @@ impl Inner {
 }
 
 /// Forgets what a member who left deleted for themselves (a member who
-/// comes back starts a new private log).
+/// comes back starts a new private log); what blocks hid from them (no
+/// private version) stays hidden.
 pub(super) fn forget_member(conv: &mut super::Conv, user: UserId) {
-    conv.hidden.retain(|(u, _), _| *u != user);
+    conv.hidden.retain(|(u, _), pv| *u != user || *pv == 0);
 }

@@ -74,11 +74,16 @@ impl Inner {
 }
 
 /// Messages of the main timeline after `after_seq`, not sent by `user`,
-/// not recalled.
+/// not recalled, not hidden from `user`.
 pub(super) fn unread(conv: &Conv, user: UserId, after_seq: u64) -> u64 {
     conv.messages
         .iter()
         .skip(after_seq as usize)
-        .filter(|m| m.sender_id != user && m.recalled_at == 0 && m.thread_root_id == 0)
+        .filter(|m| {
+            m.sender_id != user
+                && m.recalled_at == 0
+                && m.thread_root_id == 0
+                && !conv.hidden.contains_key(&(user, m.id))
+        })
         .count() as u64
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 mod admin;
 mod append;
 mod changes;
+mod contacts;
 mod files;
 mod members;
 mod messages;
@@ -43,6 +44,8 @@ struct Inner {
     next_message: u64,
     /// Uploaded files and their shares.
     files: files::Files,
+    /// Friend requests, friendships, blocks.
+    contacts: contacts::Contacts,
 }
 
 /// Who reacted to one message: each emoji in first-use order, with its
@@ -58,7 +61,8 @@ struct Conv {
     /// Index = seq - 1.
     messages: Vec<v1::Message>,
     /// What members deleted for themselves: (user, message) to the
-    /// member's private version of the deletion.
+    /// member's private version of the deletion; 0 for a message hidden
+    /// when stored because the member blocks its sender.
     hidden: HashMap<(UserId, MessageId), u64>,
     /// The former contents of edited messages, oldest first.
     edits: HashMap<MessageId, Vec<FormerContent>>,
@@ -313,6 +317,7 @@ impl Store for MemoryStore {
         if let Some(id) = inner.direct.get(&key).copied() {
             return Ok(inner.conv(id)?.record.clone());
         }
+        inner.check_new_direct(a, b)?;
         let members: Vec<_> = if a == b {
             vec![(a, v1::Role::Member)]
         } else {
@@ -774,6 +779,52 @@ impl Store for MemoryStore {
             .inner
             .lock()
             .delete_expired_file(id, stale_before, unshared_before))
+    }
+
+    async fn send_friend_request(&self, new: NewFriendRequest) -> StoreResult<FriendRequestRecord> {
+        self.inner.lock().send_friend_request(new)
+    }
+
+    async fn respond_friend_request(
+        &self,
+        from: UserId,
+        to: UserId,
+        accept: bool,
+        at: i64,
+    ) -> StoreResult<FriendRequestRecord> {
+        self.inner.lock().respond_friend_request(from, to, accept, at)
+    }
+
+    async fn remove_friend(&self, user: UserId, other: UserId) -> StoreResult<ContactRemoved> {
+        self.inner.lock().remove_friend(user, other)
+    }
+
+    async fn friends(&self, user: UserId) -> StoreResult<Vec<(UserId, i64)>> {
+        Ok(self.inner.lock().friends_of(user))
+    }
+
+    async fn friend_requests(&self, user: UserId) -> StoreResult<Vec<FriendRequestRecord>> {
+        Ok(self.inner.lock().friend_requests(user))
+    }
+
+    async fn block_user(&self, blocker: UserId, blocked: UserId, at: i64) -> StoreResult<BlockOutcome> {
+        self.inner.lock().block_user(blocker, blocked, at)
+    }
+
+    async fn unblock_user(&self, blocker: UserId, blocked: UserId) -> StoreResult<()> {
+        self.inner.lock().unblock_user(blocker, blocked)
+    }
+
+    async fn blocked_users(&self, user: UserId) -> StoreResult<Vec<(UserId, i64)>> {
+        Ok(self.inner.lock().blocked_users(user))
+    }
+
+    async fn block_relations(&self, user: UserId) -> StoreResult<BlockRelations> {
+        Ok(self.inner.lock().block_relations(user))
+    }
+
+    async fn contact_state(&self, a: UserId, b: UserId) -> StoreResult<ContactState> {
+        Ok(self.inner.lock().contact_state(a, b))
     }
 }
 

@@ -32,6 +32,7 @@ impl Inner {
                         m.sender_id != user
                             && m.recalled_at == 0
                             && (m.mention_all || m.mention_user_ids.contains(&user))
+                            && !self.contacts.blocks(user, m.sender_id)
                     })
                     .count() as u64;
                 (n > 0).then_some((id, n))

@@ -47,6 +47,7 @@ diesel::table! {
         message_ttl_ms -> BigInt,
         join_policy -> Integer,
         members_muted -> Bool,
+        contact_version -> BigInt,
     }
 }
 
@@ -195,6 +196,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    friend_requests (from_user, to_user) {
+        from_user -> BigInt,
+        to_user -> BigInt,
+        message -> Text,
+        state -> Integer,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    friends (user_id, friend_id) {
+        user_id -> BigInt,
+        friend_id -> BigInt,
+        since -> BigInt,
+    }
+}
+
+diesel::table! {
+    blocks (blocker, blocked) {
+        blocker -> BigInt,
+        blocked -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(file_shares -> files (file_id));
 diesel::allow_tables_to_appear_in_same_query!(
     conversations,
@@ -209,5 +237,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     thread_reads,
     bans,
     invitations,
-    join_requests
+    join_requests,
+    friend_requests,
+    friends,
+    blocks
 );

@@ -3,7 +3,7 @@
 //! inside a group-commit batch) and calls into [`queries`](super::queries).
 
 use super::SqlConnection;
-use super::queries::{self, MemberCache};
+use super::queries::{self, ContactCache, MemberCache};
 use super::rows::MessageRow;
 use super::writer::{DieselCore, WriteStats};
 use crate::model::*;
@@ -18,6 +18,8 @@ use std::sync::Arc;
 pub struct DieselStore<C: SqlConnection> {
     /// Member lists used by the sending path (see `MemberCache`).
     members: MemberCache,
+    /// Blocks among members used by the sending path (see `ContactCache`).
+    contacts: ContactCache,
     /// Reader pool and group-commit writer.
     core: DieselCore<C>,
 }
@@ -26,6 +28,7 @@ impl<C: SqlConnection> DieselStore<C> {
     pub(crate) fn new(core: DieselCore<C>) -> Self {
         Self {
             members: MemberCache::default(),
+            contacts: ContactCache::default(),
             core,
         }
     }
@@ -33,6 +36,23 @@ impl<C: SqlConnection> DieselStore<C> {
     /// What the group-commit writer committed so far.
     pub fn write_stats(&self) -> WriteStats {
         self.core.stats()
+    }
+
+    /// Runs a contact change between `a` and `b`, which bumps the
+    /// `contact_version` of the conversations they share: their rows are
+    /// locked up front with the batch's others, in one order, so the change
+    /// never deadlocks with the appends of other writers (one the two
+    /// joined meanwhile is bumped too, locked on the way).
+    async fn write_between<R, F>(&self, a: UserId, b: UserId, f: F) -> StoreResult<R>
+    where
+        F: FnOnce(&mut C) -> StoreResult<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let shared = self
+            .core
+            .read(move |c| queries::shared_conversations(c, a, b))
+            .await?;
+        self.core.write_locking(shared, f).await
     }
 }
 
@@ -273,6 +293,7 @@ impl<C: SqlConnection> Store for DieselStore<C> {
 
     async fn append_message_then(&self, new: NewMessage, on_commit: CommitHook) -> StoreResult<Appended> {
         let cache = self.members.clone();
+        let contacts = self.contacts.clone();
         let dedup_key = new.client_msg_id.clone().map(|id| (new.sender_id as i64, id));
         // The writer runs completions in commit order: the hook of each
         // message of a conversation runs before the next one's.
@@ -285,7 +306,7 @@ impl<C: SqlConnection> Store for DieselStore<C> {
             .core
             .write_keyed_then(
                 new.conversation_id,
-                move |c| queries::append_message(c, &cache, new),
+                move |c| queries::append_message(c, &cache, &contacts, new),
                 after_commit,
             )
             .await;
@@ -293,6 +314,7 @@ impl<C: SqlConnection> Store for DieselStore<C> {
             Err(StoreError::Unavailable(e)) => {
                 // The batch may not have committed: forget lists read inside it.
                 self.members.lock().clear();
+                self.contacts.lock().clear();
                 Err(StoreError::Unavailable(e))
             }
             // A retry of this message committed on another node between
@@ -312,6 +334,7 @@ impl<C: SqlConnection> Store for DieselStore<C> {
                     member_count: 0,
                     members: std::sync::Arc::from(Vec::new()),
                     member_version: 0,
+                    hidden_from: Vec::new(),
                 })
             }
             other => other,
@@ -641,6 +664,64 @@ impl<C: SqlConnection> Store for DieselStore<C> {
             Err(StoreError::Conflict(_)) => Ok(false),
             other => other,
         }
+    }
+
+    async fn send_friend_request(&self, new: NewFriendRequest) -> StoreResult<FriendRequestRecord> {
+        let (from, to) = (new.from, new.to);
+        self.write_between(from, to, move |c| queries::send_friend_request(c, &new))
+            .await
+    }
+
+    async fn respond_friend_request(
+        &self,
+        from: UserId,
+        to: UserId,
+        accept: bool,
+        at: i64,
+    ) -> StoreResult<FriendRequestRecord> {
+        self.write_between(from, to, move |c| {
+            queries::respond_friend_request(c, from, to, accept, at)
+        })
+        .await
+    }
+
+    async fn remove_friend(&self, user: UserId, other: UserId) -> StoreResult<ContactRemoved> {
+        self.write_between(user, other, move |c| queries::remove_friend(c, user, other))
+            .await
+    }
+
+    async fn friends(&self, user: UserId) -> StoreResult<Vec<(UserId, i64)>> {
+        self.core.read(move |c| queries::friends_of(c, user)).await
+    }
+
+    async fn friend_requests(&self, user: UserId) -> StoreResult<Vec<FriendRequestRecord>> {
+        self.core.read(move |c| queries::friend_requests(c, user)).await
+    }
+
+    async fn block_user(&self, blocker: UserId, blocked: UserId, at: i64) -> StoreResult<BlockOutcome> {
+        self.write_between(blocker, blocked, move |c| {
+            queries::block_user(c, blocker, blocked, at)
+        })
+        .await
+    }
+
+    async fn unblock_user(&self, blocker: UserId, blocked: UserId) -> StoreResult<()> {
+        self.write_between(blocker, blocked, move |c| {
+            queries::unblock_user(c, blocker, blocked)
+        })
+        .await
+    }
+
+    async fn blocked_users(&self, user: UserId) -> StoreResult<Vec<(UserId, i64)>> {
+        self.core.read(move |c| queries::blocked_users(c, user)).await
+    }
+
+    async fn block_relations(&self, user: UserId) -> StoreResult<BlockRelations> {
+        self.core.read(move |c| queries::block_relations(c, user)).await
+    }
+
+    async fn contact_state(&self, a: UserId, b: UserId) -> StoreResult<ContactState> {
+        self.core.read(move |c| queries::contact_state(c, a, b)).await
     }
 
     async fn health(&self) -> StoreResult<()> {

@@ -29,6 +29,10 @@ type Job<C> = Box<dyn FnOnce(Option<&mut C>) -> Completion + Send>;
 enum WriterMsg<C> {
     /// A write, and the conversation row it will lock, if any.
     Job(Job<C>, Option<i64>),
+    /// A write that changes several conversation rows (a block between two
+    /// users bumps every conversation they share), locked up front with
+    /// the batch's others, in one order.
+    JobLocking(Job<C>, Vec<i64>),
     /// A health check: answered after the current batch, by probing the
     /// writing connection (and re-opening it if it is gone).
     Ping(oneshot::Sender<StoreResult<()>>),
@@ -206,32 +210,32 @@ impl<C: R2D2Connection + Send + 'static> DieselCore<C> {
         A: FnOnce(&R) + Send + 'static,
         R: Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let job: Job<C> = Box::new(move |conn: Option<&mut C>| {
-            let result = match conn {
-                // Nested in the batch transaction: a savepoint.
-                Some(conn) => conn.transaction::<R, StoreError, _>(f),
-                None => Err(StoreError::Unavailable("database unreachable".into())),
-            };
-            Box::new(move |commit_error: Option<StoreError>| {
-                let _ = tx.send(match commit_error {
-                    Some(e) => Err(e),
-                    None => {
-                        if let Ok(r) = &result {
-                            // The write is committed whatever the hook does:
-                            // a panicking hook must not take the writer down.
-                            let hook = std::panic::AssertUnwindSafe(|| after(r));
-                            if std::panic::catch_unwind(hook).is_err() {
-                                tracing::error!("a commit hook panicked; its events were not delivered");
-                            }
-                        }
-                        result
-                    }
-                });
-            })
-        });
+        let (job, rx) = job_of(f, after);
+        self.send_job(shard, WriterMsg::Job(job, lock), rx).await
+    }
+
+    /// Runs `f`, a write that changes the rows of the conversations
+    /// `locks`, on some writer; the batch locks those rows up front with
+    /// its others (in one order: no deadlock with other writers).
+    pub(crate) async fn write_locking<R, F>(&self, locks: Vec<u64>, f: F) -> StoreResult<R>
+    where
+        F: FnOnce(&mut C) -> StoreResult<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let shard = self.next_writer.fetch_add(1, Ordering::Relaxed);
+        let (job, rx) = job_of(f, |_: &R| {});
+        let locks = locks.into_iter().map(|id| id as i64).collect();
+        self.send_job(shard, WriterMsg::JobLocking(job, locks), rx).await
+    }
+
+    async fn send_job<R>(
+        &self,
+        shard: usize,
+        msg: WriterMsg<C>,
+        rx: oneshot::Receiver<StoreResult<R>>,
+    ) -> StoreResult<R> {
         self.writers[shard % self.writers.len()]
-            .send(WriterMsg::Job(job, lock))
+            .send(msg)
             .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?
@@ -333,6 +337,42 @@ impl<C: Connection> WriterConn<C> {
     }
 }
 
+/// A write job running `f` in its savepoint and `after` right after the
+/// commit, and where its result arrives.
+fn job_of<C, R, F, A>(f: F, after: A) -> (Job<C>, oneshot::Receiver<StoreResult<R>>)
+where
+    C: Connection,
+    F: FnOnce(&mut C) -> StoreResult<R> + Send + 'static,
+    A: FnOnce(&R) + Send + 'static,
+    R: Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let job: Job<C> = Box::new(move |conn: Option<&mut C>| {
+        let result = match conn {
+            // Nested in the batch transaction: a savepoint.
+            Some(conn) => conn.transaction::<R, StoreError, _>(f),
+            None => Err(StoreError::Unavailable("database unreachable".into())),
+        };
+        Box::new(move |commit_error: Option<StoreError>| {
+            let _ = tx.send(match commit_error {
+                Some(e) => Err(e),
+                None => {
+                    if let Ok(r) = &result {
+                        // The write is committed whatever the hook does:
+                        // a panicking hook must not take the writer down.
+                        let hook = std::panic::AssertUnwindSafe(|| after(r));
+                        if std::panic::catch_unwind(hook).is_err() {
+                            tracing::error!("a commit hook panicked; its events were not delivered");
+                        }
+                    }
+                    result
+                }
+            });
+        })
+    });
+    (job, rx)
+}
+
 fn writer_loop<C: Connection + Send + 'static>(
     conn: Option<C>,
     connect: Connect<C>,
@@ -357,6 +397,10 @@ fn writer_loop<C: Connection + Send + 'static>(
                 batch.push(job);
                 locks.extend(lock);
             }
+            WriterMsg::JobLocking(job, many) => {
+                batch.push(job);
+                locks.extend(many);
+            }
             WriterMsg::Ping(tx) => pings.push(tx),
             WriterMsg::Close(tx) => close = Some(tx),
         }
@@ -376,6 +420,10 @@ fn writer_loop<C: Connection + Send + 'static>(
                 Ok(WriterMsg::Job(job, lock)) => {
                     batch.push(job);
                     locks.extend(lock);
+                }
+                Ok(WriterMsg::JobLocking(job, many)) => {
+                    batch.push(job);
+                    locks.extend(many);
                 }
                 Ok(WriterMsg::Ping(tx)) => pings.push(tx),
                 Ok(WriterMsg::Close(tx)) => close = Some(tx),

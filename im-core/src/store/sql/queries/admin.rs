@@ -159,10 +159,13 @@ pub(crate) fn apply_membership<C: SqlConnection>(
 /// who comes back starts a new one.
 fn remove_member<C: SqlConnection>(c: &mut C, conv: i64, user: i64) -> StoreResult<()> {
     diesel::delete(members::table.find((conv, user))).run(c)?;
+    // A member who comes back starts a new private log; what blocks hid
+    // from them (no private version) stays hidden.
     diesel::delete(
         hidden_messages::table
             .filter(hidden_messages::conversation_id.eq(conv))
-            .filter(hidden_messages::user_id.eq(user)),
+            .filter(hidden_messages::user_id.eq(user))
+            .filter(hidden_messages::private_version.ne(0)),
     )
     .run(c)?;
     Ok(())

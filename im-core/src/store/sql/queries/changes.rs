@@ -224,10 +224,12 @@ pub(crate) fn change_message<C: SqlConnection>(
         .row(c)?;
     next.version = version as u64;
     write(c, &next)?;
+    let members = members_at(c, cache, conv_id, member_version)?.ids.clone();
     Ok(Changed {
         message: next,
         changed: true,
-        members: members_at(c, cache, conv_id, member_version)?.ids.clone(),
+        hidden_from: super::contacts::hidden_from_message(c, id, &members)?,
+        members,
         member_version: member_version as u64,
     })
 }
@@ -248,6 +250,7 @@ fn unchanged<C: SqlConnection>(
         changed: false,
         members: members_at(c, cache, conv_id, member_version)?.ids.clone(),
         member_version: member_version as u64,
+        hidden_from: Vec::new(),
     })
 }
 

@@ -160,6 +160,7 @@ pub(crate) fn direct_conversation<C: SqlConnection>(
     if let Some(existing) = direct_by_key(c, key)? {
         return Ok(existing);
     }
+    super::contacts::check_new_direct(c, a, b)?;
     let list: Vec<_> = if a == b {
         vec![(a, v1::Role::Member)]
     } else {

@@ -6,6 +6,7 @@ use super::super::schema::*;
 use super::super::{Run, SqlConnection};
 use super::after_cursors::AfterCursors;
 use super::changes::{deleted_after, stub_hidden};
+use super::contacts::{ContactCache, contacts_at, hide_from};
 use super::conversations::{MemberCache, members_at};
 use super::{CHUNK, ids};
 use crate::model::*;
@@ -37,6 +38,7 @@ pub(crate) fn message_by_client_id<C: SqlConnection>(
 pub(crate) fn append_message<C: SqlConnection>(
     c: &mut C,
     cache: &MemberCache,
+    contact_cache: &ContactCache,
     new: NewMessage,
 ) -> StoreResult<Appended> {
     let conv_id = new.conversation_id as i64;
@@ -55,6 +57,7 @@ pub(crate) fn append_message<C: SqlConnection>(
             member_count: member_count as u32,
             members: Arc::from(Vec::new()),
             member_version: 0,
+            hidden_from: Vec::new(),
         });
     }
     if let Some(change) = &new.membership {
@@ -72,9 +75,10 @@ pub(crate) fn append_message<C: SqlConnection>(
         conversations::member_count,
         conversations::message_ttl_ms,
         conversations::members_muted,
+        conversations::contact_version,
     );
     // Takes the row lock that orders every writer of this conversation.
-    let bumped: Option<(i64, i64, i64, i32, i64, bool)> = if new.membership.is_some() {
+    let bumped: Option<(i64, i64, i64, i32, i64, bool, i64)> = if new.membership.is_some() {
         let member_count: i64 = members::table
             .filter(members::conversation_id.eq(conv_id))
             .count()
@@ -99,7 +103,8 @@ pub(crate) fn append_message<C: SqlConnection>(
             .row(c)
             .optional()?
     };
-    let Some((seq, version, member_version, member_count, ttl, members_muted)) = bumped else {
+    let Some((seq, version, member_version, member_count, ttl, members_muted, contact_version)) = bumped
+    else {
         return Err(StoreError::NotFound(format!("conversation {conv_id}")));
     };
     let cached = members_at(c, cache, conv_id, member_version)?;
@@ -109,6 +114,17 @@ pub(crate) fn append_message<C: SqlConnection>(
         cached.check_sender(new.conversation_id, new.sender_id, members_muted, new.created_at)?;
     }
     let members = cached.ids.clone();
+    // Blocks and friendship: cached with the versions just read, so a user
+    // with no block costs no statement here.
+    let contacts = contacts_at(
+        c,
+        contact_cache,
+        conv_id,
+        (member_version, contact_version),
+        &members,
+    )?;
+    contacts.check_direct_send(new.sender_id, new.direct_needs_friendship)?;
+    let hidden_from = contacts.blockers_of(new.sender_id);
     let file_ids = content_file_ids(&new.content);
     if !file_ids.is_empty() {
         // Rolls back with the savepoint if a file is missing: nothing stored.
@@ -160,6 +176,9 @@ pub(crate) fn append_message<C: SqlConnection>(
             .run(c)?;
     }
     super::search::index_content(c, id, conv_id, &new.content)?;
+    if !hidden_from.is_empty() {
+        hide_from(c, conv_id, id, &hidden_from)?;
+    }
     message.id = id as u64;
     message.content = Some(new.content);
     Ok(Appended {
@@ -168,6 +187,7 @@ pub(crate) fn append_message<C: SqlConnection>(
         member_count: member_count as u32,
         members,
         member_version: member_version as u64,
+        hidden_from,
     })
 }
 
@@ -300,6 +320,14 @@ pub(crate) fn unread_count<C: SqlConnection>(
         .filter(messages::sender_id.ne(user as i64))
         .filter(messages::recalled_at.eq(0))
         .filter(messages::thread_root_id.eq(0))
+        .filter(
+            messages::id.ne_all(
+                hidden_messages::table
+                    .filter(hidden_messages::conversation_id.eq(conversation as i64))
+                    .filter(hidden_messages::user_id.eq(user as i64))
+                    .select(hidden_messages::message_id),
+            ),
+        )
         .count()
         .row(c)?;
     Ok(n as u64)
@@ -349,10 +377,19 @@ pub(crate) fn unread_counts<C: SqlConnection>(
     let mut out = Vec::new();
     // Two parameters per conversation.
     for chunk in lowest.chunks(CHUNK / 2) {
+        let conversations: Vec<i64> = chunk.iter().map(|&(id, _)| id).collect();
         let rows: Vec<(i64, i64)> = messages::table
             .filter(messages::sender_id.ne(user as i64))
             .filter(messages::recalled_at.eq(0))
             .filter(messages::thread_root_id.eq(0))
+            .filter(
+                messages::id.ne_all(
+                    hidden_messages::table
+                        .filter(hidden_messages::conversation_id.eq_any(conversations))
+                        .filter(hidden_messages::user_id.eq(user as i64))
+                        .select(hidden_messages::message_id),
+                ),
+            )
             .filter(AfterCursors::new(chunk, messages::conversation_id, messages::seq))
             .group_by(messages::conversation_id)
             .select((messages::conversation_id, count_star()))

@@ -9,6 +9,7 @@
 //! | `accounts` | users and tokens |
 //! | `admin` | membership changes (joins, invitations, join requests, bans, roles, mutes, the join policy) and their reads |
 //! | `changes` | edits, recalls, reactions, deletions for one member, the edit history |
+//! | `contacts` | friend requests, friendships, blocks, the blocks among members cached for the sending path |
 //! | `conversations` | conversations, members, the member-list cache of the sending path |
 //! | `files` | file metadata, shares, the clean-up |
 //! | `threads` | threads and their read cursors, pinned messages, unread-mention counts |
@@ -19,6 +20,7 @@ mod accounts;
 mod admin;
 mod after_cursors;
 mod changes;
+mod contacts;
 mod conversations;
 mod files;
 mod messages;
@@ -28,6 +30,7 @@ mod threads;
 pub(crate) use accounts::*;
 pub(crate) use admin::*;
 pub(crate) use changes::*;
+pub(crate) use contacts::*;
 pub(crate) use conversations::*;
 pub(crate) use files::*;
 pub(crate) use messages::*;

@@ -30,6 +30,13 @@ pub(crate) fn unread_mention_counts<C: SqlConnection>(
         let rows: Vec<(i64, i64)> = mentions::table
             .filter(mentions::user_id.eq_any([user as i64, 0]))
             .filter(mentions::sender_id.ne(user as i64))
+            .filter(
+                mentions::sender_id.ne_all(
+                    blocks::table
+                        .filter(blocks::blocker.eq(user as i64))
+                        .select(blocks::blocked),
+                ),
+            )
             .filter(AfterCursors::new(chunk, mentions::conversation_id, mentions::seq))
             .group_by(mentions::conversation_id)
             .select((mentions::conversation_id, count_star()))
