@@ -658,6 +658,7 @@ impl Inner {
             }
             v1::event::Kind::Call(call) => self.route_call_event(call),
             v1::event::Kind::ConversationSettings(s) => self.emit(Event::ConversationSettings(s)),
+            v1::event::Kind::Contact(c) => self.emit(Event::Contact(c)),
             v1::event::Kind::Resync(hint) => {
                 // The server may have missed events for us: sync as after a
                 // reconnect, after a random pause of up to a second so that

@@ -21,6 +21,9 @@
 //!   kick, ban, mute, roles, ownership, dissolve, the member list
 //!   ([`Client::invite_members`], [`Client::kick`], [`Client::ban`],
 //!   [`Client::mute_member`] ...).
+//! * **Contacts**: friend requests ([`Client::send_friend_request`],
+//!   [`Client::accept_friend_request`]...), the friends list, blocks
+//!   ([`Client::block`]) and their events ([`Event::Contact`]).
 //! * **Call signalling**: typed requests ([`Client::call_invite`],
 //!   [`Client::call_accept`], [`Client::call_signal`], [`Client::ice_servers`]
 //!   ...) and call events ([`Event::Call`], or a stream of their own with
@@ -60,6 +63,7 @@ mod call_api;
 #[cfg(feature = "webrtc")]
 pub mod calls;
 mod client;
+mod contacts;
 mod conversation_settings;
 pub mod files;
 mod group_admin;
@@ -143,6 +147,10 @@ pub enum Event {
     /// (a refused join request, a ban, an invitation declined on another
     /// of our devices).
     Notice(v1::ConversationNotice),
+    /// A friend request, friendship or block of ours changed: a request
+    /// to or from us, an answer, a friend removed, or (from another of our
+    /// devices) a block or unblock.
+    Contact(v1::ContactEvent),
 }
 
 /// Errors of the client.

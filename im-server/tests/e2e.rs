@@ -33,6 +33,12 @@ mod sqlite {
         use im_client_sdk::{Event, Events, v1};
         include!("support/admin_cases.rs");
     }
+    mod contacts {
+        use super::BACKEND;
+        use crate::support::*;
+        use im_client_sdk::{Event, Events, v1};
+        include!("support/contacts_cases.rs");
+    }
     mod transport {
         use super::{BACKEND, TRANSPORT};
         include!("support/transport_cases.rs");
@@ -66,6 +72,12 @@ mod postgres {
         use crate::support::*;
         use im_client_sdk::{Event, Events, v1};
         include!("support/admin_cases.rs");
+    }
+    mod contacts {
+        use super::BACKEND;
+        use crate::support::*;
+        use im_client_sdk::{Event, Events, v1};
+        include!("support/contacts_cases.rs");
     }
     mod transport {
         use super::{BACKEND, TRANSPORT};

@@ -2,9 +2,11 @@
 //! environment variables (e.g. `IM__SERVER__LISTEN=0.0.0.0:8080`).
 
 mod calls;
+mod contacts;
 mod sections;
 
 pub use calls::CallsSection;
+pub use contacts::ContactsSection;
 pub use sections::*;
 
 use crate::error::{Result, ServerError};
@@ -46,6 +48,8 @@ pub struct ServerConfig {
     pub files: FilesSection,
     /// Calls: ring time-out, reconnect window, size, STUN and TURN servers.
     pub calls: CallsSection,
+    /// Contacts: friendship for direct messages, friend request limit, block cache.
+    pub contacts: ContactsSection,
 }
 
 /// The store chosen by `store.url`.
@@ -163,6 +167,7 @@ impl ServerConfig {
             bail!("server.max_connections and limits.max_sessions_per_user must be positive");
         }
         self.calls.validate(self.limits.max_frame_bytes)?;
+        self.contacts.validate()?;
         self.validate_tls()
     }
 
@@ -285,6 +290,7 @@ impl ServerConfig {
             },
             calls: self.calls.call_config(),
             ice: self.calls.ice_config(),
+            contacts: self.contacts.contacts_config(),
             ..Default::default()
         }
     }
