@@ -3,6 +3,8 @@
 
 use im_client_sdk::{Client, ClientConfig, Credentials, Event, Events, MediaKind, Upload, v1};
 
+#[path = "cli_contacts.rs"]
+mod contacts;
 #[path = "cli_messages.rs"]
 mod messages;
 use std::collections::HashMap;
@@ -47,8 +49,9 @@ where
         conversation_of: HashMap::new(),
     };
     cli.say(&format!(
-        "{HELP}{}; anything else is sent to the current conversation",
-        messages::HELP
+        "{HELP}{}; contacts: {}; anything else is sent to the current conversation",
+        messages::HELP,
+        contacts::HELP
     ))
     .await?;
     cli.say(admin::HELP).await?;
@@ -320,6 +323,7 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
             "/members" | "/invite" | "/invitations" | "/accept" | "/kick" | "/ban" | "/unban" | "/mute" => {
                 self.admin_command(cmd, &rest).await?;
             }
+            cmd if contacts::is_contact_command(cmd) => self.contact_command(cmd, &rest).await?,
             "" => {
                 let target = self.send_target()?;
                 let ack = self.client()?.send(target, v1::Content::text(line)).await?;
@@ -345,6 +349,10 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
 
     async fn render(&mut self, m: &v1::Message) -> String {
         self.conversation_of.insert(m.id, m.conversation_id);
+        if m.deleted {
+            // Deleted for us, or from a user we block.
+            return format!("[#{}] (m{}) (deleted)", m.conversation_id, m.id);
+        }
         let content = m.content.clone().unwrap_or_default();
         match content.kind {
             Some(v1::content::Kind::Text(t)) => {
@@ -409,6 +417,7 @@ impl<W: AsyncWrite + Unpin> Cli<W> {
             Event::Invitation(_) | Event::Notice(_) | Event::ConversationRemoved(_) => {
                 self.admin_event(event).await
             }
+            Event::Contact(c) => self.render_contact(&c).await,
             _ => return Ok(()),
         };
         self.say(&line).await

@@ -45,6 +45,26 @@ impl Session {
         .await
         .unwrap_or_else(|_| panic!("no line containing {needle:?}"))
     }
+
+    /// Reads output lines until one contains `needle`, none containing
+    /// `never`; returns them.
+    async fn expect_before(&mut self, needle: &str, never: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let line = self.output.next_line().await.unwrap().expect("cli output ended");
+                assert!(!line.contains(never), "{line:?} before {needle:?}");
+                let done = line.contains(needle);
+                seen.push(line);
+                if done {
+                    return;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no line containing {needle:?}"));
+        seen
+    }
 }
 
 /// A reference server on 127.0.0.1 with a SQLite file in a temporary
@@ -288,5 +308,74 @@ async fn a_terminal_owner_invites_mutes_and_kicks() {
     bob.type_line("/quit").await;
     alice.task.await.unwrap().unwrap();
     bob.task.await.unwrap().unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_users_befriend_and_block() {
+    let server = Running::start().await;
+    let url = server.url.clone();
+
+    let mut alice = Session::start(&url);
+    let mut bob = Session::start(&url);
+    let mut mallory = Session::start(&url);
+    for (s, name) in [
+        (&mut alice, "alice"),
+        (&mut bob, "bob"),
+        (&mut mallory, "mallory"),
+    ] {
+        s.type_line(&format!("/register {name} password123")).await;
+        s.expect(&format!("signed in as {name}")).await;
+    }
+    // Friends: asked, then asked back (which accepts).
+    alice.type_line("/friend bob hi from alice").await;
+    alice.expect("friend request sent to bob").await;
+    bob.expect("* alice asks bob to be friends: hi from alice").await;
+    bob.type_line("/friend alice").await;
+    bob.expect("you and alice are friends").await;
+    alice.expect("* bob and alice are friends").await;
+    alice.type_line("/friends").await;
+    alice.expect("friend bob").await;
+
+    // Bob blocks Mallory: her direct messages are refused, her group
+    // messages reach Alice but Bob only as deleted.
+    alice.type_line("/group three bob mallory").await;
+    alice.expect("created group #").await;
+    mallory.expect("created three").await;
+    bob.expect("created three").await;
+    alice.type_line("welcome").await;
+    let welcome = message_id(&mallory.expect("alice: welcome").await);
+    bob.expect("alice: welcome").await;
+    bob.type_line("/block mallory").await;
+    bob.expect("blocked mallory").await;
+    bob.type_line("/blocked").await;
+    bob.expect("blocked mallory").await;
+    mallory
+        .type_line(&format!("/reply m{welcome} nobody hears me?"))
+        .await;
+    alice.expect("mallory: nobody hears me?").await;
+    alice.type_line("alice speaks").await;
+    let shown = bob
+        .expect_before("alice: alice speaks", "mallory: nobody hears me?")
+        .await;
+    assert!(shown.iter().any(|l| l.contains("(deleted)")), "{shown:?}");
+    mallory.type_line("/dm bob").await;
+    mallory.expect("talking to bob").await;
+    mallory.type_line("let me in").await;
+    mallory
+        .expect("! PermissionDenied: cannot message this user")
+        .await;
+
+    bob.type_line("/unblock mallory").await;
+    bob.expect("unblocked mallory").await;
+    mallory.type_line(&format!("/reply m{welcome} hello again")).await;
+    bob.expect("mallory: hello again").await;
+
+    for s in [&mut alice, &mut bob, &mut mallory] {
+        s.type_line("/quit").await;
+    }
+    alice.task.await.unwrap().unwrap();
+    bob.task.await.unwrap().unwrap();
+    mallory.task.await.unwrap().unwrap();
     server.stop().await;
 }

@@ -272,4 +272,25 @@ mod tests {
         let cursor = &t.cursors()[0];
         assert_eq!((cursor.version, cursor.private_version), (4, 2));
     }
+
+    #[test]
+    fn a_message_hidden_by_a_block_fills_its_seq_as_a_stub_once() {
+        // Seq 2 came from a user we block: the server never sent it live,
+        // so seq 3 shows a gap, and the fill brings 2 as a stub.
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        let mut emit = |e: Event| out.push(e);
+        t.live(msg(1, 1), &mut emit);
+        assert_eq!(t.live(msg(3, 3), &mut emit), Live::Fill);
+        t.page(
+            1,
+            changes(vec![msg(2, 2).deleted_stub(), msg(3, 3)], 3),
+            &mut emit,
+        );
+        // The blocked sender edits it later: neither the change (not sent)
+        // nor the stub seen again in a later fill emits anything new.
+        t.page(1, changes(vec![msg(2, 5).deleted_stub()], 5), &mut emit);
+        assert_eq!(t.live(msg(3, 3), &mut emit), Live::Done);
+        assert_eq!(summary(&out), [("new", 1), ("new-deleted", 2), ("new", 3)]);
+    }
 }
