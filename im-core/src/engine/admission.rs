@@ -76,6 +76,7 @@ impl Engine {
         if self.inner.store.users_by_ids(&users).await?.len() != users.len() {
             return Err(Error::NotFound("unknown user in the invitation".into()));
         }
+        self.refuse_blocked_by(caller.user_id, &users).await?;
         let members: std::collections::BTreeSet<UserId> = self.member_ids(id).await?.into_iter().collect();
         users.retain(|u| !members.contains(u));
         if users.is_empty() {

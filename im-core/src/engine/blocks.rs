@@ -152,6 +152,17 @@ impl Engine {
         Ok(relations)
     }
 
+    /// Refuses adding or inviting to a group anyone who blocks `actor`.
+    pub(super) async fn refuse_blocked_by(&self, actor: UserId, users: &[UserId]) -> Result<()> {
+        let blocks = self.block_relations(actor).await?;
+        match users.iter().find(|u| blocks.blocked_by.binary_search(u).is_ok()) {
+            Some(user) => Err(Error::PermissionDenied(format!(
+                "cannot add or invite user {user}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// A block between `a` and `b` changed: this node forgets their blocks
     /// now, every other node when the envelope arrives.
     fn blocks_changed(&self, a: UserId, b: UserId, kind: v1::ContactEventKind) {

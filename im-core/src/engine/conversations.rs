@@ -31,6 +31,7 @@ impl Engine {
         if found.len() != ids.len() {
             return Err(Error::NotFound("unknown user in member list".into()));
         }
+        self.refuse_blocked_by(caller.user_id, &ids).await?;
         let conv = self
             .inner
             .store
@@ -162,6 +163,7 @@ impl Engine {
         if self.inner.store.users_by_ids(&ids).await?.len() != ids.len() {
             return Err(Error::NotFound("unknown user in member list".into()));
         }
+        self.refuse_blocked_by(caller.user_id, &ids).await?;
         let roles = ids.iter().map(|&u| (u, v1::Role::Member)).collect();
         self.append_system(
             id,

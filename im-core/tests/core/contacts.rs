@@ -187,3 +187,58 @@ async fn blocks_across_nodes(store: Arc<dyn Store>) {
     );
     drop(mallory_again);
 }
+
+#[tokio::test]
+async fn a_blocked_user_cannot_put_the_blocker_in_a_group() {
+    let engine = Engine::builder()
+        .password_auth(PasswordAuthConfig {
+            argon2_m_cost: 256,
+            argon2_t_cost: 1,
+            ..Default::default()
+        })
+        .build();
+    let bob = engine.register("bob", "password123", "").await.unwrap().user.id;
+    let mallory = engine
+        .register("mallory", "password123", "")
+        .await
+        .unwrap()
+        .user
+        .id;
+    let carol = engine.register("carol", "password123", "").await.unwrap().user.id;
+    engine.block_user(Caller::user(bob), mallory).await.unwrap();
+    let denied = v1::ErrorCode::PermissionDenied;
+    let err = engine
+        .create_group(Caller::user(mallory), "trap", &[bob, carol])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), denied);
+    let group = engine
+        .create_group(Caller::user(mallory), "ok", &[carol])
+        .await
+        .unwrap();
+    let err = engine
+        .add_members(Caller::user(mallory), group.id, &[bob])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), denied);
+    let invite = v1::InviteMembers {
+        conversation_id: group.id,
+        user_ids: vec![bob],
+        ..Default::default()
+    };
+    let err = engine
+        .invite_members(Caller::user(mallory), invite)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), denied);
+    // Anyone else may; and the blocker may put the blocked user in a group.
+    let theirs = engine
+        .create_group(Caller::user(carol), "all", &[bob, mallory])
+        .await
+        .unwrap();
+    assert_eq!(theirs.member_count, 3);
+    engine
+        .create_group(Caller::user(bob), "mine", &[mallory])
+        .await
+        .unwrap();
+}
