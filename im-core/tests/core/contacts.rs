@@ -224,7 +224,6 @@ async fn a_blocked_user_cannot_put_the_blocker_in_a_group() {
     let invite = v1::InviteMembers {
         conversation_id: group.id,
         user_ids: vec![bob],
-        ..Default::default()
     };
     let err = engine
         .invite_members(Caller::user(mallory), invite)
