@@ -209,7 +209,7 @@ pub struct MemberRecord {
     /// The member's own settings of the conversation.
     pub settings: MemberSettings,
     /// The member's private change-log position: bumped by each deletion
-    /// "for me" (see [`Store::hide_messages`](crate::store::Store::hide_messages)).
+    /// "for me" (see `Store::hide_messages`).
     pub private_version: u64,
     /// The member may not send until then (Unix ms; 0: not muted;
     /// `i64::MAX`: until lifted), set by an owner or admin
@@ -288,7 +288,7 @@ pub fn may_send(role: v1::Role, send_muted_until: i64, members_muted: bool, now:
 
 /// A change of who belongs to a conversation, or of its administration,
 /// stored atomically with the system message announcing it (see the
-/// [`Store`](crate::store::Store) docs). Each one bumps the conversation's
+/// `Store` docs). Each one bumps the conversation's
 /// member list version, so caches of members, roles and mutes keyed by it
 /// stay exact.
 ///
@@ -299,7 +299,7 @@ pub fn may_send(role: v1::Role, send_muted_until: i64, members_muted: bool, now:
 pub enum Membership {
     /// Add these users with these roles (users already members are left as
     /// they are); their pending invitations and join requests are dropped.
-    /// [`StoreError::Forbidden`](crate::store::StoreError::Forbidden) if
+    /// `StoreError::Forbidden` if
     /// one of them is banned.
     Add(Vec<(UserId, v1::Role)>),
     /// Remove this user.
@@ -392,7 +392,7 @@ pub struct BanRecord {
 }
 
 /// Where a user stands with a conversation besides membership (see
-/// [`Store::standing`](crate::store::Store::standing)).
+/// `Store::standing`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Standing {
     /// Their membership, if a member.
@@ -465,7 +465,7 @@ pub struct Appended {
 pub type CommitHook = Box<dyn FnOnce(&Appended) + Send>;
 
 /// A change to a stored message (see
-/// [`Store::change_message`](crate::store::Store::change_message)).
+/// `Store::change_message`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageChange {
     /// The conversation the message is in.
